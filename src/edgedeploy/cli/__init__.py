@@ -1,0 +1,73 @@
+"""The command line: thin wrappers that parse, call one library function and print.
+
+User mistakes (:class:`~edgedeploy.errors.UserError`) print one line and exit non-zero; anything
+else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import typer
+
+from edgedeploy import __version__
+from edgedeploy.cli import demo as demo_cmd
+from edgedeploy.cli import model as model_cmds
+from edgedeploy.cli import zoo as zoo_cmds
+from edgedeploy.errors import UserError
+
+app = typer.Typer(
+    name="edgedeploy",
+    help="Put trained models onto edge devices: inspect, run on any engine, compare, measure.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(zoo_cmds.app, name="zoo")
+app.command("info")(model_cmds.info)
+app.command("run")(model_cmds.run)
+app.command("engines")(model_cmds.engines_)
+app.command("demo")(demo_cmd.demo)
+
+
+def _version(value: bool):
+    if value:
+        print(f"edgedeploy {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(log_level: str = typer.Option("warning", "--log-level", help="debug, info, warning or error."),
+          version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version.")):
+    level = getattr(logging, log_level.upper(), None)
+    if not isinstance(level, int):
+        raise UserError(f"--log-level {log_level!r}: expected debug, info, warning or error")
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    try:
+        app(args=argv, standalone_mode=False)
+    except UserError as exc:
+        print(f"edgedeploy: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        print("edgedeploy: aborted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # click's usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""Engines ("backends"): found by name, imported on first use, described by one capability table.
+
+>>> from edgedeploy import engines
+>>> with engines.load("ppocr-cls", engine="openvino") as session:
+...     out = session.run(session.example_feeds())
+
+``ENGINES`` is the single source of truth for what each engine can do; the CLI choices, the
+tuner, ``doctor`` and the tests all read it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+from dataclasses import dataclass
+
+from edgedeploy.engines.base import EngineOptions, Session, TensorSpec, warn_once
+from edgedeploy.errors import EngineMissing, UserError, did_you_mean
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ENGINES", "EngineOptions", "EngineSpec", "Session", "TensorSpec", "available", "gpu_available",
+           "load", "resolve", "runnable"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineSpec:
+    """What one engine is and supports.
+
+    formats: model formats it runs (anything else is converted to ONNX first, if it takes ONNX).
+    options: the :class:`EngineOptions` fields it honours; the rest are reported as notes.
+    """
+
+    name: str
+    module: str
+    package: str  # import name of its SDK
+    install: str
+    formats: tuple[str, ...]
+    devices: tuple[str, ...]
+    precisions: tuple[str, ...]
+    options: tuple[str, ...]
+    description: str
+
+
+ENGINES: dict[str, EngineSpec] = {
+    "onnxruntime": EngineSpec(
+        name="onnxruntime",
+        module="edgedeploy.engines.onnxruntime",
+        package="onnxruntime",
+        install="pip install onnxruntime (or onnxruntime-gpu for CUDA/TensorRT)",
+        formats=("onnx",),
+        devices=("cpu", "gpu"),
+        precisions=("fp32", "fp16", "int8"),
+        options=("threads", "graph_optimization", "memory_optimization", "device"),
+        description="ONNX Runtime: the embedded default; CPU, CUDA and TensorRT providers",
+    ),
+    "openvino": EngineSpec(
+        name="openvino",
+        module="edgedeploy.engines.openvino",
+        package="openvino",
+        install="pip install 'edgedeploy[openvino]'",
+        formats=("onnx", "paddle"),
+        devices=("cpu", "gpu"),
+        precisions=("fp32", "bf16", "fp16", "int8"),
+        options=("threads", "memory_optimization", "device", "precision"),
+        description="Intel OpenVINO: CPU (AVX-512/VNNI/AMX) and Intel GPU; reads ONNX and Paddle models",
+    ),
+    "paddle": EngineSpec(
+        name="paddle",
+        module="edgedeploy.engines.paddle",
+        package="paddle",
+        install="pip install 'edgedeploy[paddle]'",
+        formats=("paddle",),
+        devices=("cpu", "gpu"),
+        precisions=("fp32", "int8"),
+        options=("threads", "graph_optimization", "memory_optimization", "mkldnn", "device"),
+        description="Paddle Inference: Paddle-format models, CPU with oneDNN (MKLDNN), CUDA GPU",
+    ),
+}
+ENGINE_CHOICES = (*ENGINES, "auto")
+
+
+def spec(name: str) -> EngineSpec:
+    try:
+        return ENGINES[name]
+    except KeyError:
+        raise UserError(
+            f"unknown engine {name!r}{did_you_mean(name, ENGINE_CHOICES)}; choose one of {', '.join(ENGINE_CHOICES)}"
+        ) from None
+
+
+def available(name: str) -> bool:
+    """Whether the engine's SDK is installed (does not import it)."""
+    return importlib.util.find_spec(spec(name).package) is not None
+
+
+def _module(name: str):
+    s = spec(name)
+    if not available(name):
+        raise EngineMissing(f"engine {name!r} is not installed: {s.install}")
+    return importlib.import_module(s.module)
+
+
+def gpu_available(name: str) -> bool:
+    """Whether this engine sees a GPU on this machine."""
+    return available(name) and _module(name).gpu_available()
+
+
+def runnable(name: str, model_format: str) -> str | None:
+    """None if engine ``name`` can run a model of ``model_format`` (natively or via ONNX); else why not."""
+    s = spec(name)
+    if model_format in s.formats or "onnx" in s.formats:
+        return None
+    return f"{name} runs {'/'.join(s.formats)} models only, not {model_format}"
+
+
+def resolve(name: str, model_format: str) -> str:
+    """Turn ``auto`` into a concrete engine: the format's native engine if installed, else ONNX Runtime."""
+    if name != "auto":
+        spec(name)
+        return name
+    if model_format == "paddle" and available("paddle"):
+        return "paddle"
+    return "onnxruntime"
+
+
+def load(model, *, engine: str = "onnxruntime", options: EngineOptions | None = None, params=None) -> Session:
+    """Open ``model`` (path, zoo name or :class:`~edgedeploy.ingest.Model`) on ``engine``.
+
+    GPU asked for where the engine sees none: warns once and runs on the CPU (as Paddle
+    Inference does); the session's ``notes`` say so, and so do options the engine ignores.
+    """
+    from edgedeploy.ingest import load_model
+
+    options = options or EngineOptions()
+    m = load_model(model, params)
+    name = resolve(engine, m.format)
+    why_not = runnable(name, m.format)
+    if why_not:
+        raise UserError(f"cannot run {m.name} on {name}: {why_not}; use --engine {resolve('auto', m.format)}")
+    mod = _module(name)
+    notes: list[str] = []
+    if options.device == "gpu" and not mod.gpu_available():
+        msg = f"{name}: no GPU available on this machine; running on the CPU"
+        warn_once(f"nogpu-{name}", msg)
+        notes.append(msg)
+        options = EngineOptions(**{**options.__dict__, "device": "cpu"})
+    s = spec(name)
+    defaults = EngineOptions()
+    for field_name in ("graph_optimization", "memory_optimization", "mkldnn", "precision"):
+        if field_name not in s.options and getattr(options, field_name) != getattr(defaults, field_name):
+            notes.append(f"{name} does not expose {field_name}; the option has no effect on this engine")
+    session = mod.load(m, options)
+    session.notes[:0] = notes
+    for note in notes:
+        log.info(note)
+    return session

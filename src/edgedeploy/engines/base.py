@@ -1,0 +1,155 @@
+"""The one small interface every engine implements: load → describe → run → release.
+
+The base :class:`Session` owns input checking and the output contract (a dict of numpy
+arrays in the model's output order); an engine module writes only ``_run`` and ``_release``.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from edgedeploy.errors import UserError
+
+log = logging.getLogger(__name__)
+
+Device = Literal["cpu", "gpu"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineOptions:
+    """What the user may ask of any engine; each engine maps these onto its own settings.
+
+    threads: intra-op threads (None = the engine's default).
+    graph_optimization: the engine's graph optimiser (ORT ``graph_optimization_level``,
+        Paddle ``switch_ir_optim``; OpenVINO always optimises and says so when asked not to).
+    memory_optimization: trade a little speed for a smaller footprint (ORT arena/mem-pattern
+        off, Paddle ``enable_memory_optim``, OpenVINO latency hint with one stream).
+    mkldnn: Paddle's oneDNN kernels on CPU (the others always use their own CPU kernels).
+    precision: the arithmetic the engine may use for a float model. "fp32" is exact FP32
+        everywhere (OpenVINO would otherwise pick BF16 on CPUs with AVX-512 BF16/AMX);
+        "bf16"/"fp16" let OpenVINO lower precision at run time. INT8 comes from a quantized
+        model (``edgedeploy optimize``), not from an engine option.
+    """
+
+    device: Device = "cpu"
+    device_id: int = 0
+    gpu_memory_mb: int = 100
+    threads: int | None = None
+    graph_optimization: bool = True
+    memory_optimization: bool = False
+    mkldnn: bool = True
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A model input or output: name, numpy dtype and shape (None for a dynamic dimension)."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[int | None, ...]
+
+    def shape_str(self) -> str:
+        return "x".join("?" if d is None else str(d) for d in self.shape)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "dtype": str(self.dtype), "shape": list(self.shape)}
+
+
+@dataclass
+class Session(ABC):
+    """A model loaded on one engine. Use :meth:`run`; call :meth:`release` (or ``with``) when done."""
+
+    engine: str
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    device: Device = "cpu"
+    notes: list[str] = field(default_factory=list)  # options the engine could not honour, and why
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the model on ``feeds`` (input name → array); returns output name → array."""
+        checked = self.check_feeds(feeds)
+        outs = self._run(checked)
+        return {spec.name: np.asarray(o) for spec, o in zip(self.outputs, outs)}
+
+    def check_feeds(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Validate names, rank, dtype and static dimensions; say what the model expects."""
+        expected = {s.name: s for s in self.inputs}
+        unknown = [n for n in feeds if n not in expected]
+        if unknown:
+            raise UserError(
+                f"input {unknown[0]!r} is not an input of this model; it expects "
+                + ", ".join(f"{s.name} {s.dtype} {s.shape_str()}" for s in self.inputs)
+            )
+        missing = [n for n in expected if n not in feeds]
+        if missing:
+            raise UserError(f"input {missing[0]!r} was not given; the model expects {', '.join(expected)}")
+        out = {}
+        for name, arr in feeds.items():
+            spec = expected[name]
+            arr = np.asarray(arr)
+            if arr.ndim != len(spec.shape):
+                raise UserError(
+                    f"input {name!r} has rank {arr.ndim} (shape {'x'.join(map(str, arr.shape))}); "
+                    f"the model expects rank {len(spec.shape)} ({spec.shape_str()})"
+                )
+            bad = [i for i, (d, want) in enumerate(zip(arr.shape, spec.shape)) if want is not None and d != want]
+            if bad:
+                raise UserError(
+                    f"input {name!r} has shape {'x'.join(map(str, arr.shape))}; the model expects "
+                    f"{spec.shape_str()} (dimension {bad[0]} must be {spec.shape[bad[0]]})"
+                )
+            if arr.dtype != spec.dtype:
+                raise UserError(
+                    f"input {name!r} has dtype {arr.dtype}; the model expects {spec.dtype} "
+                    f"(convert with .astype(np.{spec.dtype}))"
+                )
+            out[name] = np.ascontiguousarray(arr)
+        return out
+
+    def example_feeds(self, shape: tuple[int, ...] | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+        """Seeded random inputs; dynamic dimensions take ``shape`` (or 1 for batch, 224 otherwise)."""
+        rng = np.random.default_rng(seed)
+        feeds = {}
+        for spec in self.inputs:
+            if shape is not None and len(self.inputs) == 1:
+                dims = tuple(shape)
+            else:
+                dims = tuple(d if d is not None else (1 if i == 0 else 224) for i, d in enumerate(spec.shape))
+            if np.issubdtype(spec.dtype, np.floating):
+                feeds[spec.name] = rng.standard_normal(dims).astype(spec.dtype)
+            else:
+                feeds[spec.name] = rng.integers(0, 2, dims).astype(spec.dtype)
+        return feeds
+
+    @abstractmethod
+    def _run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Engine-specific inference on already-checked feeds; outputs in ``self.outputs`` order."""
+
+    def release(self) -> None:
+        """Free the engine's resources; the session cannot run afterwards."""
+        self._release()
+
+    def _release(self) -> None:  # engines override where they hold more than Python references
+        pass
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+_warned: set[str] = set()
+
+
+def warn_once(key: str, message: str) -> None:
+    """Log a warning the first time ``key`` is seen in this process (e.g. 'no GPU, running on CPU')."""
+    if key not in _warned:
+        _warned.add(key)
+        log.warning(message)

@@ -1,0 +1,82 @@
+"""ONNX Runtime: the embedded default engine (CPU; CUDA and TensorRT providers where present)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+
+from edgedeploy.engines.base import EngineOptions, Session, TensorSpec
+from edgedeploy.errors import UserError
+
+_DTYPES = {
+    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+    "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int8)": np.int8,
+    "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_,
+}
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
+def gpu_available() -> bool:
+    return any(p in ort.get_available_providers() for p in GPU_PROVIDERS)
+
+
+def session_options(options: EngineOptions) -> ort.SessionOptions:
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    if options.threads:
+        so.intra_op_num_threads = options.threads
+        so.inter_op_num_threads = 1
+    so.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_ENABLE_ALL if options.graph_optimization
+        else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    )
+    if options.memory_optimization:
+        # No arena and no memory-pattern pre-planning: smaller peak, a little slower.
+        so.enable_cpu_mem_arena = False
+        so.enable_mem_pattern = False
+    return so
+
+
+def providers(options: EngineOptions) -> list:
+    if options.device != "gpu":
+        return ["CPUExecutionProvider"]
+    have = ort.get_available_providers()
+    chosen: list = []
+    if "TensorrtExecutionProvider" in have:
+        chosen.append(("TensorrtExecutionProvider", {"device_id": options.device_id, "trt_engine_cache_enable": True}))
+    if "CUDAExecutionProvider" in have:
+        chosen.append(("CUDAExecutionProvider", {"device_id": options.device_id,
+                                                 "gpu_mem_limit": options.gpu_memory_mb << 20}))
+    return [*chosen, "CPUExecutionProvider"]
+
+
+def _spec(arg) -> TensorSpec:
+    shape = tuple(d if isinstance(d, int) and d > 0 else None for d in (arg.shape or ()))
+    return TensorSpec(arg.name, np.dtype(_DTYPES.get(arg.type, np.float32)), shape)
+
+
+class OrtSession(Session):
+    def __init__(self, sess: ort.InferenceSession, device: str):
+        super().__init__(engine="onnxruntime", inputs=[_spec(a) for a in sess.get_inputs()],
+                         outputs=[_spec(a) for a in sess.get_outputs()], device=device)
+        self._sess = sess
+        self._names = [o.name for o in self.outputs]
+
+    def _run(self, feeds):
+        try:
+            return self._sess.run(self._names, feeds)
+        except ort.capi.onnxruntime_pybind11_state.Fail as exc:  # shape the graph cannot take, etc.
+            raise UserError(f"onnxruntime could not run the model on these inputs: {str(exc).splitlines()[0][:300]}") from None
+
+    def _release(self):
+        self._sess = None
+
+
+def load(model, options: EngineOptions) -> Session:
+    path = model.onnx_path()
+    try:
+        sess = ort.InferenceSession(str(path), sess_options=session_options(options), providers=providers(options))
+    except Exception as exc:
+        raise UserError(f"onnxruntime could not load {path.name}: {str(exc).splitlines()[0][:300]}") from None
+    device = "gpu" if any(p in GPU_PROVIDERS for p in sess.get_providers()) else "cpu"
+    return OrtSession(sess, device)

@@ -1,0 +1,1 @@
+"""Accuracy of a model or pipeline against ground truth: see :mod:`edgedeploy.evaluation.metrics`."""

