@@ -26,7 +26,9 @@ def render_page(rng: np.random.Generator, size: tuple[int, int], *, lines: tuple
     font size is within ``text_px`` (min, max) px. Returns (BGR image, boxes, strings)."""
     width, height = size
     fonts = find_fonts()
-    paper = tuple(int(v) for v in rng.integers(232, 256, size=3))
+    # White or off-white paper: one grey level, slightly tinted.
+    paper = tuple(int(v) for v in np.clip(rng.integers(236, 256) + rng.integers(-6, 7, size=3),
+                                          0, 255))
     ink = tuple(int(v) for v in rng.integers(0, 60, size=3))
     image = Image.new("RGB", size, paper)
     draw = ImageDraw.Draw(image)

@@ -134,6 +134,8 @@ def load(model, *, engine: str = "onnxruntime", options: EngineOptions | None = 
     from edgedeploy.ingest import load_model
 
     options = options or EngineOptions()
+    if engine != "auto":
+        spec(engine)  # an unknown engine is reported before any model is read
     m = load_model(model, params)
     name = resolve(engine, m.format)
     why_not = runnable(name, m.format)

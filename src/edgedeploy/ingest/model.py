@@ -68,6 +68,10 @@ def load_model(source: str | Path | Model, params: str | Path | None = None) -> 
     """
     if isinstance(source, Model):
         return source
+    from edgedeploy.zoo import ZooModel
+
+    if isinstance(source, ZooModel):
+        source = source.name
     text = str(source)
     if text in BY_NAME and not Path(text).exists():
         from edgedeploy import zoo

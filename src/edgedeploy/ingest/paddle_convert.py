@@ -46,8 +46,35 @@ def convert_cached(model: Path, params: Path | None, out: Path, *, name: str) ->
     repaired = repair_scalar_concats(tmp)
     if repaired:
         log.info("repaired %d Concat node(s) that paddle2onnx emitted with rank-0 inputs", repaired)
+    _keep_paddle_output_names(model, tmp)
     os.replace(tmp, out)
     return out
+
+
+def _keep_paddle_output_names(model: Path, onnx_path: Path) -> None:
+    """paddle2onnx names outputs ``fetch_name_N``; give them back the Paddle program's names so a
+    predictor's ``get_output_handle(name)`` works the same on every engine."""
+    if model.suffix != ".pdmodel":
+        return
+    import onnx
+    from paddle.base.proto import framework_pb2
+
+    prog = framework_pb2.ProgramDesc()
+    prog.ParseFromString(model.read_bytes())
+    fetch = sorted((op for op in prog.blocks[0].ops if op.type == "fetch"),
+                   key=lambda op: next((a.i for a in op.attrs if a.name == "col"), 0))
+    names = [op.inputs[0].arguments[0] for op in fetch]
+    proto = onnx.load(str(onnx_path))
+    outputs = proto.graph.output
+    if len(names) != len(outputs) or [o.name for o in outputs] == names:
+        return
+    renames = {o.name: new for o, new in zip(outputs, names)}
+    for node in proto.graph.node:
+        node.output[:] = [renames.get(n, n) for n in node.output]
+        node.input[:] = [renames.get(n, n) for n in node.input]
+    for o in outputs:
+        o.name = renames[o.name]
+    onnx.save(proto, str(onnx_path))
 
 
 def repair_scalar_concats(path: Path) -> int:

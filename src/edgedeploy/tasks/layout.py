@@ -74,7 +74,8 @@ class LayoutDetector:
     def from_entry(cls, session: SessionLike, entry: ZooEntry, **options) -> LayoutDetector:
         if not entry.labels:
             raise UserError(f"zoo entry {entry.name} has no class labels; a layout model needs them")
-        return cls(session, labels=entry.labels, preprocess=entry.preprocess, options=make_options(LayoutOptions, options))
+        return cls(session, labels=entry.labels, preprocess=entry.preprocess,
+                   options=make_options(LayoutOptions, options))
 
     @staticmethod
     def check_outputs(outputs) -> bool:

@@ -1,0 +1,164 @@
+"""Regenerate the README performance table from scratch, on this machine, in one run.
+
+    .venv/bin/python benchmarks/bench_table.py            # ~4 minutes on 2 cores
+    .venv/bin/python benchmarks/bench_table.py --runs 10 --time-budget 1 --repeat 1   # a quick look
+
+Rows: PP-OCRv6 det at 640x640 and 960x960, PicoDet layout at 800x608 (its input is static, so
+one size), PP-LCNet orientation at 224 (static), PP-OCRv4 det in Paddle format at 640x640 —
+on ONNX Runtime, OpenVINO and Paddle Inference (where each runs the model) in FP32, plus
+OpenVINO BF16, at 2 threads; with the anchors (each engine untuned, as users run it) in the
+same run. Each configuration runs in its own fresh process (edgedeploy.benchmarking).
+
+Writes into --out (default benchmarks/results/): perf.md, perf.json, perf.csv, perf.png and
+MACHINE.md (CPU, cores, ISA flags, RAM, engine versions). The PP-LCNet rows are run --repeat
+times to show how repeatable p50 is on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.metadata
+import os
+import platform
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from edgedeploy.benchmarking import plan, report, run_bench
+from edgedeploy.benchmarking.power import find_sensor
+from edgedeploy.util import atomic_write
+
+HERE = Path(__file__).resolve().parent
+ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
+# (zoo model, shapes, accuracy data set or None, samples): accuracy on the first shape only,
+# since the task code resizes the image itself and the figure would repeat.
+MODELS = (
+    ("ppocrv6-det", ["640x640", "960x960"], "auto", 5),
+    ("picodet-layout", [None], None, 0),  # static 1x3x800x608: one size only
+    ("pplcnet-orientation", [None], "auto", 20),  # static 224x224
+    ("ppocrv4-det-paddle", ["640x640"], "auto", 5),
+)
+REPEATED = "pplcnet-orientation"
+
+
+def machine() -> dict:
+    """What the figures were measured on."""
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.M)
+    flags = set(re.search(r"^flags\s*:\s*(.+)$", cpuinfo, re.M).group(1).split()) if "flags" in cpuinfo else set()
+    hypervisor = "hypervisor" in flags
+    versions = {}
+    for dist in ("onnxruntime", "openvino", "paddlepaddle", "paddle2onnx", "numpy", "edgedeploy"):
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            versions[dist] = "not installed"
+    sensor, reasons = find_sensor()
+    return {
+        "cpu": model.group(1).strip() if model else platform.processor(),
+        "cores_usable": len(os.sched_getaffinity(0)), "cores_logical": psutil.cpu_count(),
+        "cores_physical": psutil.cpu_count(logical=False), "virtualised": hypervisor,
+        "isa": {f: f in flags for f in ISA_FLAGS}, "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
+        "versions": versions, "power_sensor": sensor.name if sensor else f"none ({'; '.join(reasons)})",
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+
+
+def machine_md(m: dict) -> str:
+    isa = ", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in m["isa"].items())
+    lines = [
+        "# Machine the performance table was measured on", "",
+        f"- CPU: {m['cpu']} ({m['cores_usable']} usable cores, {m['cores_physical']} physical, "
+        f"{'virtual machine' if m['virtualised'] else 'bare metal'})",
+        f"- ISA: {isa}", f"- RAM: {m['ram_gb']} GB", f"- OS: {m['os']}, Python {m['python']}",
+        "- Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()),
+        f"- Power sensor: {m['power_sensor']}", f"- Load average at start: {m['load_average_at_start']}",
+        f"- Date: {m['date']}", "",
+        "OpenVINO on a CPU with avx512_bf16 or AMX runs float models in BF16 unless told otherwise: the "
+        "'OpenVINO default (anchor)' rows are that default; 'openvino fp32 (edgedeploy)' forces f32.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def repeatability(runs: list[list]) -> list[dict]:
+    """Per scheme: the p50 of each repeat and the spread (max - min) / median."""
+    out = []
+    for rows in zip(*runs):
+        p50s = [r.p50 for r in rows if r.ok]
+        if len(p50s) < 2:
+            continue
+        med = statistics.median(p50s)
+        out.append({"scheme": rows[0].scheme, "p50_ms": p50s, "median_ms": med,
+                    "spread_pct": 100 * (max(p50s) - min(p50s)) / med})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=HERE / "results")
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--time-budget", type=float, default=4.0, help="seconds of timed runs per row at most")
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=3, help=f"times to run the {REPEATED} rows")
+    args = ap.parse_args(argv)
+
+    m = machine()
+    settings = dict(runs=args.runs, time_budget_s=args.time_budget, warmup=args.warmup, timeout_s=240.0)
+    configs, skipped, repeat_configs = [], [], []
+    for name, shapes, dataset, samples in MODELS:
+        for i, shape in enumerate(shapes):
+            c, s = plan([name], engine_names=["onnxruntime", "openvino", "paddle"], precisions=["fp32", "bf16"],
+                        threads=[args.threads], shapes=[shape] if shape else [], anchors=True,
+                        dataset=dataset if i == 0 else None, samples=max(samples, 1), **settings)
+            configs += c
+            skipped += s
+            if name == REPEATED:
+                repeat_configs = [dataclasses.replace(x, dataset=None) for x in c]
+
+    start = time.perf_counter()
+
+    def step(i, n, cfg):
+        if cfg is not None:
+            print(f"[{i + 1}/{n}] {cfg.model} {cfg.shape_str} {cfg.scheme}  ({time.perf_counter() - start:.0f} s)",
+                  file=sys.stderr, flush=True)
+
+    results = run_bench(configs, progress=step)
+    repeats = [[r for r in results if r.config.model == REPEATED]]
+    for k in range(args.repeat - 1):
+        print(f"repeat {k + 2}/{args.repeat} of {REPEATED}", file=sys.stderr, flush=True)
+        repeats.append(run_bench(repeat_configs))
+    spread = repeatability(repeats)
+    m["elapsed_s"] = round(time.perf_counter() - start, 1)
+
+    out = args.out
+    report.write(results, skipped, json_path=out / "perf.json", csv_path=out / "perf.csv", plot_path=out / "perf.png",
+                 machine={**m, "repeatability": spread})
+    md = [f"# edgedeploy performance table ({m['cpu']}, {args.threads} threads)", "",
+          f"Generated by `benchmarks/bench_table.py` on {m['date']}; machine: see MACHINE.md. "
+          f"Up to {args.runs} timed runs or {args.time_budget:g} s per row, after {args.warmup} warm-up runs.", "",
+          report.to_markdown(results, skipped), f"## Repeatability ({REPEATED}, {len(repeats)} runs of each row)", "",
+          "| scheme | p50 ms per run | spread (max-min)/median |", "|---|---|---:|"]
+    md += [f"| {s['scheme']} | {', '.join(f'{v:.2f}' for v in s['p50_ms'])} | {s['spread_pct']:.1f}% |" for s in spread]
+    noisy = [r for r in results if r.ok and (r.system_cpu_others or 0) > 0.1]
+    if noisy:
+        md += ["", f"{len(noisy)} row(s) ran while other processes used over 10% of the CPUs (see `system_cpu_others` "
+                   "in perf.json): those figures are noisier."]
+    with atomic_write(out / "perf.md", "w") as f:
+        f.write("\n".join(md) + "\n")
+    with atomic_write(out / "MACHINE.md", "w") as f:
+        f.write(machine_md(m))
+    print("\n".join(md))
+    print(f"wrote {out}/perf.md, perf.json, perf.csv, perf.png, MACHINE.md in {m['elapsed_s']} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

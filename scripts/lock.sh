@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Regenerate requirements.lock and requirements-test.lock from pyproject.toml in throwaway venvs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+python3 -m venv "$tmp/rt" && "$tmp/rt/bin/pip" install -q ".[all]"
+python3 -m venv "$tmp/all" && "$tmp/all/bin/pip" install -q ".[all,test]"
+freeze() { "$1/bin/pip" freeze --exclude-editable | grep -v '^edgedeploy' | sort -f; }
+{ echo "# Pinned runtime environment (all engines). Regenerate: scripts/lock.sh"; freeze "$tmp/rt"; } > requirements.lock
+{ echo "# Pinned test-only additions, on top of requirements.lock. Regenerate: scripts/lock.sh"
+  comm -13 <(freeze "$tmp/rt") <(freeze "$tmp/all"); } > requirements-test.lock
+echo "wrote requirements.lock ($(grep -vc '^#' requirements.lock) pins) and requirements-test.lock"

@@ -1,0 +1,109 @@
+"""One benchmark configuration: what to run, on which engine, how, and for how long.
+
+A :class:`BenchConfig` crosses a process boundary (runner → worker) as JSON, so it is
+flat, frozen and validated once, in ``__post_init__``; :meth:`BenchConfig.from_dict`
+refuses unknown keys with a suggestion.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Literal
+
+from edgedeploy.errors import UserError, did_you_mean
+
+Precision = Literal["fp32", "bf16", "fp16"]
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
+
+# How each engine's untuned default is labelled in the table (see benchmarking.anchors).
+ANCHOR_LABELS = {
+    "onnxruntime": "ORT default (anchor)",
+    "openvino": "OpenVINO default (anchor)",
+    "paddle": "Paddle Inference default (anchor)",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class BenchConfig:
+    """One row of the benchmark.
+
+    model: a path or zoo name. shape: the full input shape, batch first (NCHW).
+    untuned: the anchor — the engine opened exactly as a user would with its defaults
+        (``precision`` and ``threads`` are then ignored and left at their defaults).
+    warmup: untimed runs after the first inference. runs: timed runs wanted.
+    time_budget_s: stop the timed phase early once this many seconds have passed (None: no limit);
+        at least ``min(runs, 3)`` runs are always made.
+    concurrency: threads issuing requests at once for the throughput figure (1: sequential).
+    dataset: a generated data set (``edgedeploy.datasets``) to measure accuracy on; samples: how many.
+    timeout_s: the worker subprocess is killed after this long.
+    """
+
+    model: str
+    engine: str
+    shape: tuple[int, ...]
+    precision: Precision = "fp32"
+    threads: int | None = None
+    warmup: int = 3
+    runs: int = 50
+    time_budget_s: float | None = 10.0
+    concurrency: int = 1
+    untuned: bool = False
+    dataset: str | None = None
+    samples: int = 20
+    seed: int = 0
+    timeout_s: float = 300.0
+
+    def __post_init__(self):
+        from edgedeploy import engines
+
+        engines.spec(self.engine)
+        if self.precision not in PRECISIONS:
+            raise UserError(f"precision {self.precision!r}{did_you_mean(self.precision, PRECISIONS)}; "
+                            f"choose one of {', '.join(PRECISIONS)}")
+        for name in ("warmup", "runs", "concurrency", "samples"):
+            low = 0 if name in ("warmup", "samples") else 1
+            if getattr(self, name) < low:
+                raise UserError(f"{name} = {getattr(self, name)}: expected at least {low}")
+        if self.threads is not None and self.threads < 1:
+            raise UserError(f"threads = {self.threads}: expected at least 1 (or none for the engine's default)")
+        if not self.shape or any(d < 1 for d in self.shape):
+            raise UserError(f"shape {self.shape}: expected positive dimensions, batch first, e.g. (1, 3, 224, 224)")
+        if self.time_budget_s is not None and self.time_budget_s <= 0:
+            raise UserError(f"time budget {self.time_budget_s} s: expected a positive number of seconds")
+        object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
+        if self.untuned and (self.precision != "fp32" or self.threads is not None):
+            # An anchor is the engine's own default; keep the fields honest about that.
+            object.__setattr__(self, "precision", "fp32")
+            object.__setattr__(self, "threads", None)
+
+    @property
+    def batch(self) -> int:
+        return self.shape[0]
+
+    @property
+    def scheme(self) -> str:
+        """The table's label, e.g. ``"openvino bf16 (edgedeploy)"`` or ``"ORT default (anchor)"``."""
+        if self.untuned:
+            return ANCHOR_LABELS[self.engine]
+        return f"{self.engine} {self.precision} (edgedeploy)"
+
+    @property
+    def shape_str(self) -> str:
+        return "x".join(map(str, self.shape))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["shape"] = list(self.shape)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict) -> BenchConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = [k for k in data if k not in known]
+        if unknown:
+            raise UserError(f"unknown benchmark setting {unknown[0]!r}{did_you_mean(unknown[0], known)}; "
+                            f"known: {', '.join(sorted(known))}")
+        data = dict(data)
+        if "shape" in data:
+            data["shape"] = tuple(data["shape"])
+        return cls(**data)

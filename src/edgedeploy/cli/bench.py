@@ -1,0 +1,62 @@
+"""`edgedeploy bench`: each configuration in a fresh process, against the engines' untuned defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from edgedeploy.cli.model import MODEL_HELP
+from edgedeploy.cli.output import console, emit_json, progress
+
+
+def bench(models: list[str] = typer.Argument(..., help=MODEL_HELP + " Several may be given."),
+          engine: list[str] = typer.Option(None, "--engine", help="Engines to run (repeatable; default: all installed)."),
+          precision: list[str] = typer.Option(["fp32"], "--precision", help="fp32, bf16 or fp16 (repeatable)."),
+          threads: list[int] = typer.Option(None, "--threads", help="Intra-op threads (repeatable; default: the engine's)."),
+          shape: list[str] = typer.Option(None, "--shape", help="Input size, HxW or full NCHW (repeatable), e.g. 640x640."),
+          batch: int = typer.Option(1, min=1, help="Batch size (sets the first dimension)."),
+          runs: int = typer.Option(50, min=1, help="Timed runs per configuration (fewer if --time-budget runs out)."),
+          time_budget: float = typer.Option(10.0, "--time-budget", min=0.01, help="Seconds of timed runs at most."),
+          warmup: int = typer.Option(3, min=0, help="Untimed runs after the first inference."),
+          concurrency: int = typer.Option(1, min=1, help="Threads issuing requests at once, for throughput."),
+          anchors: bool = typer.Option(True, "--anchors/--no-anchors", help="Also run each engine untuned, as users would."),
+          dataset: str = typer.Option(None, help="Measure accuracy on this generated data set ('auto': the model's task)."),
+          samples: int = typer.Option(20, min=1, help="Samples of --dataset."),
+          timeout: float = typer.Option(300.0, min=1, help="Seconds before a configuration's worker is stopped."),
+          json_: bool = typer.Option(False, "--json", help="Machine-readable output on stdout."),
+          csv: Path = typer.Option(None, help="Also write the rows to this CSV file."),
+          markdown: Path = typer.Option(None, help="Also write a Markdown table to this file."),
+          json_file: Path = typer.Option(None, "--json-file", help="Also write the JSON to this file."),
+          plot: Path = typer.Option(None, help="Also draw latency vs memory (bubble = size) into this PNG.")):
+    """Latency (p50/p90/p99), cold start, throughput, model memory, power, size and accuracy of MODEL(s).
+
+    Every configuration runs in its own fresh process. Anchors — ORT, OpenVINO and Paddle
+    Inference opened with their defaults, as users run them — are measured in the same run, and
+    each row's speed-up is stated against the model's native-engine anchor. A configuration that
+    fails becomes a failed row with the reason; the rest of the table still prints.
+    """
+    from edgedeploy.benchmarking import plan, report, run_bench
+
+    configs, skipped = plan(models, engine_names=engine or None, precisions=precision or ["fp32"],
+                            threads=threads or [None], shapes=shape or [], batch=batch, anchors=anchors,
+                            runs=runs, time_budget_s=time_budget, warmup=warmup, concurrency=concurrency,
+                            dataset=dataset, samples=samples, timeout_s=timeout)
+    with progress(not json_) as bar:
+        task = bar.add_task("benchmarking", total=len(configs))
+
+        def step(i: int, total: int, cfg) -> None:
+            bar.update(task, completed=i, description=f"{cfg.model} {cfg.shape_str} {cfg.scheme}" if cfg else "done")
+
+        results = run_bench(configs, progress=step)
+    report.write(results, skipped, json_path=json_file, csv_path=csv, markdown_path=markdown, plot_path=plot)
+    if json_:
+        import json
+
+        return emit_json(json.loads(report.to_json(results, skipped)))
+    console.print(report.rich_table(results))
+    for line in report.skipped_lines(skipped):
+        console.print(line, markup=False, highlight=False)
+    for path in (json_file, csv, markdown, plot):
+        if path:
+            console.print(f"wrote {path}", markup=False, highlight=False)
