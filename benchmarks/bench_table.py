@@ -87,6 +87,20 @@ def machine_md(m: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def wait_for_quiet(max_wait_s: float, busy_below: float = 0.25) -> float:
+    """Wait (up to ``max_wait_s``) until the CPUs are less than ``busy_below`` busy; returns the busy share seen.
+
+    On a shared machine other people's jobs inflate every figure; each row's own record of
+    that (``system_cpu_others``) still says how noisy it was.
+    """
+    deadline = time.perf_counter() + max_wait_s
+    while True:
+        busy = psutil.cpu_percent(interval=0.5) / 100
+        if busy < busy_below or time.perf_counter() >= deadline:
+            return busy
+        time.sleep(1.0)
+
+
 def repeatability(runs: list[list]) -> list[dict]:
     """Per scheme: the p50 of each repeat and the spread (max - min) / median."""
     out = []
@@ -108,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3, help=f"times to run the {REPEATED} rows")
+    ap.add_argument("--quiet-wait", type=float, default=5.0,
+                    help="seconds to wait, before each row, for other processes to leave the CPUs idle")
     args = ap.parse_args(argv)
 
     m = machine()
@@ -127,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def step(i, n, cfg):
         if cfg is not None:
+            wait_for_quiet(args.quiet_wait)
             print(f"[{i + 1}/{n}] {cfg.model} {cfg.shape_str} {cfg.scheme}  ({time.perf_counter() - start:.0f} s)",
                   file=sys.stderr, flush=True)
 
@@ -134,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     repeats = [[r for r in results if r.config.model == REPEATED]]
     for k in range(args.repeat - 1):
         print(f"repeat {k + 2}/{args.repeat} of {REPEATED}", file=sys.stderr, flush=True)
-        repeats.append(run_bench(repeat_configs))
+        repeats.append(run_bench(repeat_configs, progress=lambda i, n, c: c and wait_for_quiet(args.quiet_wait)))
     spread = repeatability(repeats)
     m["elapsed_s"] = round(time.perf_counter() - start, 1)
 

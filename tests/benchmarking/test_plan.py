@@ -35,6 +35,11 @@ def test_the_matrix_has_anchors_first_and_says_what_it_skipped(tiny_onnx):
     assert "paddle models only" in reasons["paddle", "*"]
 
 
+def test_an_unknown_dataset_is_refused_with_a_suggestion(tiny_onnx):
+    with pytest.raises(UserError, match="did you mean 'pages'"):
+        plan([str(tiny_onnx)], dataset="pagez")
+
+
 def test_config_round_trips_and_refuses_unknown_keys():
     cfg = BenchConfig(model="m", engine="openvino", shape=(1, 3, 8, 8), precision="bf16", threads=2)
     assert BenchConfig.from_dict(cfg.to_dict()) == cfg

@@ -22,7 +22,9 @@ def _results() -> list[BenchResult]:
 
     bad = BenchResult(BenchConfig(model="tiny", engine="openvino", shape=SHAPE, precision="bf16"), "failed",
                       reason="openvino could not read tiny.onnx: bad | file", model_name="tiny")
-    return add_ratios([ok("onnxruntime", 4.0, untuned=True), ok("openvino", 2.0), ok("openvino", 3.0, measured=True), bad])
+    noisy = ok("openvino", 3.0, measured=True)
+    noisy.system_cpu_others = 0.4
+    return add_ratios([ok("onnxruntime", 4.0, untuned=True), ok("openvino", 2.0), noisy, bad])
 
 
 SKIPPED = [Skipped("tiny", "1x3x32x32", "paddle", "*", "paddle runs paddle models only, not onnx")]
@@ -48,6 +50,7 @@ def test_markdown_is_a_table_with_power_marked_estimated():
     table = [line for line in md.splitlines() if line.startswith("|")]
     assert len(table) == 2 + 4 and all(line.count(" | ") == len(report.COLUMNS) - 1 for line in table[2:])
     assert "4.20 est." in table[3] and "4.20 |" in table[4]  # estimated vs measured
+    assert table[4].endswith("ok (noisy: other processes 40% CPU) |")
     assert "1.00x (ref)" in table[2] and "2.00x" in table[3]
     assert "failed: openvino could not read tiny.onnx: bad \\| file" in table[5]
     assert "skipped tiny 1x3x32x32 paddle" in md

@@ -127,10 +127,17 @@ def plan(models: list[str], *, engine_names: list[str] | None = None, precisions
     """
     chosen = list(engine_names or [e for e in engines.ENGINES if engines.available(e)])
     for e in chosen:
-        engines.spec(e)
+        engines.resolve(e, "onnx")  # checks the name ("auto" is resolved per model below)
     for p in precisions:
         if p not in PRECISIONS:
             raise UserError(f"--precision {p!r}{did_you_mean(p, PRECISIONS)}; choose from {', '.join(PRECISIONS)}")
+    dataset = settings.get("dataset")
+    if dataset is not None:
+        from edgedeploy.benchmarking.accuracy import SCORERS
+
+        known = ["auto", *dict.fromkeys(s.dataset for s in SCORERS.values())]
+        if dataset not in known:
+            raise UserError(f"--dataset {dataset!r}{did_you_mean(dataset, known)}; choose one of {', '.join(known)}")
     if batch < 1:
         raise UserError(f"--batch {batch}: expected at least 1")
     resolved = [(name, load_model(name)) for name in models]
@@ -144,7 +151,7 @@ def plan(models: list[str], *, engine_names: list[str] | None = None, precisions
             for e in engines.ENGINES:
                 if m.format in engines.spec(e).formats and engines.available(e):
                     configs.append(BenchConfig(model=name, engine=e, shape=shape, untuned=True, **settings))
-        for e in chosen:
+        for e in dict.fromkeys(engines.resolve(e, m.format) for e in chosen):
             why = engines.runnable(e, m.format) or (None if engines.available(e) else
                                                     f"not installed: {engines.spec(e).install}")
             if why:

@@ -20,6 +20,7 @@ from edgedeploy.util import atomic_write
 COLUMNS = ["model", "shape", "scheme", "threads", "p50 ms", "p99 ms", "cold start ms", "items/s", "memory MB",
            "power W", "size MB", "accuracy", "speed-up", "status"]
 NUMERIC = tuple(COLUMNS[4:13])
+NOISY = 0.10  # other processes' share of the CPUs during the timed runs above which a row is marked noisy
 
 METHOD = ("latency: p50/p99 of timed runs after warm-up, each row in a fresh process; memory: peak RSS above "
           "the interpreter + engine baseline; cold start: load + first inference; speed-up: anchor p50 / row p50, "
@@ -42,9 +43,11 @@ def cells(r: BenchResult) -> list[str]:
     power = "-" if r.power_w is None else _num(r.power_w) + ("" if r.power_measured else " est.")
     acc = "-" if r.accuracy is None else f"{r.accuracy:.1%}"
     speed = "-" if r.speedup is None else ("1.00x (ref)" if r.scheme == r.anchor_scheme else f"{r.speedup:.2f}x")
+    busy = r.system_cpu_others or 0.0
+    status = f"ok (noisy: other processes {busy:.0%} CPU)" if busy > NOISY else "ok"
     return head + [_num(r.p50), _num(r.latency_ms.get("p99")), _num(r.cold_start_ms), _num(r.throughput_ips),
                    _num(r.model_memory_mb), power, _num(r.size_bytes / 2**20 if r.size_bytes else None), acc, speed,
-                   "ok"]
+                   status]
 
 
 def skipped_lines(skipped: list[Skipped]) -> list[str]:

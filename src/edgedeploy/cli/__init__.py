@@ -14,7 +14,10 @@ import typer
 
 from edgedeploy import __version__
 from edgedeploy.cli import demo as demo_cmd
+from edgedeploy.cli import deploy as deploy_cmds
+from edgedeploy.cli import eval as eval_cmd
 from edgedeploy.cli import model as model_cmds
+from edgedeploy.cli import serve as serve_cmds
 from edgedeploy.cli import zoo as zoo_cmds
 from edgedeploy.errors import UserError
 
@@ -30,6 +33,14 @@ app.command("info")(model_cmds.info)
 app.command("run")(model_cmds.run)
 app.command("engines")(model_cmds.engines_)
 app.command("demo")(demo_cmd.demo)
+app.command("eval")(eval_cmd.eval_)
+app.command("deploy")(deploy_cmds.deploy)
+app.command("devices")(deploy_cmds.devices)
+app.command("estimate")(deploy_cmds.estimate)
+app.command("doctor")(deploy_cmds.doctor)
+app.add_typer(deploy_cmds.deployment_app, name="deployment")
+app.command("serve")(serve_cmds.serve)
+app.add_typer(serve_cmds.ab_app, name="ab")
 
 
 def _version(value: bool):
@@ -50,7 +61,8 @@ def _root(log_level: str = typer.Option("warning", "--log-level", help="debug, i
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GLOG_minloglevel", "2")
     try:
-        app(args=argv, standalone_mode=False)
+        # With standalone_mode=False click returns the code of a typer.Exit instead of raising it.
+        return app(args=argv, standalone_mode=False) or 0
     except UserError as exc:
         print(f"edgedeploy: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -66,7 +78,6 @@ def main(argv: list[str] | None = None) -> int:
             exc.show()
             return exc.exit_code
         raise
-    return 0
 
 
 if __name__ == "__main__":

@@ -24,6 +24,20 @@ class PageSample:
 
 
 @dataclass(frozen=True, eq=False)
+class DocumentSample:
+    """A page laid out in blocks: lines as in :class:`PageSample`, and ``blocks[i]`` (the
+    bounds of a paragraph's or title's lines) of class ``block_labels[i]`` ("text", "title")."""
+
+    image: np.ndarray
+    boxes: list[np.ndarray]
+    texts: list[str]
+    blocks: list[np.ndarray]
+    block_labels: list[str]
+    seed: int
+    index: int = 0
+
+
+@dataclass(frozen=True, eq=False)
 class ClassSample:
     """An image with one class label (e.g. ``"90"``: turned 90 degrees clockwise)."""
 
@@ -59,4 +73,4 @@ class ContainerSample:
     index: int = 0
 
 
-SAMPLE_TYPES = {cls.__name__: cls for cls in (PageSample, ClassSample, LineSample, ContainerSample)}
+SAMPLE_TYPES = {cls.__name__: cls for cls in (PageSample, DocumentSample, ClassSample, LineSample, ContainerSample)}

@@ -19,6 +19,7 @@ from edgedeploy.datasets.samples import SAMPLE_TYPES
 from edgedeploy.errors import UserError
 
 LABELS_FILE = "labels.json"
+BOX_FIELDS = ("boxes", "blocks")  # lists of (k, 2) polygons
 FORMAT_VERSION = 1
 
 
@@ -51,7 +52,7 @@ def save(samples: list, directory: str | os.PathLike) -> Path:
         record = {"image": name}
         for field in dataclasses.fields(sample):
             value = getattr(sample, field.name)
-            if field.name == "boxes":
+            if field.name in BOX_FIELDS:
                 value = [np.asarray(box, dtype=float).tolist() for box in value]
             if field.name != "image":
                 record[field.name] = value
@@ -92,7 +93,7 @@ def _from_record(cls, record: dict, directory: Path):
                         "or not an image; write the data set again")
     fields = {f.name for f in dataclasses.fields(cls)} - {"image"}
     values = {name: record[name] for name in fields}
-    if "boxes" in values:
-        values["boxes"] = [np.asarray(box, dtype=np.float32).reshape(-1, 2)
-                           for box in values["boxes"]]
+    for name in BOX_FIELDS:
+        if name in values:
+            values[name] = [np.asarray(box, dtype=np.float32).reshape(-1, 2) for box in values[name]]
     return cls(image=image, **values)

@@ -34,6 +34,9 @@ class EngineOptions:
         everywhere (OpenVINO would otherwise pick BF16 on CPUs with AVX-512 BF16/AMX);
         "bf16"/"fp16" let OpenVINO lower precision at run time. INT8 comes from a quantized
         model (``edgedeploy optimize``), not from an engine option.
+    shared_threads: run on one intra-op thread pool shared by every session in the process
+        (ORT's global thread pool, sized by the first session that asks; OpenVINO's one Core
+        always shares its pool) instead of a pool per session: many models, few threads.
     """
 
     device: Device = "cpu"
@@ -44,6 +47,7 @@ class EngineOptions:
     memory_optimization: bool = False
     mkldnn: bool = True
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    shared_threads: bool = False
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,11 @@ class Session(ABC):
     @abstractmethod
     def _run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Engine-specific inference on already-checked feeds; outputs in ``self.outputs`` order."""
+
+    def clone_instance(self) -> Session:
+        """Another handle on the same loaded model that may run concurrently with this one,
+        sharing its weights (nothing is copied or re-read). Engines that cannot share refuse."""
+        raise UserError(f"{self.engine} cannot share one model's weights between instances; use one instance")
 
     def release(self) -> None:
         """Free the engine's resources; the session cannot run afterwards."""

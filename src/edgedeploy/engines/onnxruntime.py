@@ -20,12 +20,22 @@ def gpu_available() -> bool:
     return any(p in ort.get_available_providers() for p in GPU_PROVIDERS)
 
 
+# ORT's global thread pool is process-wide: sized once, by its first user. Once it exists ORT
+# refuses sessions with their own pools, so every later session in the process joins it.
+_global_pool: dict[str, int] = {}
+
+
 def session_options(options: EngineOptions) -> ort.SessionOptions:
     so = ort.SessionOptions()
     so.log_severity_level = 3
-    if options.threads:
-        so.intra_op_num_threads = options.threads
+    if options.threads and not options.shared_threads:
+        so.intra_op_num_threads = options.threads  # ORT ignores it (and says so) once a global pool exists
         so.inter_op_num_threads = 1
+    if options.shared_threads or _global_pool:
+        if not _global_pool:
+            ort.set_global_thread_pool_sizes(options.threads or 0, 1)
+            _global_pool["threads"] = options.threads or 0
+        so.use_per_session_threads = False
     so.graph_optimization_level = (
         ort.GraphOptimizationLevel.ORT_ENABLE_ALL if options.graph_optimization
         else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
@@ -68,6 +78,12 @@ class OrtSession(Session):
         except ort.capi.onnxruntime_pybind11_state.Fail as exc:  # shape the graph cannot take, etc.
             raise UserError(f"onnxruntime could not run the model on these inputs: {str(exc).splitlines()[0][:300]}") from None
 
+    def clone_instance(self):
+        # An InferenceSession may run from several threads at once: instances share it whole.
+        twin = OrtSession(self._sess, self.device)
+        twin.notes = list(self.notes)
+        return twin
+
     def _release(self):
         self._sess = None
 
@@ -79,4 +95,8 @@ def load(model, options: EngineOptions) -> Session:
     except Exception as exc:
         raise UserError(f"onnxruntime could not load {path.name}: {str(exc).splitlines()[0][:300]}") from None
     device = "gpu" if any(p in GPU_PROVIDERS for p in sess.get_providers()) else "cpu"
-    return OrtSession(sess, device)
+    session = OrtSession(sess, device)
+    if _global_pool and options.threads and options.threads != _global_pool["threads"]:
+        session.notes.append(f"threads={options.threads} has no effect: this process runs ONNX Runtime on its shared "
+                             f"thread pool ({_global_pool['threads'] or 'default'} threads)")
+    return session

@@ -57,6 +57,12 @@ class OvSession(Session):
             raise UserError(f"openvino could not run the model on these inputs: {str(exc).splitlines()[0][:300]}") from None
         return [np.array(result[port], copy=True) for port in self._compiled.outputs]
 
+    def clone_instance(self):
+        # A new infer request on the same CompiledModel: its own buffers, the same weights.
+        twin = OvSession(self._compiled, self.device)
+        twin.notes = list(self.notes)
+        return twin
+
     def _release(self):
         self._request = None
         self._compiled = None

@@ -1,0 +1,397 @@
+"""The seed's troubleshooting table, automated: each row checked on the model, with measured evidence.
+
+| problem | causes checked | evidence |
+|---|---|---|
+| slow inference | graph optimisation off; thread count; wrong engine for this model | each alternative measured |
+| out of memory | batch size; memory arena / memory optimisation | the footprint at each setting, measured |
+| accuracy drop after quantization | layers whose INT8 rounding error is large | per-layer SQNR of weights and activations |
+| operators not supported | by each installed engine; by the target device | the engine's own load error; the device's op list |
+
+Measurements here are *probes*: each setting opened in a fresh process (spawned), median of a
+few warm runs, peak RSS from :mod:`edgedeploy.benchmarking.memory` — enough to tell settings
+apart, and labelled so. ``edgedeploy bench`` and ``deploy`` measure properly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from edgedeploy.units import fmt_bytes, fmt_ms
+
+PROBE_METHOD = "probe: fresh process, median of {runs} warm runs; memory = peak RSS - baseline"
+
+
+@dataclass
+class Finding:
+    check: str  # "slow" | "memory" | "accuracy" | "operators" | "deployment" | "targets"
+    status: str  # "problem" | "ok" | "info"
+    title: str
+    evidence: list[str] = field(default_factory=list)
+    advice: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DoctorReport:
+    subject: str
+    kind: str  # "model" | "config" | "deployment"
+    findings: list[Finding]
+
+    @property
+    def problems(self) -> int:
+        return sum(f.status == "problem" for f in self.findings)
+
+    def to_dict(self) -> dict:
+        return {"subject": self.subject, "kind": self.kind, "problems": self.problems,
+                "findings": [asdict(f) for f in self.findings]}
+
+
+def _probe_child(model: str, engine: str, shape: tuple, options: dict, runs: int) -> dict:
+    import gc
+    import time
+
+    import numpy as np
+
+    from edgedeploy import engines
+    from edgedeploy.benchmarking.memory import PeakRss, rss_bytes
+    from edgedeploy.engines import EngineOptions
+    from edgedeploy.ingest import load_model
+    from edgedeploy.parity import image_like_input
+
+    m = load_model(model)
+    importlib_module = engines.spec(engine).module
+    __import__(importlib_module)
+    x = image_like_input(m, tuple(shape))
+    gc.collect()
+    base = rss_bytes()
+    peak = PeakRss().start()
+    try:
+        s = engines.load(m, engine=engine, options=EngineOptions(**options))
+    except Exception as exc:  # the engine's refusal is the evidence
+        return {"ok": False, "error": " ".join(str(exc).split())[:400]}
+    feeds = {s.inputs[0].name: x}
+    s.run(feeds)
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        s.run(feeds)
+        times.append((time.perf_counter() - t) * 1000)
+    mem = max(peak.peak() - base, 0)
+    peak.stop()
+    return {"ok": True, "p50": float(np.median(times)), "memory_bytes": mem, "notes": list(s.notes)}
+
+
+def probe(model: str, engine: str, shape, *, runs: int = 10, **options) -> dict:
+    """Open ``model`` on ``engine`` with ``options`` in a fresh spawned process; p50 ms and memory bytes."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        try:
+            return pool.submit(_probe_child, str(model), engine, tuple(shape), options, runs).result(timeout=600)
+        except Exception as exc:  # a crashed child is evidence too
+            return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def _subject(target: str):
+    """(kind, config or None, model source, manifest or None) for a model, a config, or a deployment dir."""
+    from edgedeploy.deploy import config as cfgmod
+    from edgedeploy.deploy import manifest
+
+    p = Path(target)
+    if p.is_dir() and (p / manifest.MANIFEST).exists():
+        return "deployment", None, None, p
+    if p.suffix.lower() in (".yaml", ".yml"):
+        cfg = cfgmod.load(p)
+        return "config", cfg, cfg.model, None
+    return "model", None, target, None
+
+
+def diagnose(target: str, *, shape: str | None = None, engine: str | None = None, runs: int = 10,
+             progress=None) -> DoctorReport:
+    """Run every check on ``target`` (a model, a deployment YAML, or a deployment directory)."""
+    from edgedeploy import engines
+    from edgedeploy.benchmarking import resolve_shape
+    from edgedeploy.deploy import config as cfgmod
+    from edgedeploy.deploy import manifest
+    from edgedeploy.errors import UserError
+    from edgedeploy.ingest import load_model
+
+    kind, cfg, source, ddir = _subject(target)
+    findings: list[Finding] = []
+    if kind == "deployment":
+        try:
+            manifest.verify(ddir)
+        except UserError as exc:
+            return DoctorReport(str(target), kind, [Finding("deployment", "problem", "files do not match the manifest",
+                                                            [str(exc)], ["deploy again: `edgedeploy deploy CONFIG -o DIR`"])])
+        findings.append(Finding("deployment", "ok", "every file matches its sha256 in the manifest"))
+        cfg = cfgmod.load(ddir / manifest.CONFIG)
+        source = cfg.model
+    model = load_model(source, cfg.params if cfg else None)
+    dep = cfg.deployment if cfg else None
+    full = resolve_shape(model, shape or (dep.input_shape if dep else None), 1)
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    installed = [e for e in engines.ENGINES if engines.available(e) and not engines.runnable(e, model.format)]
+    chosen = engine or (dep.engines[0] if dep and dep.engines else engines.resolve("auto", model.format))
+    threads = min(max(dep.threads(cores)) if dep else cores, cores)
+    fusion = dep.operator_fusion if dep else True
+    memopt = dep.memory_optimization if dep else False
+    batch = max(dep.batches()) if dep else 1
+    steps = iter(range(100))
+
+    seen: dict = {}
+    runtime = dep.precision[0] if dep and dep.precision != "auto" and len(dep.precision) == 1 else "fp32"
+    runtime = runtime if runtime in ("fp32", "bf16", "fp16") else "fp32"  # int8 comes from the model file
+
+    def run(e, **opts):
+        if e == chosen and runtime != "fp32":
+            opts.setdefault("precision", runtime)  # probe the engine as deployed; the others at fp32
+        opts.setdefault("threads", threads)
+        opts.setdefault("graph_optimization", fusion)
+        opts.setdefault("memory_optimization", memopt)
+        key = (e, tuple(sorted((k, str(v)) for k, v in opts.items())))
+        if key not in seen:  # each setting is probed once, whichever check asks
+            if progress:
+                progress(f"probing {e} {opts}", next(steps))
+            seen[key] = probe(model.path if model.format == "onnx" else source, e, opts.pop("shape", full),
+                              runs=runs, **opts)
+        return seen[key]
+
+    method = PROBE_METHOD.format(runs=runs)
+    base = run(chosen)
+    findings += _slow(model, chosen, base, run, installed, threads, cores, fusion, method)
+    findings += _memory(chosen, base, run, batch, full, memopt, cfg, method)
+    findings += _operators(model, chosen, base, run, installed, cfg, full)
+    findings += _accuracy(model, full, dep)
+    return DoctorReport(str(target), kind, findings)
+
+
+def _slow(model, engine, base, run, installed, threads, cores, fusion, method) -> list[Finding]:
+    from edgedeploy import engines
+
+    out = []
+    if not base["ok"]:
+        return [Finding("slow", "problem", f"{engine} cannot run {model.name}", [base["error"]],
+                        [f"use one of: {', '.join(e for e in installed if e != engine) or 'none installed'}"])]
+    here = f"{engine}, {threads} threads: {fmt_ms(base['p50'])}"
+    if "graph_optimization" in engines.spec(engine).options:
+        other = run(engine, graph_optimization=not fusion)
+        if other["ok"]:
+            on, off = (base, other) if fusion else (other, base)
+            ev = [f"graph optimisation on: {fmt_ms(on['p50'])}, off: {fmt_ms(off['p50'])} ({method})"]
+            if not fusion and on["p50"] < off["p50"] * 0.9:
+                out.append(Finding("slow", "problem", "graph optimisation (operator fusion) is off", ev,
+                                   [f"set operator_fusion: true — measured {off['p50'] / on['p50']:.1f}x faster"]))
+            else:
+                out.append(Finding("slow", "ok", "graph optimisation", ev))
+    if threads < cores:
+        more = run(engine, threads=cores)
+        if more["ok"] and more["p50"] < base["p50"] * 0.85:
+            out.append(Finding("slow", "problem", f"{threads} thread(s) of {cores}",
+                               [f"{threads} threads: {fmt_ms(base['p50'])}; {cores}: {fmt_ms(more['p50'])} ({method})"],
+                               [f"thread_num: {cores} (costs power: see the power target)"]))
+    alts = {e: run(e) for e in installed if e != engine}
+    faster = {e: r for e, r in alts.items() if r["ok"] and r["p50"] < base["p50"] * 0.9}
+    ev = [here] + [f"{e}: {fmt_ms(r['p50'])}" if r["ok"] else f"{e}: fails ({r['error'][:120]})" for e, r in alts.items()]
+    if faster:
+        best = min(faster, key=lambda e: faster[e]["p50"])
+        out.append(Finding("slow", "problem", f"{engine} is not the fastest engine for this model", ev + [method],
+                           [f"use {best}: measured {base['p50'] / faster[best]['p50']:.1f}x faster "
+                            f"(deployment.engines: [{best}])"]))
+    else:
+        out.append(Finding("slow", "ok", f"{engine} is the fastest installed engine here", ev + [method]))
+    return out
+
+
+def _memory(engine, base, run, batch, full, memopt, cfg, method) -> list[Finding]:
+    from edgedeploy import engines
+
+    if not base["ok"]:
+        return []
+    ev = [f"batch 1, memory_optimization {memopt}: {fmt_bytes(base['memory_bytes'])} ({method})"]
+    advice = []
+    limit = cfg.performance.max_memory if cfg else None
+    if batch > 1:
+        big = run(engine, shape=(batch, *full[1:]))
+        if big["ok"]:
+            ev.append(f"batch {batch}: {fmt_bytes(big['memory_bytes'])}")
+            if limit and big["memory_bytes"] > limit >= base["memory_bytes"]:
+                advice.append(f"batch_size: 1 fits {fmt_bytes(limit)} (measured {fmt_bytes(base['memory_bytes'])})")
+    if "memory_optimization" in engines.spec(engine).options:
+        other = run(engine, memory_optimization=not memopt)
+        if other["ok"]:
+            ev.append(f"memory_optimization {not memopt}: {fmt_bytes(other['memory_bytes'])}, {fmt_ms(other['p50'])} "
+                      f"(vs {fmt_ms(base['p50'])})")
+            if not memopt and other["memory_bytes"] < base["memory_bytes"] * 0.9:
+                advice.append(f"memory_optimization: true saves {fmt_bytes(base['memory_bytes'] - other['memory_bytes'])} "
+                              "(arena and memory patterns off)")
+    over = limit is not None and base["memory_bytes"] > limit
+    if over:
+        advice.append("quantize to INT8 (weights 4x smaller) or pick a smaller input size")
+    status = "problem" if over or (limit and advice) else "ok"
+    title = (f"footprint {fmt_bytes(base['memory_bytes'])} vs max_memory {fmt_bytes(limit)}" if limit
+             else f"footprint {fmt_bytes(base['memory_bytes'])}")
+    return [Finding("memory", status, title, ev, advice)]
+
+
+# Edge TPU: ONNX ops with an Edge TPU-mapped TFLite builtin (Coral docs, "TensorFlow models on the Edge TPU").
+CORAL_OPS = {"Add", "AveragePool", "Concat", "Conv", "ConvTranspose", "Gemm", "MatMul", "MaxPool", "ReduceMean",
+             "Mul", "Pad", "PRelu", "Relu", "Clip", "Reshape", "Resize", "Sigmoid", "Slice", "Softmax", "Split",
+             "Squeeze", "Unsqueeze", "Sub", "Tanh", "Transpose", "Flatten", "GlobalAveragePool", "ReduceSum",
+             "ReduceMax", "Max", "Min", "DepthToSpace", "SpaceToDepth", "QuantizeLinear", "DequantizeLinear",
+             "Identity", "Constant"}
+
+
+def _operators(model, engine, base, run, installed, cfg, full) -> list[Finding]:
+    import re
+
+    from edgedeploy.hardware import get
+    from edgedeploy.inspect import describe
+
+    out = []
+    info = describe(model, shape=tuple(full))
+    probes = {engine: base} | {e: run(e) for e in installed if e != engine}
+    failing = {e: r["error"] for e, r in probes.items() if not r["ok"]}
+    for e, err in failing.items():
+        ops = [op for op in info.op_histogram if re.search(rf"\b{op}\b", err)]
+        ok = [x for x, r in probes.items() if r["ok"]]
+        out.append(Finding("operators", "problem", f"{e} cannot load the model" + (f" (operator {', '.join(ops)})" if ops else ""),
+                           [err], [f"run it on {', '.join(ok)} (loads and runs: measured)" if ok else
+                                   "replace the operator in the exporter, or add a custom op"]))
+    if not failing:
+        out.append(Finding("operators", "ok", f"every installed engine loads it ({', '.join(probes)})",
+                           [f"{len(info.op_histogram)} operator types: {', '.join(list(info.op_histogram)[:12])}…"]))
+    hw = cfg.deployment.hardware if cfg else "local"
+    if hw != "local":
+        d = get(hw)
+        if d.key == "coral":
+            bad = sorted(set(info.op_histogram) - CORAL_OPS)
+            out.append(Finding("operators", "problem" if bad else "ok", f"{d.name}: operators outside the Edge TPU set",
+                               [f"not mapped: {', '.join(bad) or 'none'} (they would run on the host CPU)"],
+                               ["replace them (e.g. HardSwish → x*Relu6(x+3)/6) or accept CPU fallback"] if bad else []))
+        elif not d.edgedeploy_engines:
+            out.append(Finding("operators", "info", f"{d.name}: operator support is decided by {d.stack}",
+                               [f"no published op list bundled here; model uses {', '.join(list(info.op_histogram)[:10])}…"],
+                               [f"convert with {d.stack} and read its unsupported-op report"]))
+        if any(isinstance(s, str) or s is None for t in info.inputs for s in t["shape"][1:]) and d.accelerators:
+            out.append(Finding("operators", "info", f"dynamic input on {d.name}",
+                               ["NPU/TensorRT compilers want a fixed input size"],
+                               [f"fix the size with deployment.input_shape: {'x'.join(map(str, full))}"]))
+    return out
+
+
+def layer_sensitivity(model, shape, *, samples: int = 2, top: int = 5) -> list[dict]:
+    """Per Conv/MatMul/Gemm layer, the SQNR (dB) of INT8 rounding of its weights (per-tensor) and of its input
+    activations (per-tensor, min/max over ``samples`` image-like inputs), over the bulk of the values (up to the
+    99th percentile of |x|): the layers quantization hurts most come first."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    from edgedeploy.parity import image_like_input
+
+    proto = onnx.load(str(model.onnx_path()))
+    inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    for n in proto.graph.node:
+        if n.op_type == "Constant":
+            for a in n.attribute:
+                if a.name == "value":
+                    inits[n.output[0]] = numpy_helper.to_array(a.t)
+    layers = [n for n in proto.graph.node if n.op_type in ("Conv", "MatMul", "Gemm") and n.input[0] not in inits]
+    existing = {o.name for o in proto.graph.output}
+    for n in layers:
+        if n.input[0] not in existing:
+            proto.graph.output.append(onnx.ValueInfoProto(name=n.input[0]))
+            existing.add(n.input[0])
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    acts: dict[str, list] = {}
+    for s in range(samples):
+        outs = sess.run(None, {sess.get_inputs()[0].name: image_like_input(model, tuple(shape), seed=s)})
+        for name, v in zip(names, outs):
+            acts.setdefault(name, []).append(v)
+
+    def sqnr(x):
+        # The grid spans the full min..max range (outliers included), but the SQNR is taken over the bulk
+        # (values up to the 99th percentile of |x|): an outlier that stretches the range shows up as lost bulk.
+        x = np.asarray(x, np.float32).ravel()
+        lo, hi = float(min(x.min(), 0)), float(max(x.max(), 0))
+        scale = (hi - lo) / 255 or 1.0
+        q = np.clip(np.round((x - lo) / scale), 0, 255) * scale + lo
+        bulk = np.abs(x) <= np.percentile(np.abs(x), 99)
+        noise = float(np.mean((x[bulk] - q[bulk]) ** 2))
+        signal = float(np.mean(x[bulk] ** 2))
+        return 10 * math.log10(signal / noise) if noise > 0 and signal > 0 else 99.0
+
+    rows = []
+    for n in layers:
+        w = inits.get(n.input[1]) if len(n.input) > 1 else None
+        a = np.concatenate([v.ravel() for v in acts.get(n.input[0], [])]) if acts.get(n.input[0]) else None
+        rows.append({"layer": n.name or n.output[0], "op": n.op_type,
+                     "weight_sqnr_db": sqnr(w) if w is not None and w.size else None,
+                     "activation_sqnr_db": sqnr(a) if a is not None and a.size else None})
+    key = lambda r: min(v for v in (r["weight_sqnr_db"], r["activation_sqnr_db"], 99.0) if v is not None)  # noqa: E731
+    return sorted(rows, key=key)[:top]
+
+
+def _accuracy(model, full, dep) -> list[Finding]:
+    if model.format != "onnx":
+        return []
+    rows = layer_sensitivity(model, full)
+    ev = [f"{r['layer']} ({r['op']}): weights {r['weight_sqnr_db'] or 0:.1f} dB, inputs {r['activation_sqnr_db'] or 0:.1f} dB"
+          for r in rows]
+    weak = [r for r in rows if min(x for x in (r["weight_sqnr_db"], r["activation_sqnr_db"], 99) if x is not None) < 25]
+    int8 = dep is not None and "int8" in dep.precisions()
+    advice = ([f"mixed precision: keep {', '.join(r['layer'] for r in weak)} in FP32/FP16 (exclude from INT8), "
+               "and use per-channel weights"] if weak else [])
+    return [Finding("accuracy", "problem" if weak and int8 else "info",
+                    "INT8-sensitive layers (lowest SQNR of per-tensor 8-bit rounding; < 25 dB is risky)",
+                    ev + ["method: SQNR = signal/rounding-noise power of weights and of the layer's inputs on 2 "
+                          "image-like inputs"], advice)]
+
+
+def advise(cfg, result, named_estimate=None) -> list[Finding]:
+    """Advice for targets the tuner could not meet, from the measurements it already made."""
+    from edgedeploy.deploy.tuner import check_targets
+
+    out = []
+    chosen = result.chosen
+    if chosen is None:
+        return [Finding("targets", "problem", "no configuration ran",
+                        [f"{p.what}: {p.reason}" for p in result.pruned][:6], ["run `edgedeploy doctor` on the model"])]
+    ok = [m for m in result.measurements if m.ok]
+    stat = cfg.performance.latency_statistic
+    for c in check_targets(chosen, cfg, result.reference_accuracy):
+        if c.met:
+            continue
+        if c.name == "latency":
+            fastest = min(ok, key=lambda m: m.latency(stat))
+            ev = [f"fastest measured: {fastest.candidate.label} {fmt_ms(fastest.latency(stat))} vs target {c.target}"]
+            adv = []
+            if "int8" not in cfg.deployment.precisions():
+                adv.append("allow precision: int8 (quantized models; measure with accuracy control)")
+            if named_estimate is not None:
+                ev.append(f"estimate on {named_estimate.device}: {fmt_ms(named_estimate.latency_ms)} "
+                          f"({fmt_ms(named_estimate.latency_low_ms)}-{fmt_ms(named_estimate.latency_high_ms)}), not measured")
+            adv += ["use a smaller input size (deployment.input_shape) or a lighter model",
+                    "relax target_latency, or pick a faster device (`edgedeploy devices --recommend`)"]
+            out.append(Finding("slow", "problem", f"latency target {c.target} not met", ev, adv))
+        elif c.name == "memory":
+            least = min(ok, key=lambda m: m.memory_bytes or 0)
+            out.append(Finding("memory", "problem", f"memory target {c.target} not met",
+                               [f"smallest footprint measured: {least.candidate.label} {fmt_bytes(least.memory_bytes)}"],
+                               ["batch_size: 1", "memory_optimization: true", "precision: int8 (4x smaller weights)"]))
+        elif c.name == "power":
+            low = min(ok, key=lambda m: m.power_w or 0)
+            out.append(Finding("power", "problem", f"power target {c.target} not met",
+                               [f"lowest: {low.candidate.label} {low.power_w:.1f} W ({low.power_source[:80]})"],
+                               ["fewer threads (thread_num: 1) trade latency for power", "a lower-power device"]))
+        elif c.name == "accuracy":
+            out.append(Finding("accuracy", "problem", f"accuracy drop above {c.target}", [c.measured],
+                               ["keep sensitive layers in FP32/FP16 (see `edgedeploy doctor MODEL`)", "precision: fp16"]))
+    return out

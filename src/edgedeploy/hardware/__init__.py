@@ -1,0 +1,11 @@
+"""Hardware: the edge boxes we can choose between, and what a model would do on one we do not have.
+
+- :mod:`profiles` — the SPEC.md devices (published figures with sources) and this machine (probed).
+- :mod:`estimate` — per-operator roofline latency/memory, its efficiency calibrated here.
+- :mod:`published` — the published latencies the estimator is checked against.
+- :mod:`recommend` — rank devices for a model by the seed's three criteria.
+"""
+
+from edgedeploy.hardware.profiles import DEVICES, HardwareProfile, all_profiles, get, local, names
+
+__all__ = ["DEVICES", "HardwareProfile", "all_profiles", "get", "local", "names"]

@@ -1,0 +1,215 @@
+"""Pipelines defined in YAML, validated once, with a "did you mean" for every unknown name.
+
+    name: gate
+    source: {url: gate.mp4, realtime: true}     # file, rtsp://..., http://..., /dev/video0, or a folder of images
+    drop: latest                                # latest (latest-frame-wins) | block | omitted: by source
+    queue_size: 1
+    metrics: {port: 9108}                       # Prometheus at http://127.0.0.1:9108/metrics
+    stages:
+      - {type: detect, limit_type: max, limit_side_len: 320}
+      - {type: container_read}
+      - {type: container_track, snapshots: out/snapshots}
+    sinks:
+      - {type: jsonl, path: out/events.jsonl}
+      - {type: mqtt, host: 127.0.0.1, port: 1883, topic: gate/events, spool_dir: out/spool}
+
+A stage's or sink's keys are the keyword arguments of its class (``STAGES``/``SINKS`` name
+the class); their types come from its signature, so the table below is the only list.
+Relative paths in the file are relative to the current directory. Times are in seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from edgedeploy.errors import UserError, did_you_mean
+
+# type → "module:Class". Each class's keyword-only arguments are the keys its YAML entry takes.
+STAGES: dict[str, str] = {
+    "resize": "edgedeploy.pipelines.runtime:ResizeStage",
+    "detect": "edgedeploy.pipelines.ocr:DetectStage",
+    "cls": "edgedeploy.pipelines.ocr:ClsStage",
+    "recognize": "edgedeploy.pipelines.ocr:RecognizeStage",
+    "container_read": "edgedeploy.pipelines.gate:ReadStage",
+    "container_track": "edgedeploy.pipelines.gate:TrackerStage",
+    "rule": "edgedeploy.pipelines.runtime:RuleStage",
+    "python": "edgedeploy.pipelines.camera:PythonStage",
+}
+SINKS: dict[str, str] = {
+    "jsonl": "edgedeploy.pipelines.sinks:JsonlSink",
+    "mqtt": "edgedeploy.pipelines.sinks:MqttSink",
+    "webhook": "edgedeploy.pipelines.sinks:WebhookSink",
+    "video": "edgedeploy.pipelines.sinks:VideoSink",
+}
+# Stages that take a task's options (**kwargs) accept that options dataclass's fields too.
+_TASK_OPTIONS = {"DetectStage": "edgedeploy.tasks.det:DetOptions", "ClsStage": "edgedeploy.tasks.cls:ClsOptions",
+                 "RecognizeStage": "edgedeploy.tasks.rec:RecOptions"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceConfig(_Strict):
+    """Where frames come from. ``url``: video file, stream URL, ``/dev/videoN`` or image folder."""
+
+    url: str
+    realtime: bool = False
+    fps: float | None = None
+    reconnect: bool | None = None
+    max_reconnects: int = 5
+    backoff: tuple[float, float] = (0.5, 8.0)
+    open_timeout: float = 5.0
+    read_timeout: float = 5.0
+
+
+class MetricsConfig(_Strict):
+    port: int | None = None
+    addr: str = "127.0.0.1"
+
+
+class PipelineConfig(_Strict):
+    """A whole pipeline; ``stages``/``sinks`` hold each entry's ``type`` and its checked keys."""
+
+    name: str = "pipeline"
+    source: SourceConfig
+    drop: Literal["latest", "block"] | None = None
+    queue_size: int = 1
+    metrics: MetricsConfig = MetricsConfig()
+    stages: list[dict[str, Any]]
+    sinks: list[dict[str, Any]] = []
+
+
+def _load(ref: str):
+    module, attr = ref.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _fields(cls) -> dict[str, tuple[Any, Any]]:
+    """The YAML keys ``cls`` takes: its keyword arguments (and its task options), typed."""
+    hints = typing.get_type_hints(cls.__init__)
+    fields: dict[str, tuple[Any, Any]] = {}
+    for p in inspect.signature(cls.__init__).parameters.values():
+        if p.name == "self" or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+            continue
+        fields[p.name] = (hints.get(p.name, Any), ... if p.default is p.empty else p.default)
+    if cls.__name__ in _TASK_OPTIONS:
+        options = _load(_TASK_OPTIONS[cls.__name__])
+        ohints = typing.get_type_hints(options)
+        for f in dataclasses.fields(options):
+            fields.setdefault(f.name, (ohints[f.name], f.default))
+    return fields
+
+
+def _check(kind: str, where: str, entry: dict, table: dict[str, str]) -> tuple[type, dict]:
+    """Validate one stage/sink entry; return its class and checked keyword arguments."""
+    if not isinstance(entry, dict) or "type" not in entry:
+        raise UserError(f"{where}: expected a mapping with a 'type' ({', '.join(table)}), got {entry!r}")
+    entry = dict(entry)
+    type_ = str(entry.pop("type"))
+    if type_ not in table:
+        raise UserError(f"{where}: unknown {kind} type {type_!r}{did_you_mean(type_, table)}; "
+                        f"known: {', '.join(table)}")
+    cls = _load(table[type_])
+    fields = _fields(cls)
+    for key in entry:
+        if key not in fields:
+            raise UserError(f"{where} ({type_}): unknown key {key!r}{did_you_mean(key, fields)}; "
+                            f"it takes {', '.join(fields)}")
+    model = create_model(f"{cls.__name__}Config", __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=True),
+                         **fields)
+    try:
+        checked = model(**entry)
+    except ValidationError as exc:
+        raise UserError(f"{where} ({type_}): {_first_error(exc)}") from None
+    return cls, {k: getattr(checked, k) for k in entry}
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    return f"{loc}: {err['msg']} (given {err.get('input')!r})"
+
+
+def load_config(path: str | Path, *, source: str | None = None) -> PipelineConfig:
+    """Read and validate a pipeline YAML; ``source`` replaces its ``source.url``."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"pipeline config {path} does not exist; see examples/pipelines/*.yaml")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping with source, stages and sinks")
+    if source is not None:
+        data.setdefault("source", {})
+        if not isinstance(data["source"], dict):
+            data["source"] = {}
+        data["source"]["url"] = source
+    known = PipelineConfig.model_fields
+    for key in data:
+        if key not in known:
+            raise UserError(f"{path}: unknown key {key!r}{did_you_mean(key, known)}; known: {', '.join(known)}")
+    for key in data.get("source") or {}:
+        if key not in SourceConfig.model_fields:
+            raise UserError(f"{path}: source: unknown key {key!r}{did_you_mean(key, SourceConfig.model_fields)}; "
+                            f"known: {', '.join(SourceConfig.model_fields)}")
+    try:
+        config = PipelineConfig(**data)
+    except ValidationError as exc:
+        raise UserError(f"{path}: {_first_error(exc)}") from None
+    if not config.stages:
+        raise UserError(f"{path}: a pipeline needs at least one stage")
+    for i, entry in enumerate(config.stages):  # check all now: fail before any model loads
+        _check("stage", f"{path}: stages[{i}]", entry, STAGES)
+    for i, entry in enumerate(config.sinks):
+        _check("sink", f"{path}: sinks[{i}]", entry, SINKS)
+    return config
+
+
+def build_pipeline(config: PipelineConfig):
+    """The :class:`~edgedeploy.pipelines.runtime.Pipeline` a validated config describes."""
+    from edgedeploy.pipelines.runtime import Pipeline
+    from edgedeploy.pipelines.sources import ImageFolderSource, open_source, is_stream
+
+    s = config.source
+    if not is_stream(s.url) and Path(s.url).is_dir():
+        source = ImageFolderSource(s.url, fps=s.fps)
+    else:
+        options = dict(realtime=s.realtime, reconnect=s.reconnect, max_reconnects=s.max_reconnects,
+                       backoff=s.backoff, open_timeout=s.open_timeout, read_timeout=s.read_timeout)
+        if s.url.startswith("/dev/video"):
+            options.pop("realtime")
+            options["fps"] = int(s.fps) if s.fps else None
+        source = open_source(s.url, **options)
+    stages = []
+    for i, entry in enumerate(config.stages):
+        cls, kwargs = _check("stage", f"stages[{i}]", entry, STAGES)
+        stages.append(cls(**kwargs))
+    sinks = []
+    for i, entry in enumerate(config.sinks):
+        cls, kwargs = _check("sink", f"sinks[{i}]", entry, SINKS)
+        sink = cls(**kwargs)
+        if sum(1 for x in sinks if x.name == sink.name):
+            sink.name = f"{sink.name}{i}"
+        sinks.append(sink)
+    pipeline = Pipeline(source, stages, sinks, name=config.name, queue_size=config.queue_size, drop=config.drop)
+    if config.metrics.port is not None:
+        pipeline.metrics.serve(config.metrics.port, config.metrics.addr)
+    return pipeline
+
+
+def run_config(path: str | Path, *, source: str | None = None, max_frames: int | None = None,
+               duration: float | None = None, on_stats=None, stats_every: float = 2.0):
+    """Load, build and run the pipeline in ``path``; returns its :class:`PipelineReport`."""
+    pipeline = build_pipeline(load_config(path, source=source))
+    return pipeline.run(max_frames=max_frames, duration=duration, on_stats=on_stats, stats_every=stats_every)

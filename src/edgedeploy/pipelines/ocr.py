@@ -1,0 +1,142 @@
+"""The OCR system (det → cls → rec) as pipeline stages, so the three models run concurrently:
+detection works on page n+1 while recognition reads page n.
+
+Stages share what they find through ``frame.data``: ``boxes`` ((N,4,2) float32 quads in the
+full frame's pixels, reading order) and ``det_scores`` from :class:`DetectStage`; ``crops``
+(upright line images) from :class:`ClsStage`; ``lines`` (a list of
+:class:`~edgedeploy.tasks.OCRLine`) from :class:`RecognizeStage`, which also puts one
+``{"type": "ocr", ...}`` event per frame for the sinks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgedeploy.pipelines.runtime import Frame, Stage
+
+
+def load_task(task: str, model: str, *, path: str | Path | None = None, engine: str = "onnxruntime",
+              threads: int | None = 1, **options):
+    """A task object (``edgedeploy.tasks``) for zoo model ``model`` on ``engine``.
+
+    ``path``: run this model file instead of the zoo's (e.g. an INT8 copy), keeping the zoo
+    model's preprocessing and dictionary.
+    """
+    from edgedeploy import engines, tasks, zoo
+    from edgedeploy.engines import EngineOptions
+
+    zmodel = zoo.fetch(model)
+    session = engines.load(str(path) if path else zmodel.path, engine=engine,
+                           options=EngineOptions(threads=threads),
+                           params=None if path else zmodel.params)
+    return tasks.build(task, session, zmodel, **options)
+
+
+def _full_image(frame: Frame) -> np.ndarray:
+    """The frame at full resolution (a resize stage may have shrunk ``frame.image``)."""
+    return frame.data.get("full", frame.image)
+
+
+class DetectStage(Stage):
+    """Text detection (DB). ``roi`` (x0, y0, x1, y1 as fractions) limits it to part of the frame;
+    ``limit_side_len``/``limit_type`` set the size the model sees (e.g. 320/"max" to detect on a
+    downscaled frame). Boxes are returned in full-frame pixels."""
+
+    def __init__(self, *, model: str = "ppocrv6-det", path: str | None = None, engine: str = "onnxruntime",
+                 threads: int | None = 1, roi: tuple[float, float, float, float] | None = None,
+                 name: str = "detect", **det_options):
+        self.model, self.path, self.engine, self.threads = model, path, engine, threads
+        self.roi, self.det_options, self.name = roi, det_options, name
+        self.det = None
+
+    def open(self, pipeline) -> None:
+        if self.det is None:  # opened once: a stage object can run in several pipelines
+            self.det = load_task("det", self.model, path=self.path, engine=self.engine, threads=self.threads,
+                                 **self.det_options)
+
+    def process(self, frame: Frame) -> Frame:
+        image = frame.image
+        x0 = y0 = 0
+        if self.roi is not None:
+            h, w = image.shape[:2]
+            x0, y0 = int(self.roi[0] * w), int(self.roi[1] * h)
+            image = image[y0:int(self.roi[3] * h), x0:int(self.roi[2] * w)]
+        result = self.det(image)
+        boxes = result.boxes + np.array([x0, y0], np.float32)
+        if "roi" in frame.data:  # a resize stage ran before: map back to the full frame
+            rx, ry, scale = frame.data["roi"]
+            boxes = boxes / scale + np.array([rx, ry], np.float32)
+        frame.data["boxes"], frame.data["det_scores"] = boxes.astype(np.float32), result.scores
+        return frame
+
+
+class ClsStage(Stage):
+    """Cut each detected line out upright and turn the upside-down ones (0/180 classifier)."""
+
+    def __init__(self, *, model: str = "ppocr-cls", path: str | None = None, engine: str = "onnxruntime",
+                 threads: int | None = 1, name: str = "cls", **cls_options):
+        self.model, self.path, self.engine, self.threads = model, path, engine, threads
+        self.cls_options, self.name = cls_options, name
+        self.cls = None
+
+    def open(self, pipeline) -> None:
+        if self.cls is None:
+            self.cls = load_task("cls", self.model, path=self.path, engine=self.engine, threads=self.threads,
+                                 **self.cls_options)
+
+    def process(self, frame: Frame) -> Frame:
+        from edgedeploy.tasks import crop_quad
+
+        image = _full_image(frame)
+        crops = [crop_quad(image, q) for q in frame.data.get("boxes", [])]
+        if crops:
+            crops = self.cls.upright(crops, self.cls(crops))
+        frame.data["crops"] = crops
+        return frame
+
+
+class RecognizeStage(Stage):
+    """Read each line (CTC). Lines below ``text_score`` mean probability, or empty, are dropped."""
+
+    def __init__(self, *, model: str = "ppocrv6-rec", path: str | None = None, engine: str = "onnxruntime",
+                 threads: int | None = 1, text_score: float = 0.5, emit: bool = True, name: str = "rec",
+                 **rec_options):
+        self.model, self.path, self.engine, self.threads = model, path, engine, threads
+        self.text_score, self.emit, self.rec_options, self.name = text_score, emit, rec_options, name
+        self.rec = None
+
+    def open(self, pipeline) -> None:
+        if self.rec is None:
+            self.rec = load_task("rec", self.model, path=self.path, engine=self.engine, threads=self.threads,
+                                 **self.rec_options)
+
+    def process(self, frame: Frame) -> Frame:
+        from edgedeploy.tasks import OCRLine, crop_quad
+
+        boxes = frame.data.get("boxes", np.zeros((0, 4, 2), np.float32))
+        crops = frame.data.get("crops")
+        if crops is None:  # no cls stage: cut the lines out here
+            image = _full_image(frame)
+            crops = [crop_quad(image, q) for q in boxes]
+        result = self.rec(crops)
+        lines = [OCRLine(b, t, s) for b, t, s in zip(boxes, result.texts, result.scores)
+                 if t.strip() and s >= self.text_score]
+        frame.data["lines"] = lines
+        if self.emit:
+            frame.events.append({
+                "type": "ocr", "frame": frame.index, "source": frame.data.get("path", frame.source),
+                "lines": [{"text": ln.text, "score": round(float(ln.score), 4),
+                           "box": np.round(ln.box, 1).tolist()} for ln in lines]})
+        return frame
+
+
+def ocr_stages(*, engine: str = "onnxruntime", threads: int = 1, use_cls: bool = True,
+               det_options: dict | None = None) -> list[Stage]:
+    """The OCR system as three stages (det → cls → rec), ready for a :class:`Pipeline`."""
+    stages: list[Stage] = [DetectStage(engine=engine, threads=threads, **(det_options or {}))]
+    if use_cls:
+        stages.append(ClsStage(engine=engine, threads=threads))
+    stages.append(RecognizeStage(engine=engine, threads=threads))
+    return stages

@@ -1,0 +1,197 @@
+"""Hot updates: which version serves each model, and switching it with no failed request.
+
+A new version (dropped into the repository or uploaded) is loaded beside the serving one and
+warmed up, then checked: it loads, it runs, its inputs and outputs match the serving version's
+(names, dtypes, output shapes on the same warm-up input), its outputs stay within the config's
+``max_output_diff`` of the serving version's, and an optional ``check(session)`` (e.g. accuracy
+on task data) passes. Only then does the pointer switch — one assignment under a lock — and the
+old version is unloaded once its in-flight requests finish. Any failure leaves the old version
+serving; the failure is logged, counted and kept in :attr:`Serving.failures`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from edgedeploy.engines import Session
+from edgedeploy.errors import UserError
+from edgedeploy.serving.memory import MemoryManager, warmup_feeds
+from edgedeploy.serving.repository import Repository
+
+log = logging.getLogger(__name__)
+
+Check = Callable[[str, int, Session], "str | None"]  # (model, version, session) → None if fine, else why not
+
+
+@dataclass
+class SwapResult:
+    model: str
+    old: int | None
+    new: int
+    ok: bool
+    reason: str = ""
+    checks: list[str] = field(default_factory=list)
+    duration_ms: float = 0.0
+    at: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Serving:
+    """The version each model serves by default, and hot updates between versions."""
+
+    def __init__(self, repo: Repository, manager: MemoryManager, *, check: Check | None = None,
+                 on_result: Callable[[SwapResult], None] | None = None):
+        self.repo, self.manager, self.check = repo, manager, check
+        self.on_result = on_result or (lambda r: None)
+        self._current: dict[str, int] = {}
+        self.failures: dict[tuple[str, int], SwapResult] = {}
+        self.history: list[SwapResult] = []
+        self.held: set[str] = set()  # models under an A/B test: no automatic update until it ends
+        self._lock = threading.Lock()
+        self._swap_lock = threading.Lock()  # one swap at a time
+        self.refresh()
+
+    def hold(self, name: str, held: bool = True) -> None:
+        """Stop (or resume) automatic updates of ``name``, e.g. while an A/B test runs; waits for a swap in progress."""
+        with self._swap_lock:
+            (self.held.add if held else self.held.discard)(name)
+
+    def current(self, name: str) -> int:
+        with self._lock:
+            v = self._current.get(name)
+        if v is None:
+            v = self.repo.latest(name)  # a model added since start-up (raises for an unknown one)
+            with self._lock:
+                v = self._current.setdefault(name, v)
+        return v
+
+    def table(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._current)
+
+    def set_current(self, name: str, version: int) -> int | None:
+        """Point ``name`` at ``version`` (atomically); returns the version it served before."""
+        with self._lock:
+            old = self._current.get(name)
+            self._current[name] = version
+        self.manager.retire(name, version, False)
+        return old
+
+    def refresh(self) -> list[SwapResult]:
+        """Look at the repository: serve new models at their latest version; hot-update the ones
+        that gained a newer version (unless that version already failed its checks)."""
+        results = []
+        for name in self.repo.names():
+            if name in self.held:
+                continue
+            latest = self.repo.versions(name)[-1]
+            with self._lock:
+                cur = self._current.get(name)
+                if cur is None:
+                    self._current[name] = latest
+                    continue
+            if latest > cur and (name, latest) not in self.failures:
+                results.append(self.update(name, latest))
+        return results
+
+    def update(self, name: str, new: int) -> SwapResult:
+        """Load, warm up and check ``new``; switch to it and unload the old one, or keep the old one."""
+        with self._swap_lock:
+            t0 = time.perf_counter()
+            old = self.current(name)
+            result = SwapResult(name, old, new, ok=False)
+            pinned = False
+            try:
+                if new == old:
+                    raise UserError(f"{name} already serves version {new}")
+                entry = self.manager.load(name, new, pin=True)
+                pinned = True
+                result.checks.append("loads and runs its warm-up input")
+                self._compare(name, old, entry.session, result)
+                if self.check is not None:
+                    why = self.check(name, new, entry.session)
+                    if why:
+                        raise UserError(f"custom check failed: {why}")
+                    result.checks.append("custom check")
+            except Exception as exc:  # any failure keeps the old version serving
+                result.reason = str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__
+                self.failures[(name, new)] = result
+                if pinned:
+                    self.manager.pin(name, new, -1)
+                    self.manager.unload(name, new)
+                log.warning("hot update of %s to v%d refused, v%s keeps serving: %s", name, new, old, result.reason)
+            else:
+                self.set_current(name, new)
+                self.manager.pin(name, new, -1)
+                self.manager.retire(name, old)
+                self.manager.unload(name, old)  # waits for requests already running on it
+                result.ok = True
+                log.info("%s: v%d now serving (was v%s)", name, new, old)
+            result.duration_ms = (time.perf_counter() - t0) * 1000
+            self.history.append(result)
+            del self.history[:-100]
+            self.on_result(result)
+            return result
+
+    def _compare(self, name: str, old: int, new: Session, result: SwapResult) -> None:
+        try:
+            self.manager.load(name, old)
+        except UserError as exc:  # a serving version that cannot load is no reference: say so
+            result.checks.append(f"serving v{old} does not load ({str(exc)[:120]}); not compared")
+            return
+        with self.manager.use(name, old) as ref_entry, ref_entry.pool.borrow(timeout=60) as ref:
+            if [(s.name, s.dtype) for s in ref.inputs] != [(s.name, s.dtype) for s in new.inputs]:
+                raise UserError(f"inputs differ: serving v{old} takes {[s.to_dict() for s in ref.inputs]}, "
+                                f"the new version {[s.to_dict() for s in new.inputs]}")
+            if [s.name for s in ref.outputs] != [s.name for s in new.outputs]:
+                raise UserError(f"outputs differ: v{old} gives {[s.name for s in ref.outputs]}, "
+                                f"the new version {[s.name for s in new.outputs]}")
+            feeds = warmup_feeds(ref, ref_entry.mv.config.warmup)
+            want = ref.run(feeds)
+        got = new.run(feeds)
+        for k, a in want.items():
+            if got[k].shape != a.shape or got[k].dtype != a.dtype:
+                raise UserError(f"output {k!r} is {got[k].dtype} {list(got[k].shape)} where v{old} gives "
+                                f"{a.dtype} {list(a.shape)} on the same input")
+        result.checks.append("inputs, outputs and output shapes match the serving version")
+        limit = self.repo.version(name, result.new, verify=False).config.max_output_diff
+        diff = max((float(np.max(np.abs(got[k].astype(np.float64) - a))) for k, a in want.items() if a.size), default=0.0)
+        if limit is not None:
+            if not diff <= limit:
+                raise UserError(f"outputs differ from v{old} by up to {diff:.3g} on the warm-up input "
+                                f"(max_output_diff {limit:g})")
+            result.checks.append(f"outputs within {limit:g} of the serving version (max {diff:.3g})")
+
+
+class Watcher:
+    """Polls the repository every ``interval_s`` seconds for new models and versions."""
+
+    def __init__(self, serving: Serving, interval_s: float):
+        self.serving, self.interval_s = serving, interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="repo-watcher", daemon=True)
+
+    def start(self) -> Watcher:
+        if self.interval_s > 0:
+            self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.serving.refresh()
+            except Exception:  # a bad directory must not stop the watcher
+                log.exception("repository scan failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)

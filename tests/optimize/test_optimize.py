@@ -1,0 +1,176 @@
+"""edgedeploy.optimize: graph passes, calibration checks, the accuracy guard, and one real model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from edgedeploy.errors import UserError
+from edgedeploy.optimize import calibration, graph, optimize, report_path, sensitivity
+from tests.conftest import build_tiny_onnx
+
+
+def _run(path_or_model, x):
+    data = path_or_model.SerializeToString() if isinstance(path_or_model, onnx.ModelProto) else str(path_or_model)
+    s = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    return s.run(None, {s.get_inputs()[0].name: x})[0]
+
+
+def _hardswish_model(opset: int = 13) -> onnx.ModelProto:
+    """Conv → x*clip(x+3,0,6)/6 (PicoDet's spelling) → Conv, with BatchNorm after the first Conv."""
+    rng = np.random.default_rng(0)
+    c = lambda name, v: numpy_helper.from_array(np.asarray(v, np.float32), name)  # noqa: E731
+    inits = [c("w1", rng.standard_normal((4, 3, 3, 3)) * 0.5), c("w2", rng.standard_normal((2, 4, 1, 1))),
+             c("three", [3.0]), c("zero", 0.0), c("six", 6.0), c("six_d", [6.0]),
+             c("g", rng.random(4) + 0.5), c("b", rng.standard_normal(4)), c("m", rng.standard_normal(4) * 0.1),
+             c("v", rng.random(4) + 0.5)]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["c1", "g", "b", "m", "v"], ["bn"]),
+             helper.make_node("Add", ["bn", "three"], ["a"]),
+             helper.make_node("Clip", ["a", "zero", "six"], ["cl"]),
+             helper.make_node("Mul", ["bn", "cl"], ["mu"]),
+             helper.make_node("Div", ["mu", "six_d"], ["hs"]),
+             helper.make_node("Conv", ["hs", "w2"], ["y"])]
+    g = helper.make_graph(nodes, "hs", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 8, 8])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 8
+    return m
+
+
+def test_graph_passes_fuse_and_keep_outputs():
+    m = _hardswish_model(opset=11)
+    x = np.random.default_rng(1).standard_normal((1, 3, 8, 8)).astype(np.float32)
+    ref = _run(m, x)
+    out, rep = graph.optimize_graph(m)
+    ops = [n.op_type for n in out.graph.node]
+    assert ops == ["Conv", "HardSwish", "Conv"], ops  # BatchNorm folded, 4-node hardswish fused
+    assert graph.opset(out) == graph.MIN_OPSET and rep.opset_before == 11
+    assert rep.nodes_before == 7 and rep.nodes_after == 3
+    assert all(n.name for n in out.graph.node)
+    np.testing.assert_allclose(_run(out, x), ref, rtol=1e-4, atol=1e-5)
+
+
+def test_no_float_weights_is_refused(tmp_path):
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "w",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4, 4])])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "relu.onnx")
+    with pytest.raises(UserError, match="no float weights"):
+        optimize(tmp_path / "relu.onnx", tmp_path / "out.onnx", engine="onnxruntime")
+    assert not (tmp_path / "out.onnx").exists()
+
+
+def _npy_folder(path: Path, n: int, shape) -> Path:
+    path.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        np.save(path / f"{i:03d}.npy", rng.standard_normal(shape).astype(np.float32))
+    return path
+
+
+def test_calibration_too_few_and_wrong_shape(tmp_path, tiny_onnx):
+    with pytest.raises(UserError, match=r"3 sample\(s\); at least 8 are needed"):
+        optimize(tiny_onnx, tmp_path / "a.onnx", engine="onnxruntime", calib=_npy_folder(tmp_path / "few", 3, (1, 3, 16, 16)))
+    with pytest.raises(UserError, match=r"shape 1x1x16x16; the model's input 'input' is \?x3x\?x\?"):
+        optimize(tiny_onnx, tmp_path / "b.onnx", engine="onnxruntime", calib=_npy_folder(tmp_path / "bad", 8, (1, 1, 16, 16)))
+    with pytest.raises(UserError, match="neither a folder nor a data set"):
+        optimize(tiny_onnx, tmp_path / "c.onnx", engine="onnxruntime", calib=str(tmp_path / "missing"))
+    assert not any(tmp_path.glob("*.onnx"))
+
+
+def test_engine_that_cannot_run_int8_onnx(tmp_path, tiny_onnx):
+    with pytest.raises(UserError, match="paddle cannot run an optimised ONNX model"):
+        optimize(tiny_onnx, tmp_path / "p.onnx", engine="paddle")
+    with pytest.raises(UserError, match="did you mean 'int8'"):
+        optimize(tiny_onnx, tmp_path / "p.onnx", precision="int9")
+
+
+def test_tiny_int8_within_budget_writes_model_and_report(tmp_path):
+    src = build_tiny_onnx(tmp_path / "tiny.onnx")
+    calib = _npy_folder(tmp_path / "cal", 8, (1, 3, 16, 16))
+    r = optimize(src, tmp_path / "out" / "tiny.int8.onnx", engine="onnxruntime", calib=calib,
+                 max_accuracy_drop=100, latency_rounds=1)
+    out = tmp_path / "out" / "tiny.int8.onnx"
+    assert out.exists() and report_path(out).exists()
+    assert json.loads(report_path(out).read_text())["precision"] == "int8"
+    assert r.metric == "top-1 agreement" and r.engine == "onnxruntime" and r.precision == "int8"
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in onnx.load(str(out)).graph.node}
+    assert set(r.latency_ms) >= {"ORT default FP32 (anchor)", "fp32 on onnxruntime", "int8 on onnxruntime"}
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_impossible_budget_writes_nothing_and_says_best(tmp_path):
+    onnx.save(_hardswish_model(), tmp_path / "hs.onnx")  # rank-4 output: fidelity = 1 - relative L2 error
+    calib = _npy_folder(tmp_path / "cal", 8, (1, 3, 8, 8))
+    with pytest.raises(UserError, match=r"no int8 model meets --max-accuracy-drop 0 points on output fidelity.*"
+                                        r"best reached — onnxruntime: best .* with 1 layer\(s\) kept in float.*nothing was written"):
+        optimize(tmp_path / "hs.onnx", tmp_path / "never.onnx", engine="onnxruntime", calib=calib,
+                 max_accuracy_drop=0, latency_rounds=1)
+    assert not (tmp_path / "never.onnx").exists() and not report_path(tmp_path / "never.onnx").exists()
+
+
+def test_sensitivity_ranks_layers(tmp_path):
+    from edgedeploy.optimize import quantize_ort
+
+    src = build_tiny_onnx(tmp_path / "tiny.onnx")
+    g, _ = graph.optimize_graph(onnx.load(str(src)))
+    onnx.save(g, tmp_path / "g.onnx")
+    feeds = [{"input": np.random.default_rng(i).standard_normal((1, 3, 16, 16)).astype(np.float32)} for i in range(8)]
+    cal = calibration.CalibrationSet(feeds, "test")
+    quantize_ort.quantize_static(tmp_path / "g.onnx", tmp_path / "q.onnx", cal)
+    errs = sensitivity.layer_errors(tmp_path / "g.onnx", tmp_path / "q.onnx", feeds)
+    assert {e.op for e in errs} == {"Conv", "Gemm"}
+    assert all(e.sqnr_db > 10 for e in errs)  # INT8 of a healthy layer: well above 10 dB
+    ranked = sensitivity.rank(errs)
+    assert ranked[0].contribution >= ranked[-1].contribution
+    assert sensitivity.float_counts(10, 0.5) == [1, 2, 4, 5]
+
+
+@pytest.mark.integration
+def test_pplcnet_int8_smaller_and_within_budget(tmp_path):
+    out = tmp_path / "lcnet.int8.onnx"
+    r = optimize("pplcnet-orientation", out, engine="onnxruntime", max_accuracy_drop=0.5, calib_samples=16,
+                 eval_samples=20, latency_rounds=1)
+    assert out.exists() and r.size_ratio >= 3.0
+    assert r.accuracy_drop_points <= 0.5 and r.accuracy_before == pytest.approx(1.0)
+    assert r.metric == "accuracy" and r.precision == "int8"
+    assert any(p.startswith("onnxslim") for p in r.passes) and r.graph_parity_max_abs_diff < 1e-3
+
+
+def test_cli_command_json(tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from edgedeploy.cli.optimize import optimize as command
+
+    app = typer.Typer()
+    app.command()(command)
+    app.command("noop")(lambda: None)  # two commands: typer keeps the command name
+    src = build_tiny_onnx(tmp_path / "tiny.onnx")
+    calib = _npy_folder(tmp_path / "cal", 8, (1, 3, 16, 16))
+    res = CliRunner().invoke(app, ["optimize", str(src), "-o", str(tmp_path / "t.onnx"), "--engine", "onnxruntime",
+                                   "--calib", str(calib), "--max-accuracy-drop", "100", "--rounds", "1", "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["precision"] == "int8" and data["size_ratio"] > 0 and (tmp_path / "t.onnx").exists()
+    res = CliRunner().invoke(app, ["optimize", str(src), "-o", str(tmp_path / "u.onnx"), "--precision", "int4"])
+    assert isinstance(res.exception, UserError) and "choose one of int8, fp16, fp32, auto" in str(res.exception)
+
+
+def test_fp16_halves_the_weights(tmp_path):
+    src = build_tiny_onnx(tmp_path / "tiny.onnx")
+    calib = _npy_folder(tmp_path / "cal", 8, (1, 3, 16, 16))
+    r = optimize(src, tmp_path / "h.onnx", engine="onnxruntime", precision="fp16", calib=calib,
+                 max_accuracy_drop=1, latency_rounds=1)
+    assert r.precision == "fp16" and r.accuracy_drop_points <= 1
+    types = {t.data_type for t in onnx.load(str(tmp_path / "h.onnx")).graph.initializer if len(t.dims)}
+    assert onnx.TensorProto.FLOAT16 in types and onnx.TensorProto.FLOAT not in types

@@ -1,0 +1,75 @@
+"""Pipeline YAML: typed, unknown stage types and keys answered with a suggestion, examples valid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgedeploy.errors import UserError
+from edgedeploy.pipelines.config import STAGES, build_pipeline, load_config, run_config
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "pipelines"
+
+
+def _write(tmp_path, text: str) -> Path:
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_unknown_stage_type_suggests_the_closest(tmp_path, video):
+    path = _write(tmp_path, f"source: {{url: {video}}}\nstages:\n  - type: detct\n")
+    with pytest.raises(UserError, match=r"stages\[0\]: unknown stage type 'detct' \(did you mean 'detect'\?\)"):
+        load_config(path)
+
+
+def test_unknown_keys_and_wrong_types_are_reported(tmp_path, video):
+    with pytest.raises(UserError, match=r"unknown key 'treads' \(did you mean 'threads'\?\)"):
+        load_config(_write(tmp_path, f"source: {{url: {video}}}\nstages:\n  - {{type: detect, treads: 2}}\n"))
+    with pytest.raises(UserError, match=r"unknown key 'limit_side' \(did you mean 'limit_side_len'\?\)"):
+        load_config(_write(tmp_path, f"source: {{url: {video}}}\nstages:\n  - {{type: detect, limit_side: 320}}\n"))
+    with pytest.raises(UserError, match=r"unknown key 'sinc' \(did you mean 'sinks'\?\)"):
+        load_config(_write(tmp_path, f"source: {{url: {video}}}\nstages: [{{type: rule, field: a, op: '>', value: 1}}]\nsinc: []\n"))
+    with pytest.raises(UserError, match="unknown key 'realtim'"):
+        load_config(_write(tmp_path, f"source: {{url: {video}, realtim: true}}\nstages: [{{type: detect}}]\n"))
+    with pytest.raises(UserError, match=r"sinks\[0\] \(mqtt\): port"):
+        load_config(_write(tmp_path, f"source: {{url: {video}}}\nstages: [{{type: detect}}]\n"
+                                     "sinks: [{type: mqtt, port: many}]\n"))
+    with pytest.raises(UserError, match="unknown sink type 'jsnol'.*did you mean 'jsonl'"):
+        load_config(_write(tmp_path, f"source: {{url: {video}}}\nstages: [{{type: detect}}]\nsinks: [{{type: jsnol}}]\n"))
+    with pytest.raises(UserError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("name", ["gate.yaml", "ocr.yaml"])
+def test_examples_are_valid(name, video):
+    config = load_config(EXAMPLES / name, source=str(video))
+    assert config.source.url == str(video) and config.stages
+    assert all(entry["type"] in STAGES for entry in config.stages)
+
+
+def test_a_pipeline_from_yaml_runs_with_a_python_stage(tmp_path, video):
+    out = tmp_path / "frames.jsonl"
+    path = _write(tmp_path, f"""
+name: bright
+source: {{url: {video}}}
+stages:
+  - {{type: resize, scale: 0.5}}
+  - {{type: python, target: "tests.pipelines.test_config:brightness", name: bright}}
+  - {{type: rule, field: value, op: ">", value: 0, action: keep}}
+sinks:
+  - {{type: jsonl, path: {out}}}
+""")
+    report = run_config(path, max_frames=10)
+    assert report.stats["processed"] == 10 and report.stopped_by == "max_frames=10"
+    assert len(out.read_text().splitlines()) == 10
+    pipe = build_pipeline(load_config(path))
+    assert [s.name for s in pipe.stages] == ["resize", "bright", "rule"]
+
+
+def brightness(frame):
+    """A user's stage for the test above: one event with the frame's mean brightness."""
+    frame.events.append({"type": "brightness", "value": float(np.mean(frame.image))})
+    return frame
