@@ -51,10 +51,10 @@ def test_least_recently_used_model_is_evicted_to_stay_in_budget(big_repo):
 def test_refusal_says_needed_used_and_budget(big_repo):
     m = MemoryManager(Repository(big_repo), budget=30 * MB)
     m.load("a", 1, pin=True)  # pinned: a swap or an A/B test holds it
-    with pytest.raises(BudgetExceeded, match=r"needs .* MB but .* MB of the 30.0 MB memory budget is used .*a v1"):
+    with pytest.raises(BudgetExceeded, match=r"needs .* MiB but .* MiB of the 30.0 MiB memory budget is used .*a v1"):
         m.load("b", 1)
     m2 = MemoryManager(Repository(big_repo), budget=8 * MB)
-    with pytest.raises(BudgetExceeded, match=r"a v1 needs .* MB .*more than the whole 8.0 MB"):
+    with pytest.raises(BudgetExceeded, match=r"a v1 needs .* MiB .*more than the whole 8.0 MiB"):
         m2.load("a", 1)
     assert m2.status() == []
 

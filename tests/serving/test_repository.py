@@ -7,20 +7,8 @@ import os
 import pytest
 
 from edgedeploy.errors import UserError
-from edgedeploy.serving import Repository, parse_bytes
+from edgedeploy.serving import Repository
 from edgedeploy.serving.repository import ModelNotFound, file_sha256
-
-
-@pytest.mark.parametrize("text, expected", [("512MB", 512 << 20), ("1.5GB", int(1.5 * (1 << 30))), ("800KiB", 800 << 10),
-                                            ("4096", 4096), (" 2 g ", 2 << 30), (7, 7)])
-def test_parse_bytes(text, expected):
-    assert parse_bytes(text) == expected
-
-
-@pytest.mark.parametrize("text", ["", "MB", "12XB", "-5MB", "1e3MB"])
-def test_parse_bytes_refuses_what_is_not_a_size(text):
-    with pytest.raises(UserError, match="is not a size; expected a number"):
-        parse_bytes(text)
 
 
 def test_lists_models_and_versions_and_reads_configs(repo):

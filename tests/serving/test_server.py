@@ -81,7 +81,7 @@ def test_bad_requests_get_one_line_errors(served, path, body, status, message):
 def test_oversized_bodies_are_refused(served):
     client, _, _ = served
     r = _infer(client, "/v2/models/tiny/infer", {"input": np.zeros((1, 3, 128, 128), np.float32)}, binary=True)
-    assert r.status_code == 413 and "over the 0.1 MB limit" in r.json()["error"]
+    assert r.status_code == 413 and "over the 64.0 KiB limit" in r.json()["error"]
 
     def chunks():  # no Content-Length: the limit holds while streaming
         for _ in range(100):
@@ -143,5 +143,5 @@ def test_shutdown_finishes_requests_in_flight(repo):
 
 
 def test_budget_smaller_than_the_smallest_model_is_refused_at_start(repo):
-    with pytest.raises(UserError, match=r"--memory-budget 0.0 MB is smaller than the smallest model \(.*raise the budget"):
+    with pytest.raises(UserError, match=r"--memory-budget 100 B is smaller than the smallest model \(.*raise the budget"):
         ModelServer(repo, ServerSettings(memory_budget=100))

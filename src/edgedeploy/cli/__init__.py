@@ -17,6 +17,7 @@ from edgedeploy.cli import demo as demo_cmd
 from edgedeploy.cli import deploy as deploy_cmds
 from edgedeploy.cli import eval as eval_cmd
 from edgedeploy.cli import model as model_cmds
+from edgedeploy.cli import optimize as optimize_cmd
 from edgedeploy.cli import serve as serve_cmds
 from edgedeploy.cli import zoo as zoo_cmds
 from edgedeploy.errors import UserError
@@ -34,6 +35,7 @@ app.command("run")(model_cmds.run)
 app.command("engines")(model_cmds.engines_)
 app.command("demo")(demo_cmd.demo)
 app.command("eval")(eval_cmd.eval_)
+app.command("optimize")(optimize_cmd.optimize)
 app.command("deploy")(deploy_cmds.deploy)
 app.command("devices")(deploy_cmds.devices)
 app.command("estimate")(deploy_cmds.estimate)

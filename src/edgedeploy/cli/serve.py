@@ -23,11 +23,11 @@ def serve(repo: Path = typer.Argument(..., help="Model repository: REPO/NAME/VER
           poll: float = typer.Option(2.0, min=0, help="Seconds between scans for new versions (0: off)."),
           json_: bool = typer.Option(False, "--json", help="Print the start-up summary as JSON.")):
     """Serve every model of REPO over HTTP (KServe v2 protocol) within a memory budget, with hot updates and A/B tests."""
-    from edgedeploy.serving import parse_bytes
+    from edgedeploy.units import parse_bytes
     from edgedeploy.serving.server import ModelServer, ServerSettings, run
 
-    settings = ServerSettings(memory_budget=parse_bytes(memory_budget) if memory_budget else None, threads=threads,
-                              max_body_bytes=parse_bytes(max_body), timeout_s=timeout, poll_s=poll)
+    settings = ServerSettings(memory_budget=parse_bytes(memory_budget, field='--memory-budget') if memory_budget else None, threads=threads,
+                              max_body_bytes=parse_bytes(max_body, field='--max-body'), timeout_s=timeout, poll_s=poll)
     server = ModelServer(repo, settings)
     rows = [{"model": n, "versions": server.repo.versions(n), "serving": v}
             for n, v in sorted(server.serving.table().items())]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 METHOD = "in-process, interleaved: {rounds} rounds x {block} timed runs per candidate after 2 warm-up runs each; " \
-         "median (min in brackets); {threads} threads"
+         "median of all timed runs (the minimum is kept in the JSON); {threads} threads"
 
 
 @dataclass(frozen=True)

@@ -104,8 +104,8 @@ def remove_frames(crop: np.ndarray) -> np.ndarray:
     recogniser reads a framed 0 as 回 and a framed 8 as ⑧ or nothing.
 
     Strokes are found by top-hat and black-hat (light and dark paint) with Otsu; a frame is a
-    roughly square component at least 1.3x as tall as the median glyph and hollow (under 60%
-    of its box inked). Only its border band is erased, so a digit blurred into it survives.
+    roughly square component that is hollow (under 35% of its box inked) and about as tall
+    as the glyphs, or under 60% inked and 1.3x taller (the digit blurred into the frame). Only its border band is erased, so a digit blurred into it survives.
     """
     import cv2
 
@@ -121,8 +121,10 @@ def remove_frames(crop: np.ndarray) -> np.ndarray:
         if not len(glyphs):
             continue
         med = float(np.median(glyphs))
-        frames = np.flatnonzero((ht >= 1.3 * med) & (ht <= 0.95 * h) & (w >= 0.5 * ht) & (w <= 1.5 * ht)
-                                & (area < 0.6 * w * ht)) + 1
+        fill = area / np.maximum(w * ht, 1)
+        # Hollow at glyph height, or a little fuller (the digit blurred into it) but taller.
+        hollow = ((fill < 0.35) & (ht >= 0.8 * med)) | ((fill < 0.6) & (ht >= 1.3 * med))
+        frames = np.flatnonzero(hollow & (ht <= 0.95 * h) & (w >= 0.5 * ht) & (w <= 1.5 * ht)) + 1
         if not len(frames):
             continue
         bg = np.median(crop[ink == 0], axis=0).astype(crop.dtype)
@@ -210,6 +212,7 @@ class ReadStage(Stage):
 
     extend: each row's crop is widened to the right by this many row heights, to take in a
     check digit painted in a frame, which a detector on a downscaled frame often misses.
+    min_height / max_height: rows shorter (px) or taller (share of the frame height) are ignored.
     edge: candidates within this many pixels (or 0.3 row heights) of the left or right edge
     are cut off by it: not read.
     retry_chars: a read of at least this many letters/digits that does not validate is read
@@ -219,9 +222,11 @@ class ReadStage(Stage):
 
     def __init__(self, *, model: str = "ppocrv6-rec", path: str | None = None, engine: str = "onnxruntime",
                  threads: int | None = 1, extend: float = 1.5, pad: float = 0.15, min_height: float = 8.0,
+                 max_height: float = 0.25,
                  edge: float = 2.0, retry_chars: int = 9, tracker: str | None = "track", name: str = "read"):
         self.model, self.path, self.engine, self.threads = model, path, engine, threads
         self.extend, self.pad, self.min_height, self.tracker_name, self.name = extend, pad, min_height, tracker, name
+        self.max_height = max_height
         self.edge, self.retry_chars = edge, retry_chars
         self.rec, self.tracker = None, None
         self.reads = self.skipped = 0
@@ -242,12 +247,14 @@ class ReadStage(Stage):
 
     def process(self, frame: Frame) -> Frame:
         image = frame.data.get("full", frame.image)
+        h, w = image.shape[:2]
+        # Rows taller than max_height of the frame are not lettering (DB sometimes fires on a
+        # whole container side); rows shorter than min_height px cannot be read.
         groups = [g for g in group_lines(frame.data.get("boxes", np.zeros((0, 4, 2), np.float32)))
-                  if max(r[3] - r[1] for r in g) >= self.min_height]
+                  if self.min_height <= max(r[3] - r[1] for r in g) and max(r[3] - r[1] for r in g) <= self.max_height * h]
         candidates = [Candidate(_union(g), g) for g in groups]
         confirmed = self.tracker.confirmed_boxes(frame.index) if self.tracker is not None else []
         crops, owners = [], []
-        h, w = image.shape[:2]
         for i, cand in enumerate(candidates):
             # Cut by the frame's edge (entering or leaving): no whole code to read yet.
             margin = max(self.edge, 0.3 * min(r[3] - r[1] for r in cand.rows))
@@ -373,6 +380,9 @@ class TrackerStage(Stage):
 
     def _match_score(self, track: Track, box: np.ndarray, frame_index: int) -> float:
         pred = track.predict(frame_index)
+        ratio = (box[3] - box[1]) / max(pred[3] - pred[1], 1e-3)
+        if not 0.6 <= ratio <= 1.67:  # lettering does not change size between frames
+            return 0.0
         iou = _iou(pred, box)
         if iou >= self.min_iou:
             return iou
@@ -497,26 +507,35 @@ def gate_stages(*, engine: str = "onnxruntime", det_threads: int = 1, rec_thread
 def evaluate_events(events: list[dict], truth) -> dict:
     """Match container events to the truth of a gate video and score them.
 
-    Each container is matched to the unused event whose frames overlap most the frames in
-    which its code was in view; its predicted code is that event's (None when unmatched).
+    Each container is matched to an event overlapping the frames it was in view: one with its
+    own code if there is one, else the unused event overlapping most; its predicted code is that
+    event's (None when unmatched).
     Returns :func:`~edgedeploy.evaluation.metrics.container_accuracy` fields plus
     ``extra_events`` (events matched to no container) and ``errors`` (what went wrong where).
     """
     from edgedeploy.evaluation.metrics import container_accuracy
 
     events = [e for e in events if e.get("type") == "container"]
-    used, preds, errors = set(), [], []
-    for c in truth.containers:
-        a, b = (c.code_first, c.code_last) if c.code_first >= 0 else (c.first_frame, c.last_frame)
-        best, best_overlap = None, 0
-        for i, e in enumerate(events):
-            if i in used:
+    used: set[int] = set()
+    match: dict[int, int] = {}
+
+    def overlap(c, e) -> int:
+        return min(c.last_frame, e["last_frame"]) - max(c.first_frame, e["first_frame"]) + 1
+
+    # First an event carrying the container's own code while it was in view, then the unused
+    # event overlapping its frames most: a missed container is not credited with its neighbour's read.
+    for same_code in (True, False):
+        for ci, c in enumerate(truth.containers):
+            if ci in match:
                 continue
-            overlap = min(b, e["last_frame"]) - max(a, e["first_frame"]) + 1
-            if overlap > best_overlap or (best is None and overlap > -10 and e.get("code") == c.code):
-                best, best_overlap = i, max(overlap, best_overlap)
-        if best is not None:
-            used.add(best)
+            options = [(overlap(c, e), i) for i, e in enumerate(events)
+                       if i not in used and overlap(c, e) > 0 and (e.get("code") == c.code) == same_code]
+            if options:
+                match[ci] = max(options)[1]
+                used.add(match[ci])
+    preds, errors = [], []
+    for ci, c in enumerate(truth.containers):
+        best = match.get(ci)
         pred = events[best]["code"] if best is not None else None
         preds.append(pred)
         if pred != c.code:

@@ -14,7 +14,7 @@ A/B tests and a KServe v2 HTTP server.
 FastAPI and uvicorn are imported only by ``server``.
 """
 
-from edgedeploy.serving.memory import MemoryManager, parse_bytes
+from edgedeploy.serving.memory import MemoryManager
 from edgedeploy.serving.repository import ModelConfig, Repository
 
-__all__ = ["MemoryManager", "ModelConfig", "Repository", "parse_bytes"]
+__all__ = ["MemoryManager", "ModelConfig", "Repository"]

@@ -15,7 +15,6 @@ import ctypes
 import gc
 import logging
 import queue
-import re
 import threading
 import time
 from contextlib import contextmanager
@@ -28,27 +27,13 @@ import psutil
 from edgedeploy import engines
 from edgedeploy.engines import EngineOptions, Session
 from edgedeploy.errors import UserError
+from edgedeploy.units import fmt_bytes
 from edgedeploy.serving.repository import ModelVersion, Repository
 
 log = logging.getLogger(__name__)
 
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20,
-          "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30}
-
-
-def parse_bytes(text: str | int) -> int:
-    """'512MB' → 536870912. K/M/G (with or without B, or KiB/MiB/GiB) are powers of 1024, as
-    ``fmt_bytes`` prints them; a bare number is bytes."""
-    if isinstance(text, int):
-        return text
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(text))
-    if not m or m.group(2).lower() not in _UNITS:
-        raise UserError(f"{text!r} is not a size; expected a number with an optional unit, e.g. 512MB, 1.5GB, 800KiB")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
-
-
 def fmt_mb(n: int | float) -> str:
-    return f"{n / (1 << 20):.1f} MB"
+    return fmt_bytes(n)
 
 
 def rss_bytes() -> int:

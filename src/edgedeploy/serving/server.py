@@ -1,6 +1,6 @@
 """The model server: a FastAPI app speaking the KServe v2 protocol over a model repository.
 
-    >>> server = ModelServer("models/", ServerSettings(memory_budget=parse_bytes("512MB")))
+    >>> server = ModelServer("models/", ServerSettings(memory_budget=units.parse_bytes("512MB")))
     >>> app = create_app(server)          # or run(server, host="127.0.0.1", port=8000)
 
 Endpoints: ``/v2/health/live|ready``, ``/v2`` (server metadata), ``/v2/models/{name}[/versions/{v}]``
