@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from edgedeploy.benchmarking import BenchConfig, parse_shape, plan, resolve_shape
+from edgedeploy.benchmarking import BenchConfig, plan, resolve_shape
+from edgedeploy.util import parse_shape
 from edgedeploy.errors import UserError
 from edgedeploy.ingest import load_model
 

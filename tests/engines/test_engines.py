@@ -120,3 +120,12 @@ def test_capability_table_is_complete():
     for name, s in engines.ENGINES.items():
         assert s.name == name and s.formats and "cpu" in s.devices and "fp32" in s.precisions
         assert set(s.options) <= {"threads", "graph_optimization", "memory_optimization", "mkldnn", "device", "precision"}
+
+
+@pytest.mark.parametrize("engine", [installed(e) for e in engines.ENGINES])
+def test_clone_instance_shares_the_model_and_gives_the_same_outputs(engine, tiny_onnx, tiny_paddle, image_batch):
+    model = tiny_paddle if engines.runnable(engine, "onnx") else tiny_onnx
+    with engines.load(model, engine=engine) as s:
+        twin = s.clone_instance()
+        assert twin is not s and twin.engine == s.engine
+        np.testing.assert_array_equal(twin.run({"input": image_batch})["output"], s.run({"input": image_batch})["output"])

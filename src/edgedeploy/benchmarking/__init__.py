@@ -15,8 +15,8 @@ ratios), :mod:`report` (table, JSON, CSV, Markdown, PNG).
 
 from edgedeploy.benchmarking import report
 from edgedeploy.benchmarking.config import ANCHOR_LABELS, PRECISIONS, BenchConfig
-from edgedeploy.benchmarking.plan import Skipped, parse_shape, plan, resolve_shape
+from edgedeploy.benchmarking.plan import Skipped, plan, resolve_shape
 from edgedeploy.benchmarking.runner import BenchResult, add_ratios, run_bench, run_one
 
-__all__ = ["ANCHOR_LABELS", "PRECISIONS", "BenchConfig", "BenchResult", "Skipped", "add_ratios", "parse_shape",
+__all__ = ["ANCHOR_LABELS", "PRECISIONS", "BenchConfig", "BenchResult", "Skipped", "add_ratios",
            "plan", "report", "resolve_shape", "run_bench", "run_one"]

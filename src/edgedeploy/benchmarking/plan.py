@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from edgedeploy import engines
 from edgedeploy.benchmarking.config import PRECISIONS, BenchConfig
 from edgedeploy.errors import UserError, did_you_mean
+from edgedeploy.util import parse_shape
 from edgedeploy.ingest import Model, load_model
 
 
@@ -29,18 +30,6 @@ class Skipped:
     def to_dict(self) -> dict:
         return {"model": self.model, "shape": self.shape, "engine": self.engine, "precision": self.precision,
                 "status": "skipped", "reason": self.reason}
-
-
-def parse_shape(text: str) -> tuple[int, ...]:
-    """'512x512' (H x W) → (512, 512); '1x3x512x512' → (1, 3, 512, 512); '224' → (224, 224)."""
-    try:
-        dims = tuple(int(d) for d in text.lower().replace(",", "x").split("x"))
-    except ValueError:
-        raise UserError(f"--shape {text!r} is not a shape; expected HxW (e.g. 640x640) or a full shape "
-                        "(e.g. 1x3x640x640)") from None
-    if any(d < 1 for d in dims):
-        raise UserError(f"--shape {text!r} has a dimension below 1; every dimension must be at least 1")
-    return dims * 2 if len(dims) == 1 else dims
 
 
 def declared_input_shape(model: Model) -> tuple[int | None, ...]:

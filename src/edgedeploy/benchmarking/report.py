@@ -95,33 +95,43 @@ def to_markdown(results: list[BenchResult], skipped: list[Skipped] = ()) -> str:
 
 
 def plot(results: list[BenchResult], path: str | Path, title: str = "latency vs memory (bubble = model file size)"):
-    """PNG: x = p50 latency (log), y = model memory MB, bubble area ~ model size; anchors hollow."""
+    """PNG, one panel per (model, shape): x = p50 latency (log), y = model memory MB, bubble area ~ model
+    file size, one colour per engine, anchors hollow, each point labelled with its scheme."""
+    import math
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     ok = [r for r in results if r.ok and r.p50]
+    groups: dict[tuple, list[BenchResult]] = {}
+    for r in ok:
+        groups.setdefault((r.model_name, r.config.shape_str), []).append(r)
     engines = sorted({r.config.engine for r in ok})
     colours = dict(zip(engines, plt.get_cmap("tab10").colors))
-    fig, ax = plt.subplots(figsize=(10, 6.5), dpi=110)
-    for r in ok:
-        colour = colours[r.config.engine]
-        area = 40 + 25 * (r.size_bytes or 0) / 2**20
-        ax.scatter(r.p50, r.model_memory_mb, s=area, alpha=0.6 if not r.config.untuned else 1.0,
-                   facecolors="none" if r.config.untuned else colour, edgecolors=colour, linewidths=1.5)
-        ax.annotate(f"{r.model_name} {r.config.shape_str.split('x', 2)[-1]}\n{r.scheme}", (r.p50, r.model_memory_mb),
-                    fontsize=6, xytext=(4, 4), textcoords="offset points")
-    for e in engines:
-        ax.scatter([], [], color=colours[e], label=e)
-    ax.scatter([], [], facecolors="none", edgecolors="grey", label="anchor (engine default, untuned)")
-    if ok:
+    cols = min(len(groups), 3) or 1
+    rows = math.ceil(len(groups) / cols) or 1
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.2 * rows), dpi=100, squeeze=False)
+    for ax, ((model, shape), rs) in zip(axes.flat, groups.items()):
+        for r in rs:
+            colour = colours[r.config.engine]
+            ax.scatter(r.p50, r.model_memory_mb, s=40 + 25 * (r.size_bytes or 0) / 2**20, linewidths=1.5,
+                       facecolors="none" if r.config.untuned else colour, edgecolors=colour, alpha=0.8)
+            ax.annotate(r.scheme.replace(" (edgedeploy)", ""), (r.p50, r.model_memory_mb), fontsize=7,
+                        xytext=(5, 3), textcoords="offset points")
         ax.set_xscale("log")
-    ax.set_xlabel("p50 latency (ms, log scale)")
-    ax.set_ylabel("model memory (MB above baseline)")
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+        ax.set_title(f"{model} {shape}", fontsize=9)
+        ax.set_xlabel("p50 latency (ms, log)", fontsize=8)
+        ax.set_ylabel("model memory (MB above baseline)", fontsize=8)
+        ax.margins(x=0.35, y=0.2)
+        ax.grid(True, which="both", alpha=0.3)
+    for ax in list(axes.flat)[len(groups):]:
+        ax.axis("off")
+    handles = [plt.Line2D([], [], marker="o", ls="", color=colours[e], label=e) for e in engines]
+    handles.append(plt.Line2D([], [], marker="o", ls="", mfc="none", mec="grey", label="anchor (engine default)"))
+    fig.legend(handles=handles, loc="lower right", fontsize=8)
+    fig.suptitle(title)
     fig.tight_layout()
     with atomic_write(path) as f:
         fig.savefig(f, format="png")

@@ -43,17 +43,8 @@ def _sdk_version(engine: str) -> str:
 
 
 def _fork_tuned(session):
-    """A run function for another thread, on an edgedeploy Session (one request per thread)."""
-    if session.engine == "openvino":
-        from edgedeploy.engines.openvino import OvSession
-
-        return OvSession(session._compiled, session.device).run  # new infer request, same compiled model
-    if session.engine == "paddle":
-        from edgedeploy.engines.paddle import PaddleSession
-
-        specs = {s.name: s for s in (*session.inputs, *session.outputs)}
-        return PaddleSession(session._predictor.clone(), specs, session.device).run  # clone shares weights
-    return session.run  # ONNX Runtime sessions are thread-safe
+    """A run function for another thread, on an edgedeploy Session (its own request, shared weights)."""
+    return session.clone_instance().run
 
 
 def _open(cfg: BenchConfig, model):

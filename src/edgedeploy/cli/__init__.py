@@ -13,6 +13,7 @@ import sys
 import typer
 
 from edgedeploy import __version__
+from edgedeploy.cli import bench as bench_cmd
 from edgedeploy.cli import demo as demo_cmd
 from edgedeploy.cli import deploy as deploy_cmds
 from edgedeploy.cli import eval as eval_cmd
@@ -35,6 +36,7 @@ app.command("run")(model_cmds.run)
 app.command("engines")(model_cmds.engines_)
 app.command("demo")(demo_cmd.demo)
 app.command("eval")(eval_cmd.eval_)
+app.command("bench")(bench_cmd.bench)
 app.command("optimize")(optimize_cmd.optimize)
 app.command("deploy")(deploy_cmds.deploy)
 app.command("devices")(deploy_cmds.devices)

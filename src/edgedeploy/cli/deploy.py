@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from edgedeploy.cli.model import MODEL_HELP, parse_shape
+from edgedeploy.cli.model import MODEL_HELP
+from edgedeploy.util import parse_shape
 from edgedeploy.cli.output import console, emit_json, progress, table
 from edgedeploy.errors import UserError
 from edgedeploy.units import fmt_bytes, fmt_ms, parse_bytes, parse_duration_ms, parse_watts

@@ -13,21 +13,9 @@ from edgedeploy import engines
 from edgedeploy.cli.output import console, emit_json, fmt_bytes, fmt_ms, table
 from edgedeploy.engines import ENGINE_CHOICES, EngineOptions
 from edgedeploy.errors import UserError
+from edgedeploy.util import image_shape, parse_shape
 
 MODEL_HELP = "A model: .onnx file, Paddle model (dir or .pdmodel/.json + .pdiparams), or a zoo name."
-
-
-def parse_shape(text: str | None) -> tuple[int, ...] | None:
-    """'1x3x640x640' → (1, 3, 640, 640)."""
-    if not text:
-        return None
-    try:
-        dims = tuple(int(d) for d in text.lower().replace(",", "x").split("x"))
-    except ValueError:
-        raise UserError(f"--shape {text!r} is not a shape; expected dimensions joined by 'x', e.g. 1x3x640x640") from None
-    if any(d < 1 for d in dims):
-        raise UserError(f"--shape {text!r} has a dimension below 1; every dimension must be at least 1")
-    return dims
 
 
 def engine_options(device: str, threads: int | None) -> EngineOptions:
@@ -111,7 +99,8 @@ def run(model: str = typer.Argument(..., help=MODEL_HELP),
     t0 = time.perf_counter()
     session = engines.load(m, engine=name, options=options)
     load_ms = (time.perf_counter() - t0) * 1000
-    feeds = _load_inputs(session, input_ or [], parse_shape(shape) or (m.zoo.example_shape if m.zoo else None))
+    dims = image_shape(parse_shape(shape), session.inputs[0].shape if session.inputs else ())
+    feeds = _load_inputs(session, input_ or [], dims or (m.zoo.example_shape if m.zoo else None))
     outputs = session.run(feeds)
     times = []
     for _ in range(runs):

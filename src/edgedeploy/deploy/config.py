@@ -125,7 +125,7 @@ class Deployment(_Strict):
     @field_validator("input_shape")
     @classmethod
     def _shape(cls, v):
-        from edgedeploy.benchmarking import parse_shape
+        from edgedeploy.util import parse_shape
 
         if v is not None:
             try:

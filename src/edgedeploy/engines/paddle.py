@@ -92,6 +92,13 @@ class PaddleSession(Session):
             raise UserError(f"paddle could not run the model on these inputs: {str(exc).strip().splitlines()[-1][:300]}") from None
         return [p.get_output_handle(s.name).copy_to_cpu() for s in self.outputs]
 
+    def clone_instance(self):
+        # Predictor.clone() shares the loaded parameters; each clone has its own scope for activations.
+        specs = {s.name: s for s in (*self.inputs, *self.outputs)}
+        twin = PaddleSession(self._predictor.clone(), specs, self.device)
+        twin.notes = list(self.notes)
+        return twin
+
     def _release(self):
         if self._predictor is not None:
             self._predictor.clear_intermediate_tensor()
