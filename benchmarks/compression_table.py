@@ -42,10 +42,12 @@ def rows_for(r) -> list[dict]:
         tech, engine = label.split(" on ")
         trial = next((t for t in r.trials if t.engine == engine), None)
         size = (trial.size_bytes if tech == "int8" and trial else None)
+        after = r.candidate_accuracy.get(label, trial.accuracy if tech == "int8" and trial else None)
         out.append({"model": r.model, "technique": {"int8": f"INT8 ({trial.recipe if trial else ''})",
                                                     "fp32-graph": "graph optimisation (FP32)"}.get(tech, tech),
                     "engine": engine, "size_ratio": r.size_before / size if size else None,
-                    "accuracy_before": r.accuracy_before, "accuracy_after": trial.accuracy if tech == "int8" and trial else None,
+                    "accuracy_before": r.accuracy_before_by_engine.get(engine, r.accuracy_before),
+                    "accuracy_after": after,
                     "latency_ms": lat["median_ms"], "fp32_same_engine_ms": before[engine],
                     "speedup": anchor / lat["median_ms"], "chosen": label == r.latency_after_label})
     return out

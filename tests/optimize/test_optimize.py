@@ -105,6 +105,11 @@ def test_tiny_int8_within_budget_writes_model_and_report(tmp_path):
     assert r.metric == "top-1 agreement" and r.engine == "onnxruntime" and r.precision == "int8"
     assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in onnx.load(str(out)).graph.node}
     assert set(r.latency_ms) >= {"ORT default FP32 (anchor)", "fp32 on onnxruntime", "int8 on onnxruntime"}
+    # every candidate's accuracy is reported, the graph-optimised FP32 one too (the table's "accuracy after")
+    assert set(r.candidate_accuracy) == {"fp32-graph on onnxruntime", "int8 on onnxruntime"}
+    assert r.candidate_accuracy["fp32-graph on onnxruntime"] == pytest.approx(1.0)
+    assert r.candidate_accuracy["int8 on onnxruntime"] == r.accuracy_after
+    assert r.accuracy_before_by_engine == {"onnxruntime": r.accuracy_before}
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temporary files left
 
 

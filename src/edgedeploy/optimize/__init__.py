@@ -280,6 +280,8 @@ def optimize(model, out: str | Path, *, engine: str = "auto", precision: str = "
             latency_method=latency.method(threads=threads, rounds=latency_rounds),
             latency_before_label="ORT default FP32 (anchor)", latency_after_label=best,
             float_layers=trial.float_layers if trial else [], trials=trials, notes=notes,
+            accuracy_before_by_engine=dict(before),
+            candidate_accuracy={k: acc for k, (_, _, acc) in candidates.items()},
         )
         _write(path, out, report)
     return report
@@ -292,6 +294,20 @@ def _parity(src: Path, g_session, feeds: list[dict], threads: int) -> float:
 
     with engines.load(str(src), engine="onnxruntime", options=EngineOptions(threads=threads)) as s:
         return max(graph.max_abs_diff(s.run(f), g_session.run(f)) for f in feeds)
+
+
+def _engine_parity(path: Path, engine: str, feeds: list[dict], threads: int) -> float:
+    """Output SQNR in dB (worst output) of ``path`` on ``engine`` against ONNX Runtime on the same file."""
+    from edgedeploy import engines
+    from edgedeploy.engines import EngineOptions
+
+    opts = EngineOptions(threads=threads)
+    with engines.load(str(path), engine="onnxruntime", options=opts) as ref, \
+            engines.load(str(path), engine=engine, options=opts) as other:
+        pairs = [(ref.run(f), other.run(f)) for f in feeds]
+    return min(sensitivity.sqnr_db(sum(float(np.sum((b[k].astype(np.float64) - a[k]) ** 2)) for a, b in pairs)
+                                   / max(sum(float(np.sum(a[k].astype(np.float64) ** 2)) for a, _ in pairs), 1e-30))
+               for k in pairs[0][0])
 
 
 def _int8_trial(engine: str, g_path: Path, work: Path, calib_set, scorer, before: float, budget: float,
@@ -307,6 +323,8 @@ def _int8_trial(engine: str, g_path: Path, work: Path, calib_set, scorer, before
     except UserError as exc:
         trial.error = str(exc)
         return trial
+    if engine != "onnxruntime":
+        trial.engine_parity_db = _engine_parity(out, engine, calib_set.feeds[:4], scorer.threads)
     acc = scorer(out, engine)
     trial.steps.append({"float_layers": 0, "accuracy": acc})
     trial.accuracy, trial.size_bytes = acc, out.stat().st_size
@@ -343,8 +361,10 @@ def _over_budget(precision, trials, candidates, before, metric, max_drop) -> str
             parts.append(f"{t.engine}: {t.error}")
         elif t.accuracy is not None:
             drop = 100 * (before[t.engine] - t.accuracy)
+            parity = "" if t.engine_parity_db is None else (
+                f"; its INT8 outputs are {t.engine_parity_db:.1f} dB SQNR from ONNX Runtime's on the same file")
             parts.append(f"{t.engine}: best {100 * t.accuracy:.2f} ({drop:.2f} points down) with "
-                         f"{len(t.float_layers)} layer(s) kept in float")
+                         f"{len(t.float_layers)} layer(s) kept in float{parity}")
     for k, (_, e, acc) in candidates.items():
         if not k.startswith("int8") and (precision != "int8"):
             parts.append(f"{k}: {100 * acc:.2f} ({100 * (before[e] - acc):.2f} points down)")

@@ -18,6 +18,9 @@ class EngineTrial:
     steps: list[dict] = field(default_factory=list)  # {"float_layers": k, "accuracy": v}
     size_bytes: int | None = None
     error: str = ""
+    # Output SQNR (dB) of the first INT8 model on its engine against the same file on ONNX Runtime
+    # (the reference for Q/DQ semantics); a low figure means the engine runs the file differently.
+    engine_parity_db: float | None = None
 
 
 @dataclass
@@ -50,6 +53,8 @@ class OptimizeReport:
     latency_after_label: str = ""
     float_layers: list[dict] = field(default_factory=list)
     trials: list[EngineTrial] = field(default_factory=list)
+    accuracy_before_by_engine: dict[str, float] = field(default_factory=dict)  # FP32 model, per engine
+    candidate_accuracy: dict[str, float] = field(default_factory=dict)  # "fp32-graph on openvino" -> value
     notes: list[str] = field(default_factory=list)
 
     @property
