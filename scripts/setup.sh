@@ -13,9 +13,11 @@ for arg in "$@"; do
   esac
 done
 
-# System packages: DejaVu fonts render the evaluation data.
+# System packages: DejaVu fonts render the evaluation data; mosquitto is the real MQTT broker
+# that the pipeline tests and demos start privately on loopback (never as a system service).
 need_apt=()
-fc-list 2>/dev/null | grep -qi dejavu || [ -d /usr/share/fonts/truetype/dejavu ] || need_apt+=(fonts-dejavu-core)
+[ -d /usr/share/fonts/truetype/dejavu ] || need_apt+=(fonts-dejavu-core)
+command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
@@ -25,8 +27,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
-pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
-"${pip[@]}" -r requirements.lock
-[ "$want_test" = 1 ] && "${pip[@]}" -r requirements-test.lock
-"${pip[@]}" --no-deps -e .
+install() {  # pip, without its notes about the machine's local package mirrors
+  .venv/bin/python -m pip install -q --disable-pip-version-check "$@" 2> >(grep -v "Location .* is ignored" >&2 || true)
+}
+install -r requirements.lock
+if [ "$want_test" = 1 ]; then install -r requirements-test.lock; fi
+install --no-deps -e .
 echo "edgedeploy installed in .venv ($(.venv/bin/edgedeploy --version))"

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from edgedeploy.datasets.iso6346 import check_digit, is_valid
-from edgedeploy.pipelines.gate import Candidate, TrackerStage, group_lines, parse_container_code, remove_frames
+from edgedeploy.pipelines.gate import (Candidate, TrackerStage, check_digit_crop, group_lines, parse_container_code,
+                                       remove_frames, with_check_digit)
 
 
 @pytest.mark.parametrize("text, code", [
@@ -117,3 +118,54 @@ def test_tracker_reports_an_unreadable_container_but_not_stray_marks():
     events = t.flush()
     assert [e["code"] for e in events] == [None]
     assert events[0]["valid"] is False and events[0]["confidence"] == 0
+
+
+def test_check_digit_read_alone_completes_a_code_only_when_it_confirms_it():
+    assert with_check_digit("CSQU305438", "3").code == "CSQU3054383"
+    assert with_check_digit("XCSQU3O5438", "3").code == "CSQU3054383"  # junk before, O for 0
+    head = next(h for h in (f"CSQU30543{i}" for i in range(10)) if check_digit(h) == 8)
+    assert with_check_digit(head, "B").code == head + "8"  # B read for a lone 8
+    assert not with_check_digit("CSQU305438", "4").valid
+    assert not with_check_digit("CSQU305438", "回").valid
+    assert not with_check_digit("CSQU305438", "").valid
+
+
+def _line(framed: bool) -> np.ndarray:
+    """A light-on-dark line "CSQU 305438" then a check digit 3, framed or not."""
+    import cv2
+
+    img = np.full((60, 330, 3), 50, np.uint8)
+    cv2.putText(img, "CSQU 305438", (8, 42), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (230, 230, 230), 2)
+    cv2.putText(img, "3", (262, 42), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (230, 230, 230), 2)
+    if framed:
+        cv2.rectangle(img, (254, 12), (286, 49), (230, 230, 230), 2)
+    return img
+
+
+@pytest.mark.parametrize("framed", [False, True])
+def test_check_digit_crop_cuts_out_the_last_glyph_without_its_frame(framed):
+    out = check_digit_crop(_line(framed))
+    assert out is not None and out.shape[0] == 48
+    ink = out.max(axis=2) > 140
+    assert ink[12:36, :].any()  # the digit, in the middle
+    # Nothing inked along the borders: no frame, no neighbouring digit.
+    assert not ink[:4].any() and not ink[-4:].any() and not ink[:, :3].any() and not ink[:, -3:].any()
+    assert out.shape[1] < 80  # one glyph (the serial would be 4x wider)
+    assert check_digit_crop(np.zeros((5, 5, 3), np.uint8)) is None
+
+
+def test_a_single_valid_read_does_not_win_the_event():
+    t = TrackerStage(max_age=2, min_votes=2)
+    for f, code in enumerate(["HDFU2408334", None, "HDFU 240334"]):  # one wrong-but-valid read
+        t.update(f, [_cand(300, code)])
+    (e,) = t.flush()
+    assert e["code"] is None and not e["valid"] and e["alternatives"] == {"HDFU2408334": 1}
+    t = TrackerStage(max_age=2, min_votes=2)
+    for f, code in enumerate(["HDFU2403348", "HDFU2408334", "HDFU2403348", "HDFU2403348"]):
+        t.update(f, [_cand(300, code)])
+    (e,) = t.flush()
+    assert e["code"] == "HDFU2403348" and e["alternatives"] == {"HDFU2408334": 1}
+    t = TrackerStage(max_age=2, min_votes=2)
+    for f, code in enumerate(["HDFU2403348", "HDFU2408334", "HDFU2403348", "HDFU2408334"]):
+        t.update(f, [_cand(300, code)])  # a tie: neither has more than the other
+    assert t.flush()[0]["code"] is None

@@ -19,6 +19,7 @@ from edgedeploy.cli import deploy as deploy_cmds
 from edgedeploy.cli import eval as eval_cmd
 from edgedeploy.cli import model as model_cmds
 from edgedeploy.cli import optimize as optimize_cmd
+from edgedeploy.cli import pipeline as pipeline_cmd
 from edgedeploy.cli import serve as serve_cmds
 from edgedeploy.cli import zoo as zoo_cmds
 from edgedeploy.errors import UserError
@@ -44,6 +45,8 @@ app.command("estimate")(deploy_cmds.estimate)
 app.command("doctor")(deploy_cmds.doctor)
 app.add_typer(deploy_cmds.deployment_app, name="deployment")
 app.command("serve")(serve_cmds.serve)
+app.command("pipeline")(pipeline_cmd.pipeline)
+app.command("gate-video")(pipeline_cmd.gate_video)
 app.add_typer(serve_cmds.ab_app, name="ab")
 
 

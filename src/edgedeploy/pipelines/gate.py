@@ -99,6 +99,26 @@ def parse_container_code(text: str) -> CodeRead:
     return CodeRead(best[0], raw, best[1])
 
 
+def with_check_digit(raw: str, digit: str) -> CodeRead:
+    """A code from ``raw`` (owner, category and serial read, the check digit missed or
+    garbled) and a check digit read on its own; valid only if that digit confirms it.
+
+    Every 10-character window of ``raw`` is coerced as in :func:`parse_container_code` and
+    completed with ``digit``; the window needing fewest changes among those that validate wins.
+    """
+    digit = DIGIT_FOR.get(digit, digit)
+    if len(digit) != 1 or not digit.isdigit():
+        return CodeRead(None, raw, reason=f"check digit read alone as {digit!r}")
+    best = None
+    for start in range(len(raw) - 9):
+        coerced = _coerce(raw[start:start + 10] + digit)
+        if coerced and check_digit(coerced[0][:10]) == int(digit) and (best is None or len(coerced[1]) < len(best[1])):
+            best = coerced
+    if best is None:
+        return CodeRead(None, raw, reason=f"check digit {digit} read alone confirms no code in {raw}")
+    return CodeRead(best[0], raw, best[1])
+
+
 def remove_frames(crop: np.ndarray) -> np.ndarray:
     """``crop`` with the frame painted round a check digit erased (recolored as the steel): a
     recogniser reads a framed 0 as 回 and a framed 8 as ⑧ or nothing.
@@ -137,6 +157,56 @@ def remove_frames(crop: np.ndarray) -> np.ndarray:
             mask = cv2.dilate((ring & (labels == i)).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
             out[mask] = bg
     return out
+
+
+def check_digit_crop(crop: np.ndarray) -> np.ndarray | None:
+    """The last glyph group of a line crop (the check digit, framed or not) cut out alone,
+    frame removed, padded and scaled to 48 px tall; None when no glyphs are found.
+
+    The recogniser reads a lone digit well and a framed one badly (回, ⑧ or nothing). Strokes
+    (top-hat or black-hat, whichever gives more glyph-sized components, Otsu) are grouped left
+    to right, a gap over 0.3 glyph heights starting a new group: owner, serial and check digit
+    are painted apart. The crop keeps only the glyph band (the frame's top and bottom bars lie
+    outside it) and, when the group is wider than a digit, drops 0.22 glyph heights on each
+    side (the frame's sides: it is painted 0.15 font sizes round the digit).
+    """
+    import cv2
+
+    grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
+    h = grey.shape[0]
+    if h < 8 or grey.shape[1] < 8:
+        return None
+    k = cv2.getStructuringElement(cv2.MORPH_RECT, (max(3, int(0.35 * h)),) * 2)
+    best = None
+    for op in (cv2.MORPH_TOPHAT, cv2.MORPH_BLACKHAT):
+        _, ink = cv2.threshold(cv2.morphologyEx(grey, op, k), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+        _, _, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+        glyphs = stats[1:][(stats[1:, 3] >= 0.2 * h) & (stats[1:, 3] <= 0.8 * h) & (stats[1:, 4] >= 15)]
+        if best is None or len(glyphs) > len(best):
+            best = glyphs
+    if best is None or len(best) < 2:
+        return None
+    gh = float(np.median(best[:, 3]))
+    band = best[np.abs(best[:, 3] - gh) <= 0.3 * gh]
+    top, bottom = int(np.median(band[:, 1])), int(np.median(band[:, 1] + band[:, 3]))
+    groups: list[list[int]] = []
+    for x, _, w, _, _ in sorted(best.tolist()):
+        if groups and x - groups[-1][1] <= 0.3 * gh:
+            groups[-1][1] = max(groups[-1][1], x + w)
+        else:
+            groups.append([x, x + w])
+    x1, x2 = groups[-1]
+    if x2 - x1 > 0.85 * gh:  # framed: cut the frame's sides away
+        x1, x2 = int(x1 + 0.22 * gh), int(x2 - 0.22 * gh)
+    m = max(1, int(0.06 * gh))
+    inner = crop[max(0, top - m):bottom + m, max(0, x1):x2]
+    if inner.shape[0] < 4 or inner.shape[1] < 2:
+        return None
+    edge = np.concatenate([inner[0], inner[-1], inner[:, 0], inner[:, -1]])
+    bg = np.median(edge.reshape(len(edge), -1), axis=0).tolist()
+    py, px = inner.shape[0] // 3, inner.shape[0] // 2
+    out = cv2.copyMakeBorder(inner, py, py, px, px, cv2.BORDER_CONSTANT, value=bg)
+    return cv2.resize(out, (max(1, round(out.shape[1] * 48 / out.shape[0])), 48), interpolation=cv2.INTER_CUBIC)
 
 
 # --- grouping detected lines into code candidates -----------------------------------------------
@@ -284,7 +354,22 @@ class ReadStage(Stage):
         return frame
 
     def _second_chance(self, image: np.ndarray, failed: list[Candidate]) -> None:
-        """Read again, with check-digit frames erased, the candidates that came close."""
+        """Read again the candidates that came close: first the check digit alone (the last
+        glyph group of the last row, frame cut away, :func:`check_digit_crop`), then, for those
+        still failing, the rows with check-digit frames erased (:func:`remove_frames`)."""
+        if not failed:
+            return
+        digits = [(cand, check_digit_crop(self._crop(image, cand.rows[-1]))) for cand in failed]
+        digits = [(cand, crop) for cand, crop in digits if crop is not None]
+        if digits:
+            result = self.rec([crop for _, crop in digits])
+            self.reads += len(digits)
+            for (cand, _), text, score in zip(digits, result.texts, result.scores):
+                digit = unicodedata.normalize("NFKC", text).strip().upper()
+                read = with_check_digit(cand.read.raw, digit)
+                if read.valid:
+                    cand.text, cand.score, cand.read = f"{cand.text} [{digit}]", min(cand.score, float(score)), read
+        failed = [cand for cand in failed if not cand.read.valid]
         if not failed:
             return
         crops, owners = [], []
@@ -343,6 +428,8 @@ class TrackerStage(Stage):
     "confidence", "first_frame", "last_frame", "snapshot", ...}`` if it had a valid read, or
     with ``code: null`` if it was seen ``min_hits`` times without one, with a read of at least
     ``unreadable_chars`` letters/digits (``emit_unreadable``: the gate should look again).
+    The winning code needs ``min_votes`` agreeing valid reads and more than all other valid
+    reads together; a track without one emits ``code: null`` (its reads in ``alternatives``).
     confidence = share of reads agreeing with the winner x their mean recogniser score, scaled
     down while fewer than ``confirm_votes`` agree.
     A track whose code has ``confirm_votes`` agreeing valid reads (and twice as many as any
@@ -350,10 +437,11 @@ class TrackerStage(Stage):
     ``dedup_frames`` frames is merged into it (a track broken in two).
     """
 
-    def __init__(self, *, max_age: int = 20, min_iou: float = 0.1, confirm_votes: int = 3, min_hits: int = 3,
+    def __init__(self, *, max_age: int = 20, min_iou: float = 0.1, confirm_votes: int = 3, min_votes: int = 2,
+                 min_hits: int = 3,
                  emit_unreadable: bool = True, unreadable_chars: int = 7, dedup_frames: int = 250, snapshots: str | None = None,
                  name: str = "track"):
-        self.max_age, self.min_iou, self.confirm_votes = max_age, min_iou, confirm_votes
+        self.max_age, self.min_iou, self.confirm_votes, self.min_votes = max_age, min_iou, confirm_votes, min_votes
         self.min_hits, self.emit_unreadable, self.dedup_frames = min_hits, emit_unreadable, dedup_frames
         self.unreadable_chars = unreadable_chars
         self.snapshots = Path(snapshots) if snapshots else None
@@ -447,6 +535,11 @@ class TrackerStage(Stage):
 
     def _event(self, track: Track) -> dict | None:
         code, votes = track.leader()
+        # One read that happens to pass the check digit (1 wrong read in 10 does) must not
+        # become the container's code: the winner needs min_votes agreeing reads and more
+        # than all the others together; otherwise the event says "unreadable", with the reads.
+        if code is not None and (votes < self.min_votes or votes <= sum(track.votes.values()) - votes):
+            code, votes = None, 0
         if code is None and (not self.emit_unreadable or track.hits < self.min_hits
                              or track.longest < self.unreadable_chars):
             return None

@@ -18,18 +18,19 @@ from edgedeploy.pipelines.runtime import Frame, Stage
 
 
 def load_task(task: str, model: str, *, path: str | Path | None = None, engine: str = "onnxruntime",
-              threads: int | None = 1, **options):
+              threads: int | None = 1, precision: str = "fp32", **options):
     """A task object (``edgedeploy.tasks``) for zoo model ``model`` on ``engine``.
 
     ``path``: run this model file instead of the zoo's (e.g. an INT8 copy), keeping the zoo
-    model's preprocessing and dictionary.
+    model's preprocessing and dictionary. ``precision``: the float arithmetic the engine may use
+    (EngineOptions.precision: "fp32", "bf16", "fp16").
     """
     from edgedeploy import engines, tasks, zoo
     from edgedeploy.engines import EngineOptions
 
     zmodel = zoo.fetch(model)
     session = engines.load(str(path) if path else zmodel.path, engine=engine,
-                           options=EngineOptions(threads=threads),
+                           options=EngineOptions(threads=threads, precision=precision),
                            params=None if path else zmodel.params)
     return tasks.build(task, session, zmodel, **options)
 
@@ -46,15 +47,16 @@ class DetectStage(Stage):
 
     def __init__(self, *, model: str = "ppocrv6-det", path: str | None = None, engine: str = "onnxruntime",
                  threads: int | None = 1, roi: tuple[float, float, float, float] | None = None,
-                 name: str = "detect", **det_options):
+                 name: str = "detect", precision: str = "fp32", **det_options):
         self.model, self.path, self.engine, self.threads = model, path, engine, threads
+        self.precision = precision
         self.roi, self.det_options, self.name = roi, det_options, name
         self.det = None
 
     def open(self, pipeline) -> None:
         if self.det is None:  # opened once: a stage object can run in several pipelines
             self.det = load_task("det", self.model, path=self.path, engine=self.engine, threads=self.threads,
-                                 **self.det_options)
+                                 precision=self.precision, **self.det_options)
 
     def process(self, frame: Frame) -> Frame:
         image = frame.image
@@ -76,15 +78,16 @@ class ClsStage(Stage):
     """Cut each detected line out upright and turn the upside-down ones (0/180 classifier)."""
 
     def __init__(self, *, model: str = "ppocr-cls", path: str | None = None, engine: str = "onnxruntime",
-                 threads: int | None = 1, name: str = "cls", **cls_options):
+                 threads: int | None = 1, name: str = "cls", precision: str = "fp32", **cls_options):
         self.model, self.path, self.engine, self.threads = model, path, engine, threads
+        self.precision = precision
         self.cls_options, self.name = cls_options, name
         self.cls = None
 
     def open(self, pipeline) -> None:
         if self.cls is None:
             self.cls = load_task("cls", self.model, path=self.path, engine=self.engine, threads=self.threads,
-                                 **self.cls_options)
+                                 precision=self.precision, **self.cls_options)
 
     def process(self, frame: Frame) -> Frame:
         from edgedeploy.tasks import crop_quad
@@ -102,15 +105,16 @@ class RecognizeStage(Stage):
 
     def __init__(self, *, model: str = "ppocrv6-rec", path: str | None = None, engine: str = "onnxruntime",
                  threads: int | None = 1, text_score: float = 0.5, emit: bool = True, name: str = "rec",
-                 **rec_options):
+                 precision: str = "fp32", **rec_options):
         self.model, self.path, self.engine, self.threads = model, path, engine, threads
+        self.precision = precision
         self.text_score, self.emit, self.rec_options, self.name = text_score, emit, rec_options, name
         self.rec = None
 
     def open(self, pipeline) -> None:
         if self.rec is None:
             self.rec = load_task("rec", self.model, path=self.path, engine=self.engine, threads=self.threads,
-                                 **self.rec_options)
+                                 precision=self.precision, **self.rec_options)
 
     def process(self, frame: Frame) -> Frame:
         from edgedeploy.tasks import OCRLine, crop_quad
@@ -133,10 +137,32 @@ class RecognizeStage(Stage):
 
 
 def ocr_stages(*, engine: str = "onnxruntime", threads: int = 1, use_cls: bool = True,
-               det_options: dict | None = None) -> list[Stage]:
-    """The OCR system as three stages (det → cls → rec), ready for a :class:`Pipeline`."""
-    stages: list[Stage] = [DetectStage(engine=engine, threads=threads, **(det_options or {}))]
-    if use_cls:
-        stages.append(ClsStage(engine=engine, threads=threads))
-    stages.append(RecognizeStage(engine=engine, threads=threads))
+               det_options: dict | None = None, preset: str | None = None) -> list[Stage]:
+    """The OCR system as three stages (det → cls → rec), ready for a :class:`Pipeline`.
+
+    preset: None (FP32 zoo models, task defaults) or "fast" (:data:`edgedeploy.tasks.fast_ocr.FAST`:
+    INT8 det made once and cached, BF16 rec, tight rec batching; ``engine`` should then be
+    "openvino", the engine it was measured on). ``det_options`` add to the preset's.
+    """
+    if preset is None:
+        stages: list[Stage] = [DetectStage(engine=engine, threads=threads, **(det_options or {}))]
+        if use_cls:
+            stages.append(ClsStage(engine=engine, threads=threads))
+        stages.append(RecognizeStage(engine=engine, threads=threads))
+        return stages
+    if preset != "fast":
+        from edgedeploy.errors import UserError
+
+        raise UserError(f"OCR preset {preset!r} is not known; choose 'fast' or leave it out")
+    from edgedeploy.tasks.fast_ocr import FAST, stage_path
+
+    def kwargs(stage):
+        path, precision = stage_path(stage, engine)
+        return {"model": stage.model, "path": str(path) if path else None, "precision": precision,
+                "engine": engine, "threads": threads, **stage.options}
+
+    stages = [DetectStage(**{**kwargs(FAST.det), **(det_options or {})})]
+    if use_cls and FAST.cls is not None:
+        stages.append(ClsStage(**kwargs(FAST.cls)))
+    stages.append(RecognizeStage(**kwargs(FAST.rec)))
     return stages

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from pathlib import Path
 
 import numpy as np
@@ -159,8 +159,13 @@ class MqttSink(Sink):
         self.backoff, self.max_inflight, self.drain_timeout = backoff, max_inflight, drain_timeout
         self.keepalive, self.name = keepalive, name
         self.delivered = self.connects = self.disconnects = 0
+        # Owned by the send thread alone. paho calls on_publish holding its own message lock,
+        # which publish() also takes: sharing a lock with the callback would deadlock, so the
+        # callback only queues the acknowledged ids (deque appends are atomic).
         self._inflight: dict[int, int] = {}  # mid → spool seq
-        self._lock = threading.Lock()
+        self._acked: deque[int] = deque()
+        self._early: set[int] = set()  # acks that came before publish() returned their mid
+        self._lost = threading.Event()
         self._wake = threading.Event()
         self._connected = threading.Event()
         self._closing = False
@@ -206,16 +211,27 @@ class MqttSink(Sink):
             self.disconnects += 1
             log.warning("mqtt %s:%d: connection lost (%s); spooling", self.host, self.port, reason_code)
         self._connected.clear()
-        with self._lock:
-            self._inflight.clear()  # not acknowledged: still in the spool, sent again later
+        self._lost.set()  # what is in flight was not acknowledged: still spooled, sent again
+        self._wake.set()
 
     def _on_publish(self, client, userdata, mid, reason_code=None, properties=None) -> None:
-        with self._lock:
+        self._acked.append(mid)
+        self._wake.set()
+
+    def _settle(self) -> None:
+        """Apply acknowledgements and connection losses (send thread only)."""
+        if self._lost.is_set():
+            self._lost.clear()
+            self._inflight.clear()
+            self._early.clear()
+        while self._acked:
+            mid = self._acked.popleft()
             seq = self._inflight.pop(mid, None)
-        if seq is not None:
+            if seq is None:
+                self._early.add(mid)
+                continue
             self.spool.done(seq)
             self.delivered += 1
-        self._wake.set()
 
     # our side -----------------------------------------------------------------------------------
     def write(self, frame: Frame) -> None:
@@ -229,30 +245,32 @@ class MqttSink(Sink):
         while True:
             self._wake.wait(0.2)
             self._wake.clear()
-            if self._closing and not len(self.spool):
+            self._settle()
+            done_closing = self._closing and self._closing_deadline < time.monotonic()
+            if (self._closing and not len(self.spool)) or done_closing:
                 return
             if not self._connected.is_set():
-                if self._closing and self._closing_deadline < time.monotonic():
-                    return
                 continue
-            with self._lock:
-                busy = set(self._inflight.values())
-                room = self.max_inflight - len(self._inflight)
+            busy = set(self._inflight.values())
+            room = self.max_inflight - len(self._inflight)
             for seq, payload in self.spool.pending():
                 if room <= 0 or not self._connected.is_set():
                     break
                 if seq in busy:
                     continue
-                with self._lock:
-                    info = self._client.publish(self.topic, payload, qos=self.qos)
-                    if info.rc == 0 and self.qos > 0:
-                        self._inflight[info.mid] = seq
-                if info.rc == 0 and self.qos == 0:
+                info = self._client.publish(self.topic, payload, qos=self.qos)
+                if info.rc != 0:
+                    break  # not connected after all: try again on the next wake-up
+                if self.qos == 0:
                     self.spool.done(seq)
                     self.delivered += 1
+                elif info.mid in self._early:
+                    self._early.discard(info.mid)
+                    self.spool.done(seq)
+                    self.delivered += 1
+                else:
+                    self._inflight[info.mid] = seq
                 room -= 1
-            if self._closing and self._closing_deadline < time.monotonic():
-                return
 
     def close(self) -> dict:
         self._closing_deadline = time.monotonic() + self.drain_timeout

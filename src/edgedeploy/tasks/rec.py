@@ -27,12 +27,20 @@ _HALF = Preprocess(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 @dataclass(frozen=True, kw_only=True)
 class RecOptions:
     """height: model input height (px); min_width: narrowest batch (PaddleOCR's 320);
-    max_width: lines wider than this after resizing are squeezed to it; batch_size: lines per run."""
+    max_width: lines wider than this after resizing are squeezed to it; batch_size: lines per run;
+    width_step: each batch's width is rounded up to a multiple of this (px), so an engine that
+    prepares itself per input shape (OpenVINO) sees few distinct shapes (1: no rounding)."""
 
     height: int = 48
     min_width: int = 320
     max_width: int = 2048
     batch_size: int = 6
+    width_step: int = 1
+
+    def __post_init__(self):
+        if self.batch_size < 1 or self.width_step < 1 or self.height < 1:
+            raise UserError(f"batch_size, width_step and height must be >= 1, got "
+                            f"{self.batch_size}, {self.width_step}, {self.height}")
 
 
 @dataclass
@@ -113,7 +121,7 @@ class TextRecognizer:
         out = []
         for idx in batches(np.argsort(ratios, kind="stable"), o.batch_size):
             width = int(o.height * max(o.min_width / o.height, ratios[idx].max()))
-            width = min(width, o.max_width)
+            width = min(-(-width // o.width_step) * o.width_step, o.max_width)
             batch = np.zeros((len(idx), 3, o.height, width), np.float32)  # 0 = mid-grey after normalising
             for b, i in enumerate(idx):
                 w = min(width, max(1, math.ceil(o.height * ratios[i])))
