@@ -1,13 +1,21 @@
 """Regenerate the README performance table from scratch, on this machine, in one run.
 
-    .venv/bin/python benchmarks/bench_table.py            # ~4 minutes on 2 cores
-    .venv/bin/python benchmarks/bench_table.py --runs 10 --time-budget 1 --repeat 1   # a quick look
+    .venv/bin/python benchmarks/bench_table.py            # ~5 minutes on 2 cores (plus the one-off INT8 models)
+    .venv/bin/python benchmarks/bench_table.py --quick    # a quick look while developing (noisy figures)
 
 Rows: PP-OCRv6 det at 640x640 and 960x960, PicoDet layout at 800x608 (its input is static, so
 one size), PP-LCNet orientation at 224 (static), PP-OCRv4 det in Paddle format at 640x640 —
 on ONNX Runtime, OpenVINO and Paddle Inference (where each runs the model) in FP32, plus
 OpenVINO BF16, at 2 threads; with the anchors (each engine untuned, as users run it) in the
 same run. Each configuration runs in its own fresh process (edgedeploy.benchmarking).
+
+What edgedeploy deploys: for PP-OCRv6 det, PicoDet layout and PP-LCNet orientation, the INT8
+model ``edgedeploy.optimize.optimize(name, out, engine="openvino", precision="int8",
+max_accuracy_drop=0.5)`` makes (accuracy-guarded, at most 0.5 points lost on the task metric)
+is benchmarked on OpenVINO (its target) and ONNX Runtime at the same shapes as the FP32 rows,
+and stated against the anchors of the FP32 source model. The INT8 files are made once and
+cached under the edgedeploy cache (``<cache>/bench-int8/``, keyed by the source model's content
+hash and the settings); delete that folder to remake them.
 
 Writes into --out (default benchmarks/results/): perf.md, perf.json, perf.csv, perf.png and
 MACHINE.md (CPU, cores, ISA flags, RAM, engine versions). The PP-LCNet rows are run --repeat
@@ -29,8 +37,9 @@ from pathlib import Path
 
 import psutil
 
-from edgedeploy.benchmarking import plan, report, run_bench
+from edgedeploy.benchmarking import BenchConfig, Skipped, plan, report, run_bench
 from edgedeploy.benchmarking.power import find_sensor
+from edgedeploy.errors import UserError
 from edgedeploy.util import atomic_write
 
 HERE = Path(__file__).resolve().parent
@@ -44,6 +53,39 @@ MODELS = (
     ("ppocrv4-det-paddle", ["640x640"], "auto", 5),
 )
 REPEATED = "pplcnet-orientation"
+# The models edgedeploy optimises and deploys: INT8 made by `edgedeploy.optimize.optimize` for OpenVINO
+# (NNCF QDQ ONNX), benchmarked beside the FP32 rows of their source, on these engines.
+OPTIMISED = ("ppocrv6-det", "picodet-layout", "pplcnet-orientation")
+INT8_ENGINES = ("openvino", "onnxruntime")
+INT8_TARGET = "openvino"
+MAX_ACCURACY_DROP = 0.5  # percentage points (optimize's unit): the project's "<= 0.5 points lost" target
+
+
+def int8_model(name: str, *, max_drop: float = MAX_ACCURACY_DROP, threads: int = 2) -> Path:
+    """The INT8 model of zoo model ``name`` from ``optimize(..., engine="openvino", precision="int8")``.
+
+    Made once and kept under the edgedeploy cache (never the source tree), keyed by the source
+    model's content hash and the settings; the optimize report sits beside it (``.report.json``).
+    Raises :class:`UserError` when INT8 cannot meet the accuracy budget (nothing is cached then).
+    """
+    from edgedeploy import zoo
+    from edgedeploy.ingest import load_model
+    from edgedeploy.optimize import optimize, report_path
+    from edgedeploy.zoo.fetch import cache_dir
+
+    src = load_model(name)
+    out = (cache_dir() / "bench-int8" /
+           f"{name}-{src.content_hash()[:16]}-{INT8_TARGET}-int8-drop{max_drop:g}.onnx")
+    if out.exists() and report_path(out).exists():
+        print(f"[int8] {name}: cached {out}", file=sys.stderr, flush=True)
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    optimize(name, out, engine=INT8_TARGET, precision="int8", task=zoo.entry(name).task,
+             max_accuracy_drop=max_drop, threads=threads,
+             progress=lambda msg: print(f"[int8] {name}: {msg}", file=sys.stderr, flush=True))
+    print(f"[int8] {name}: made {out} in {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
+    return out
 
 
 def machine() -> dict:
@@ -114,6 +156,54 @@ def repeatability(runs: list[list]) -> list[dict]:
     return out
 
 
+def int8_rows(name: str, fp32_rows: list[BenchConfig], threads: int,
+              made: dict[str, Path]) -> tuple[list[BenchConfig], list[Skipped]]:
+    """Rows for the INT8 model of ``name``, one per engine in :data:`INT8_ENGINES`, like ``fp32_rows``
+    (same shape, settings, accuracy data); a model optimize refuses becomes skipped rows with the reason.
+    ``made`` collects name -> INT8 file."""
+    base = fp32_rows[0]
+    try:
+        path = int8_model(name, threads=threads)
+    except UserError as exc:
+        reason = f"edgedeploy optimize made no INT8 model: {' '.join(str(exc).split())}"
+        return [], [Skipped(name, base.shape_str, e, "int8", reason) for e in INT8_ENGINES]
+    made[name] = path
+    rows = [dataclasses.replace(base, model=str(path), source=name, engine=e, untuned=False, precision="fp32",
+                                threads=threads, label=f"{e} int8 (edgedeploy optimize)") for e in INT8_ENGINES]
+    return rows, []
+
+
+def int8_notes(paths: dict[str, Path]) -> list[str]:
+    """One line per INT8 model: what optimize measured when it made it (from the report beside it)."""
+    import json
+
+    from edgedeploy.optimize import report_path
+
+    lines = []
+    for name, path in paths.items():
+        try:
+            r = json.loads(report_path(path).read_text())
+        except (OSError, ValueError):
+            continue
+        lines.append(f"- {name}: {r['recipe']} for {r['engine']}; {100 * r['accuracy_before']:.1f} → "
+                     f"{100 * r['accuracy_after']:.1f} % (drop {r['accuracy_drop_points']:.2f} points, budget "
+                     f"{r['max_accuracy_drop_points']:g}), {r['metric_source']}; "
+                     f"{len(r.get('float_layers') or [])} layer(s) kept in float")
+    return lines
+
+
+def method(args, m: dict) -> str:
+    """The method paragraph printed above the table."""
+    return (f"each row is measured by `edgedeploy.benchmarking` in its own fresh Python process (one after another, "
+            f"all in one run of `benchmarks/bench_table.py`, machine in MACHINE.md); after {args.warmup} untimed "
+            f"warm-up run(s), up to {args.runs} timed runs or {args.time_budget:g} s per row, batch 1; edgedeploy rows "
+            f"use {args.threads} intra-op threads, anchors the engine's own default thread count "
+            f"({m['cores_usable']} usable cores here); {report.METHOD}; INT8 rows: the model "
+            f"`edgedeploy optimize --engine openvino --precision int8 --max-accuracy-drop {MAX_ACCURACY_DROP:g}` "
+            f"writes, run through edgedeploy's engine path; accuracy: the task metric on generated data "
+            f"(edgedeploy.datasets, seed 0), on the first shape of each model only")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=HERE / "results")
@@ -124,16 +214,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3, help=f"times to run the {REPEATED} rows")
     ap.add_argument("--quiet-wait", type=float, default=5.0,
                     help="seconds to wait, before each row, for other processes to leave the CPUs idle")
+    ap.add_argument("--no-int8", action="store_true", help="leave out the INT8 rows (edgedeploy optimize)")
+    ap.add_argument("--quick", action="store_true",
+                    help="development: 8 runs / 1 s per row, 1 warm-up, no repeats, no quiet wait (noisy figures)")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.runs, args.time_budget, args.warmup, args.repeat, args.quiet_wait = 8, 1.0, 1, 1, 0.0
 
     m = machine()
     settings = dict(runs=args.runs, time_budget_s=args.time_budget, warmup=args.warmup, timeout_s=240.0)
-    configs, skipped, repeat_configs = [], [], []
+    optimised = [] if args.no_int8 else [n for n in OPTIMISED if any(n == x[0] for x in MODELS)]
+    configs, skipped, repeat_configs, int8_paths = [], [], [], {}
     for name, shapes, dataset, samples in MODELS:
         for i, shape in enumerate(shapes):
             c, s = plan([name], engine_names=["onnxruntime", "openvino", "paddle"], precisions=["fp32", "bf16"],
                         threads=[args.threads], shapes=[shape] if shape else [], anchors=True,
                         dataset=dataset if i == 0 else None, samples=max(samples, 1), **settings)
+            if name in optimised:
+                extra, s8 = int8_rows(name, [x for x in c if not x.untuned], args.threads, int8_paths)
+                c, s = c + extra, s + s8
             configs += c
             skipped += s
             if name == REPEATED:
@@ -144,26 +243,36 @@ def main(argv: list[str] | None = None) -> int:
     def step(i, n, cfg):
         if cfg is not None:
             wait_for_quiet(args.quiet_wait)
-            print(f"[{i + 1}/{n}] {cfg.model} {cfg.shape_str} {cfg.scheme}  ({time.perf_counter() - start:.0f} s)",
-                  file=sys.stderr, flush=True)
+            print(f"[{i + 1}/{n}] {cfg.compared_model} {cfg.shape_str} {cfg.scheme}  "
+                  f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
 
     results = run_bench(configs, progress=step)
-    repeats = [[r for r in results if r.config.model == REPEATED]]
+    repeats = [[r for r in results if r.config.compared_model == REPEATED]]
     for k in range(args.repeat - 1):
         print(f"repeat {k + 2}/{args.repeat} of {REPEATED}", file=sys.stderr, flush=True)
         repeats.append(run_bench(repeat_configs, progress=lambda i, n, c: c and wait_for_quiet(args.quiet_wait)))
     spread = repeatability(repeats)
     m["elapsed_s"] = round(time.perf_counter() - start, 1)
+    m["settings"] = {"runs": args.runs, "time_budget_s": args.time_budget, "warmup": args.warmup,
+                     "threads": args.threads, "repeat": args.repeat, "quick": args.quick}
 
     out = args.out
     report.write(results, skipped, json_path=out / "perf.json", csv_path=out / "perf.csv", plot_path=out / "perf.png",
                  machine={**m, "repeatability": spread})
     md = [f"# edgedeploy performance table ({m['cpu']}, {args.threads} threads)", "",
-          f"Generated by `benchmarks/bench_table.py` on {m['date']}; machine: see MACHINE.md. "
-          f"Up to {args.runs} timed runs or {args.time_budget:g} s per row, after {args.warmup} warm-up runs.", "",
-          report.to_markdown(results, skipped), f"## Repeatability ({REPEATED}, {len(repeats)} runs of each row)", "",
-          "| scheme | p50 ms per run | spread (max-min)/median |", "|---|---|---:|"]
-    md += [f"| {s['scheme']} | {', '.join(f'{v:.2f}' for v in s['p50_ms'])} | {s['spread_pct']:.1f}% |" for s in spread]
+          f"Generated by `benchmarks/bench_table.py{' --quick' if args.quick else ''}` on {m['date']} in "
+          f"{m['elapsed_s']:g} s; machine: see MACHINE.md."
+          + (" QUICK RUN (development): few runs per row, figures are rough." if args.quick else ""), "",
+          report.to_markdown(results, skipped, method=method(args, m))]
+    notes = int8_notes(int8_paths)
+    if notes:
+        md += ["INT8 models (made by `edgedeploy.optimize.optimize`, accuracy as optimize measured it, seed 1000):", "",
+               *notes, ""]
+    if len(repeats) > 1:
+        md += [f"## Repeatability ({REPEATED}, {len(repeats)} runs of each row)", "",
+               "| scheme | p50 ms per run | spread (max-min)/median |", "|---|---|---:|"]
+        md += [f"| {s['scheme']} | {', '.join(f'{v:.2f}' for v in s['p50_ms'])} | {s['spread_pct']:.1f}% |"
+               for s in spread]
     noisy = [r for r in results if r.ok and (r.system_cpu_others or 0) > 0.1]
     if noisy:
         md += ["", f"{len(noisy)} row(s) ran while other processes used over 10% of the CPUs (see `system_cpu_others` "

@@ -28,7 +28,8 @@ def test_bench_json_and_files(app, tiny_onnx, tmp_path):
     data = json.loads(out.stdout)
     [row] = data["results"]
     assert row["status"] == "ok" and row["config"]["shape"] == [1, 3, 32, 32] and row["latency_ms"]["runs"] == 3
-    assert (tmp_path / "r.csv").exists() and (tmp_path / "r.md").read_text().startswith("| model |")
+    md = (tmp_path / "r.md").read_text().splitlines()
+    assert (tmp_path / "r.csv").exists() and md[0].startswith("Method: ") and md[2].startswith("| model |")
 
 
 def test_bench_refuses_a_shape_before_running_anything(app, tiny_onnx):

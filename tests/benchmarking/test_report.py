@@ -47,6 +47,7 @@ def test_json_round_trips():
 
 def test_markdown_is_a_table_with_power_marked_estimated():
     md = report.to_markdown(_results(), SKIPPED)
+    assert md.startswith(f"Method: {report.METHOD}.\n\n| model |")  # the method first: no figures without it
     table = [line for line in md.splitlines() if line.startswith("|")]
     assert len(table) == 2 + 4 and all(line.count(" | ") == len(report.COLUMNS) - 1 for line in table[2:])
     assert "4.20 est." in table[3] and "4.20 |" in table[4]  # estimated vs measured

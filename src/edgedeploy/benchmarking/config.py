@@ -36,6 +36,12 @@ class BenchConfig:
     concurrency: threads issuing requests at once for the throughput figure (1: sequential).
     dataset: a generated data set (``edgedeploy.datasets``) to measure accuracy on; samples: how many.
     timeout_s: the worker subprocess is killed after this long.
+    source: for a derived model file (e.g. the INT8 ONNX from ``edgedeploy optimize``), the model it
+        stands for (zoo name or path): its row is compared with the anchors of ``source`` at the same
+        shape, its input and accuracy use ``source``'s zoo entry (preprocessing, labels), its size is
+        stated against ``source``'s files, and the table names it after ``source``.
+    label: the table's scheme label, e.g. ``"openvino int8 (edgedeploy optimize)"`` (default: from
+        engine and precision).
     """
 
     model: str
@@ -52,6 +58,8 @@ class BenchConfig:
     samples: int = 20
     seed: int = 0
     timeout_s: float = 300.0
+    source: str | None = None
+    label: str | None = None
 
     def __post_init__(self):
         from edgedeploy import engines
@@ -71,6 +79,9 @@ class BenchConfig:
         if self.time_budget_s is not None and self.time_budget_s <= 0:
             raise UserError(f"time budget {self.time_budget_s} s: expected a positive number of seconds")
         object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
+        if self.untuned and self.source is not None:
+            raise UserError(f"an anchor is the source model itself, opened untuned: benchmark {self.source!r} "
+                            f"with untuned=True, and {self.model!r} (source={self.source!r}) tuned")
         if self.untuned and (self.precision != "fp32" or self.threads is not None):
             # An anchor is the engine's own default; keep the fields honest about that.
             object.__setattr__(self, "precision", "fp32")
@@ -83,9 +94,16 @@ class BenchConfig:
     @property
     def scheme(self) -> str:
         """The table's label, e.g. ``"openvino bf16 (edgedeploy)"`` or ``"ORT default (anchor)"``."""
+        if self.label:
+            return self.label
         if self.untuned:
             return ANCHOR_LABELS[self.engine]
         return f"{self.engine} {self.precision} (edgedeploy)"
+
+    @property
+    def compared_model(self) -> str:
+        """The model whose anchors this row's ratios are against: ``source`` if given, else ``model``."""
+        return self.source or self.model
 
     @property
     def shape_str(self) -> str:

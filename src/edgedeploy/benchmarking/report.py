@@ -18,14 +18,17 @@ from edgedeploy.benchmarking.runner import BenchResult
 from edgedeploy.util import atomic_write
 
 COLUMNS = ["model", "shape", "scheme", "threads", "p50 ms", "p99 ms", "cold start ms", "items/s", "memory MB",
-           "power W", "size MB", "accuracy", "speed-up", "status"]
-NUMERIC = tuple(COLUMNS[4:13])
+           "power W", "size MB", "size ratio", "accuracy", "speed-up", "status"]
+NUMERIC = tuple(COLUMNS[4:14])
 NOISY = 0.10  # other processes' share of the CPUs during the timed runs above which a row is marked noisy
 
 METHOD = ("latency: p50/p99 of timed runs after warm-up, each row in a fresh process; memory: peak RSS above "
           "the interpreter + engine baseline; cold start: load + first inference; speed-up: anchor p50 / row p50, "
           "anchor = the model's native engine run untuned (ORT default for ONNX, Paddle Inference default for "
-          "Paddle models); power: 'est.' = estimated from CPU utilisation and an assumed TDP (no sensor)")
+          "Paddle models) on the same (source) model and shape in the same run — an optimised model (e.g. INT8) "
+          "is compared with the anchor of the FP32 model it was made from; size ratio: anchor model files / row "
+          "model files (3.50x = 3.5 times smaller); power: 'est.' = estimated from CPU utilisation and an "
+          "assumed TDP (no sensor)")
 
 
 def _num(v: float | None, digits: int = 1) -> str:
@@ -39,14 +42,15 @@ def cells(r: BenchResult) -> list[str]:
     c = r.config
     head = [r.model_name, c.shape_str, r.scheme, "default" if c.threads is None else str(c.threads)]
     if not r.ok:
-        return head + ["-"] * 9 + [f"failed: {r.reason}"]
+        return head + ["-"] * 10 + [f"failed: {r.reason}"]
     power = "-" if r.power_w is None else _num(r.power_w) + ("" if r.power_measured else " est.")
     acc = "-" if r.accuracy is None else f"{r.accuracy:.1%}"
     speed = "-" if r.speedup is None else ("1.00x (ref)" if r.scheme == r.anchor_scheme else f"{r.speedup:.2f}x")
     busy = r.system_cpu_others or 0.0
     status = f"ok (noisy: other processes {busy:.0%} CPU)" if busy > NOISY else "ok"
     return head + [_num(r.p50), _num(r.latency_ms.get("p99")), _num(r.cold_start_ms), _num(r.throughput_ips),
-                   _num(r.model_memory_mb), power, _num(r.size_bytes / 2**20 if r.size_bytes else None), acc, speed,
+                   _num(r.model_memory_mb), power, _num(r.size_bytes / 2**20 if r.size_bytes else None),
+                   "-" if r.size_ratio is None else f"{r.size_ratio:.2f}x", acc, speed,
                    status]
 
 
@@ -84,14 +88,16 @@ def to_csv(results: list[BenchResult], skipped: list[Skipped] = ()) -> str:
     return buf.getvalue()
 
 
-def to_markdown(results: list[BenchResult], skipped: list[Skipped] = ()) -> str:
+def to_markdown(results: list[BenchResult], skipped: list[Skipped] = (), method: str = METHOD) -> str:
+    """The method paragraph, then the table, then one line per skipped combination."""
     def esc(s: str) -> str:
         return s.replace("|", "\\|")
 
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---:" if c in NUMERIC else "---" for c in COLUMNS) + "|"]
+    lines = [f"Method: {method.rstrip('.')}.", "", "| " + " | ".join(COLUMNS) + " |",
+             "|" + "|".join("---:" if c in NUMERIC else "---" for c in COLUMNS) + "|"]
     lines += ["| " + " | ".join(esc(v) for v in cells(r)) + " |" for r in results]
     notes = [f"- {esc(line)}" for line in skipped_lines(list(skipped))]
-    return "\n".join(lines + ["", f"Method: {METHOD}.", *([""] + notes if notes else [])]) + "\n"
+    return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
 
 
 def plot(results: list[BenchResult], path: str | Path, title: str = "latency vs memory (bubble = model file size)"):

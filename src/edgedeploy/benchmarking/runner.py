@@ -55,6 +55,7 @@ class BenchResult:
     speedup: float | None = None  # anchor p50 / this p50
     memory_ratio: float | None = None  # this model memory / anchor model memory
     speedup_same_engine: float | None = None  # against this engine's own default
+    size_ratio: float | None = None  # anchor (source) model files / this row's model files: 3.5 = 3.5x smaller
 
     @property
     def ok(self) -> bool:
@@ -79,7 +80,7 @@ class BenchResult:
         c = self.config
         row = {"model": self.model_name, "shape": c.shape_str, "engine": c.engine, "precision": c.precision,
                "threads": c.threads, "batch": c.batch, "concurrency": c.concurrency, "anchor": c.untuned,
-               "scheme": self.scheme}
+               "scheme": self.scheme, "model_file": c.model, "source": c.source}
         d = asdict(self)
         for k in ("config", "latency_ms", "notes"):
             d.pop(k)
@@ -91,7 +92,8 @@ class BenchResult:
 
 
 def _model_label(cfg: BenchConfig) -> str:
-    return Path(cfg.model).stem if Path(cfg.model).suffix else cfg.model
+    name = cfg.compared_model
+    return Path(name).stem if Path(name).suffix else name
 
 
 def _failure_reason(stderr: str, returncode: int) -> str:
@@ -128,17 +130,18 @@ def run_one(cfg: BenchConfig, *, python: str = sys.executable) -> BenchResult:
 
 
 def add_ratios(results: list[BenchResult]) -> list[BenchResult]:
-    """Set each row's speed-up and memory ratio against the anchor of the same model and shape.
+    """Set each row's speed-up, memory and size ratios against the anchor of the same model and shape.
 
-    The reference anchor is the model's native engine untuned (Paddle Inference for Paddle
+    A row with a ``source`` (an optimised file standing for a source model) is compared with
+    the anchors of that source. The reference anchor is the model's native engine untuned (Paddle Inference for Paddle
     models, else ORT), or OpenVINO's default when that is the only one that ran.
     """
     anchors: dict[tuple, dict[str, BenchResult]] = {}
     for r in results:
         if r.ok and r.config.untuned:
-            anchors.setdefault((r.config.model, r.config.shape), {})[r.config.engine] = r
+            anchors.setdefault((r.config.compared_model, r.config.shape), {})[r.config.engine] = r
     for r in results:
-        found = anchors.get((r.config.model, r.config.shape), {})
+        found = anchors.get((r.config.compared_model, r.config.shape), {})
         ref = next((found[e] for e in REFERENCE_ORDER if e in found), None)
         if not r.ok or ref is None:
             continue
@@ -146,6 +149,8 @@ def add_ratios(results: list[BenchResult]) -> list[BenchResult]:
         r.speedup = ref.p50 / r.p50 if r.p50 else None
         if ref.model_memory_mb:
             r.memory_ratio = r.model_memory_mb / ref.model_memory_mb
+        if ref.size_bytes and r.size_bytes:
+            r.size_ratio = ref.size_bytes / r.size_bytes
         same = found.get(r.config.engine)
         if same is not None and r.p50:
             r.speedup_same_engine = same.p50 / r.p50

@@ -16,6 +16,7 @@ Model-attributable memory = peak RSS from the baseline on − the baseline.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import importlib
 import json
@@ -124,6 +125,9 @@ def measure(cfg: BenchConfig) -> dict:
         raise UserError(f"engine {cfg.engine!r} is not installed: {engines.spec(cfg.engine).install}")
     importlib.import_module(engines.spec(cfg.engine).package if cfg.untuned else engines.spec(cfg.engine).module)
     model = load_model(cfg.model)
+    if cfg.source is not None:  # a derived file (e.g. INT8) standing for its source: input, labels, name
+        source = load_model(cfg.source)
+        model = dataclasses.replace(model, name=source.name, zoo=source.zoo or model.zoo)
     if model.format not in engines.spec(cfg.engine).formats:
         model.onnx_path()  # conversion is preparation, not load time
     x = image_like_input(model, cfg.shape, cfg.seed)
