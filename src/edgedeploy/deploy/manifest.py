@@ -14,7 +14,6 @@ no longer matches.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -27,17 +26,13 @@ from pathlib import Path
 import yaml
 
 from edgedeploy.errors import UserError
+from edgedeploy.util import sha256_file
 
 MANIFEST = "manifest.json"
 CONFIG = "deployment.yaml"
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+sha256 = sha256_file  # one implementation, in edgedeploy.util
 
 
 def engine_versions() -> dict[str, str]:

@@ -28,6 +28,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edgedeploy.errors import UserError, did_you_mean
+from edgedeploy.util import sha256_file
 
 CONFIG_NAMES = ("config.yaml", "config.yml", "config.json")
 SUMS = "SHA256SUMS"
@@ -140,12 +141,7 @@ def digest_dir(path: Path) -> str:
     return h.hexdigest()
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+file_sha256 = sha256_file  # one implementation, in edgedeploy.util
 
 
 def _check_sums(path: Path) -> None:

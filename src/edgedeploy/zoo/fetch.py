@@ -7,7 +7,6 @@ temporary name and renamed, so an interrupted fetch never leaves a half-written 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import subprocess
@@ -21,6 +20,7 @@ import platformdirs
 
 from edgedeploy.errors import UserError, did_you_mean
 from edgedeploy.zoo.registry import BY_NAME, Wheel, ZooEntry
+from edgedeploy.util import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +62,7 @@ def entry(name: str) -> ZooEntry:
         ) from None
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+sha256 = sha256_file  # one implementation, in edgedeploy.util
 
 
 def _model_dir(e: ZooEntry) -> Path:
