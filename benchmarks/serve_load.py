@@ -1,21 +1,24 @@
 """Load test of `edgedeploy serve` on loopback: seed 2's pair (PicoDet layout + PP-LCNet orientation).
 
-    .venv/bin/python benchmarks/serve_load.py                     # 8 clients x 20 s, ~3 minutes
-    .venv/bin/python benchmarks/serve_load.py --clients 4 --seconds 8 --runs 8    # a quick look
+    .venv/bin/python benchmarks/serve_load.py            # 4 configurations x 20 runs + 8 clients x 20 s, ~4-5 minutes
+    .venv/bin/python benchmarks/serve_load.py --quick    # a smoke check (4 runs, 4 clients x 6 s; noisy figures)
 
-Every phase runs the server in its own fresh process on 127.0.0.1 and measures that process:
+Served models: the accuracy-guarded INT8 files edgedeploy deploys (``optimize(name, engine="openvino",
+precision="int8", task=<its task>, max_accuracy_drop=0.5)``, NNCF QDQ ONNX), made once and cached
+by benchmarks/bench_table.py's ``int8_model``. If the optimiser refuses, this stops: no unguarded
+fallback.
 
-1. baseline: two default FP32 ONNX Runtime sessions in a fresh process (no server), each run
-   ``--runs`` times: model-attributable RSS (after the runs, minus RSS after importing ORT),
-   peak (VmHWM) and median latency per model.
-2. served: the same two models as INT8 (``optimize()`` if the optimiser exists, else plain
-   ``quantize_static`` QDQ, calibrated on generated pages) with ``memory_optimization`` (no arena),
-   one shared thread pool; RSS of the server process with no model loaded, then after both are
-   loaded and have served ``--runs`` requests each (binary KServe v2 over HTTP, one at a time):
-   model-attributable RSS, peak, and median end-to-end request latency.
-3. load: ``--clients`` concurrent clients for ``--seconds``, half on each model; at half time a new
-   version of the orientation model is uploaded and hot-swapped in. Throughput, p50/p99, errors,
-   RSS every 0.25 s.
+1. baseline: two default FP32 ONNX Runtime sessions in one process (no server), kept up for the
+   whole run: model-attributable RSS (after the runs, minus RSS after importing ORT) and peak (VmHWM).
+2. configurations: for each of INT8 on onnxruntime / openvino, with / without ``memory_optimization``
+   (2 instances, one shared thread pool), a fresh server process: RSS with no model loaded, then after
+   both are loaded and have served ``--runs`` sequential requests each (binary KServe v2 over HTTP):
+   model-attributable RSS and peak. Latency interleaved with the baseline (one baseline run, one
+   request, alternately): baseline ``session.run``, the served engine time (the server's own metrics,
+   per request) and the whole HTTP request. The 10% latency target is judged on engine time.
+3. load: in a fresh server with the chosen configuration, ``--clients`` concurrent clients for
+   ``--seconds``, half on each model; at half time a new version of the orientation model is uploaded
+   and hot-swapped in. Throughput, p50/p99, errors, RSS every 0.25 s.
 4. unload: in the same server, unload PicoDet; RSS before it was loaded, with it, after unloading.
 
 Writes benchmarks/results/serve_load.md and .json. Loopback only; every loop is bounded.
@@ -44,63 +47,40 @@ MB = 1 << 20
 
 
 # -- models ------------------------------------------------------------------------------------
-def int8_models(work: Path) -> dict[str, Path]:
-    """INT8 versions of the two zoo models (cached in ``work``)."""
-    from edgedeploy import datasets, engines, zoo
-    from edgedeploy.tasks.layout import LayoutDetector
-    from edgedeploy.tasks.orientation import OrientationClassifier
+def int8_models() -> dict[str, Path]:
+    """The accuracy-guarded INT8 models edgedeploy deploys: ``optimize(name, engine="openvino",
+    precision="int8", task=<the model's task>, max_accuracy_drop=0.5)`` (NNCF QDQ ONNX), made once and
+    cached by benchmarks/bench_table.py. No unguarded fallback: if the optimiser refuses, so do we."""
+    from bench_table import MAX_ACCURACY_DROP, int8_model  # benchmarks/ is on sys.path (this script's dir)
+
+    assert MAX_ACCURACY_DROP == 0.5
+    return {key: int8_model(name) for key, (name, _) in MODELS.items()}
+
+
+def int8_reports(models: dict[str, Path]) -> dict:
+    from edgedeploy.optimize import report_path
 
     out = {}
-    tasks = {"layout": LayoutDetector, "orientation": OrientationClassifier}
-    for key, (name, _) in MODELS.items():
-        dst = work / f"{name}.int8.onnx"
-        out[key] = dst
-        if dst.exists():
-            continue
-        zm = zoo.fetch(name)
-        try:
-            from edgedeploy.optimize import optimize  # the optimiser, once it has landed
-        except ImportError:
-            optimize = None
-        if optimize is not None:
-            try:
-                optimize(str(zm.path), dst, precision="int8")
-                continue
-            except Exception as exc:  # its API may still change: fall back to plain quantization
-                print(f"optimize() failed ({exc}); quantizing with onnxruntime.quantization", file=sys.stderr)
-        from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-        from onnxruntime.quantization.shape_inference import quant_pre_process
-
-        with engines.load(name) as s:
-            task = tasks[key].from_entry(s, zm.entry)
-            arrays = [task.preprocess(x.image) for x in datasets.generate("orientation", 8, seed=3)]
-            iname = s.inputs[0].name
-
-        class Reader(CalibrationDataReader):
-            def __init__(self):
-                self.it = iter([{iname: a} for a in arrays])
-
-            def get_next(self):
-                return next(self.it, None)
-
-        pre = work / f"{name}.pre.onnx"
-        quant_pre_process(str(zm.path), str(pre), skip_symbolic_shape=True)
-        quantize_static(str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    for key, path in models.items():
+        r = json.loads(report_path(path).read_text())
+        out[key] = {k: r.get(k) for k in ("recipe", "metric", "accuracy_before", "accuracy_after",
+                                            "accuracy_drop_points", "max_accuracy_drop_points", "engine")}
+        out[key]["file"] = str(path)
     return out
 
 
-def make_repo(work: Path, models: dict[str, Path]) -> Path:
-    repo = work / "repo"
+def make_repo(work: Path, models: dict[str, Path], cfg: dict, name: str = "repo") -> Path:
+    repo = work / name
     if repo.exists():
         import shutil
 
         shutil.rmtree(repo)
+    text = "".join(f"{k}: {str(v).lower() if isinstance(v, bool) else v}\n" for k, v in cfg.items())
     for key, path in models.items():
         d = repo / key / "1"
         d.mkdir(parents=True)
         (d / "model.onnx").write_bytes(path.read_bytes())
-        (d / "config.yaml").write_text("memory_optimization: true\ninstances: 2\n")
+        (d / "config.yaml").write_text(text)
     return repo
 
 
@@ -110,30 +90,73 @@ def _vm_hwm(pid: int | str = "self") -> int:
     return int(m.group(1)) * 1024
 
 
-def baseline_worker(runs: int) -> dict:
-    """Two default FP32 ORT sessions, as users run them: the reference for memory and latency."""
+def baseline_worker() -> None:
+    """Two default FP32 ORT sessions, as users run them: the reference for memory and latency.
+
+    Stays up and obeys one command per line on stdin, answering one JSON line on stdout, so that
+    its runs can be interleaved with the served ones: ``run <model>`` → the ``session.run`` time in
+    ms; ``mem`` → model-attributable RSS (now, after the runs) and peak (VmHWM) since the sessions
+    were created; ``quit``."""
     import gc
 
     import onnxruntime as ort
 
-    from edgedeploy import zoo
+    from edgedeploy import engines, zoo
 
     feeds = {k: np.random.default_rng(0).standard_normal(shape).astype(np.float32) for k, (_, shape) in MODELS.items()}
     paths = {k: str(zoo.fetch(name).path) for k, (name, _) in MODELS.items()}
+    engines.warm_up("onnxruntime")  # the engine's own start-up cost is baseline, as on the served side
     gc.collect()
     base = psutil.Process().memory_info().rss
     Path("/proc/self/clear_refs").write_text("5")
     sessions = {k: ort.InferenceSession(p, providers=["CPUExecutionProvider"]) for k, p in paths.items()}
-    lat = {k: [] for k in MODELS}
-    for i in range(runs + 1):
-        for k, s in sessions.items():
+    for k, s in sessions.items():  # first run (allocations, kernels): not timed, as for the served side's warm-up
+        s.run(None, {s.get_inputs()[0].name: feeds[k]})
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        cmd = line.split()
+        if not cmd or cmd[0] == "quit":
+            break
+        if cmd[0] == "run":
+            s = sessions[cmd[1]]
             t = time.perf_counter()
-            s.run(None, {s.get_inputs()[0].name: feeds[k]})
-            if i:
-                lat[k].append((time.perf_counter() - t) * 1000)
-    rss = psutil.Process().memory_info().rss
-    return {"rss_model_bytes": rss - base, "peak_model_bytes": _vm_hwm() - base,
-            "p50_ms": {k: statistics.median(v) for k, v in lat.items()}}
+            s.run(None, {s.get_inputs()[0].name: feeds[cmd[1]]})
+            print(json.dumps({"ms": (time.perf_counter() - t) * 1000}), flush=True)
+        elif cmd[0] == "mem":
+            print(json.dumps({"rss_model_bytes": psutil.Process().memory_info().rss - base,
+                              "peak_model_bytes": _vm_hwm() - base}), flush=True)
+
+
+class Baseline:
+    """The baseline worker process (see :func:`baseline_worker`)."""
+
+    def __init__(self):
+        self.proc = subprocess.Popen([sys.executable, __file__, "--worker", "baseline"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, bufsize=1)
+        self._ask(None)
+
+    def _ask(self, cmd: str | None) -> dict:
+        if cmd is not None:
+            self.proc.stdin.write(cmd + "\n")
+            self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the baseline worker died (exit {self.proc.poll()})")
+        return json.loads(line)
+
+    def run(self, key: str) -> float:
+        return self._ask(f"run {key}")["ms"]
+
+    def memory(self) -> dict:
+        return self._ask("mem")
+
+    def stop(self) -> None:
+        try:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        self.proc.wait(timeout=60)
 
 
 def free_port() -> int:
@@ -187,33 +210,80 @@ def input_body(client, key: str):
     return encode_request({meta["inputs"][0]["name"]: x}, binary=True, binary_outputs=True)
 
 
-def served_phase(repo: Path, runs: int, clients: int, seconds: float, threads: int | None, new_version: bytes) -> dict:
+_INFER_SUM = re.compile(r'^edgedeploy_inference_seconds_sum\{model="([^"]+)",version="([^"]+)"\} (\S+)$', re.M)
+
+
+def inference_seconds(c) -> dict[str, float]:
+    """The server's own engine time so far, per model (``edgedeploy_inference_seconds_sum``): read
+    after each sequential request, the difference is that request's time inside ``session.run``."""
+    out: dict[str, float] = {}
+    for name, _, value in _INFER_SUM.findall(c.get("/metrics").text):
+        out[name] = out.get(name, 0.0) + float(value)
+    return out
+
+
+def load_models(srv: Server, c) -> tuple[dict, dict]:
+    """Load both models (metadata loads them), small one first; RSS at each stage."""
+    idle = srv.settle()
+    Path(f"/proc/{srv.proc.pid}/clear_refs").write_text("5")  # VmHWM from here
+    bodies, stages = {}, {"idle": idle}
+    for k in ("orientation", "layout"):
+        bodies[k] = input_body(c, k)
+        stages[f"with_{k}"] = srv.settle()
+    return bodies, stages
+
+
+def config_phase(repo: Path, cfg: dict, runs: int, threads: int | None, base: Baseline) -> dict:
+    """One serving configuration in a fresh server process: memory after ``runs`` sequential requests
+    per model, and latency interleaved with the baseline: baseline run, served request, alternately,
+    so that both see the same background load. Served latency two ways: the whole HTTP request
+    (client side) and the engine time inside the server (its metrics, per request)."""
+    import httpx
+
+    srv = Server(repo, threads)
+    try:
+        with httpx.Client(base_url=srv.url, timeout=120) as c:
+            bodies, stages = load_models(srv, c)
+            lat = {k: {"baseline": [], "http": [], "compute": []} for k in MODELS}
+            for i in range(runs + 1):  # run 0 is a warm-up on both sides (not timed)
+                for k in MODELS:
+                    order = ("baseline", "served") if (i + (k == "layout")) % 2 else ("served", "baseline")
+                    for side in order:
+                        if side == "baseline":
+                            ms = base.run(k)
+                            if i:
+                                lat[k]["baseline"].append(ms)
+                            continue
+                        before = inference_seconds(c).get(k, 0.0)
+                        t = time.perf_counter()
+                        r = c.post(f"/v2/models/{k}/infer", content=bodies[k][0], headers=bodies[k][1])
+                        http_ms = (time.perf_counter() - t) * 1000
+                        r.raise_for_status()
+                        if i:
+                            lat[k]["http"].append(http_ms)
+                            lat[k]["compute"].append((inference_seconds(c).get(k, 0.0) - before) * 1000)
+            steady = srv.settle()
+            idle = stages["idle"]
+            return {"config": cfg, "memory": {"idle_rss_bytes": idle, "rss_model_bytes": steady - idle,
+                                              "peak_model_bytes": _vm_hwm(srv.proc.pid) - idle, "stages": stages,
+                                              "server": c.get("/v2/repository/memory").json()},
+                    "p50_ms": {k: {side: statistics.median(v) for side, v in d.items()} for k, d in lat.items()},
+                    "latency_ms": lat}
+    finally:
+        srv.stop()
+
+
+def served_phase(repo: Path, clients: int, seconds: float, threads: int | None, new_version: bytes) -> dict:
+    """Load test with a hot swap, then unload, in a fresh server with the chosen configuration."""
     import httpx
 
     srv = Server(repo, threads)
     out: dict = {}
     try:
         with httpx.Client(base_url=srv.url, timeout=120) as c:
-            idle = srv.settle()
-            Path(f"/proc/{srv.proc.pid}/clear_refs").write_text("5")
-            bodies = {}
-            lat = {k: [] for k in MODELS}
-            rss_by_stage = {"idle": idle}
-            for k in ("orientation", "layout"):  # load order: the small model first
-                bodies[k] = input_body(c, k)  # metadata loads the model
-                rss_by_stage[f"with_{k}"] = srv.settle()
-            for i in range(runs + 1):
-                for k in MODELS:
-                    t = time.perf_counter()
-                    r = c.post(f"/v2/models/{k}/infer", content=bodies[k][0], headers=bodies[k][1])
-                    r.raise_for_status()
-                    if i:
-                        lat[k].append((time.perf_counter() - t) * 1000)
-            steady = srv.settle()
-            out["memory"] = {"idle_rss_bytes": idle, "rss_model_bytes": steady - idle,
-                             "peak_model_bytes": _vm_hwm(srv.proc.pid) - idle, "stages": rss_by_stage,
-                             "server": c.get("/v2/repository/memory").json()}
-            out["p50_ms"] = {k: statistics.median(v) for k, v in lat.items()}
+            bodies, rss_by_stage = load_models(srv, c)
+            for k in MODELS:
+                c.post(f"/v2/models/{k}/infer", content=bodies[k][0], headers=bodies[k][1]).raise_for_status()
             out["load"] = load_phase(srv, bodies, clients, seconds, new_version)
             # unload: PicoDet out, memory back to where it was before PicoDet came in
             before = srv.settle()
@@ -224,6 +294,7 @@ def served_phase(repo: Path, runs: int, clients: int, seconds: float, threads: i
             freed2 = c.post("/v2/repository/models/layout/unload").json()
             after2 = srv.settle()
             out["unload"] = {"rss_with_layout": before, "rss_after_unload": after, "freed_bytes": freed["freed_bytes"],
+                             "freed_bytes_second": freed2.get("freed_bytes"),
                              "rss_with_layout_again": reloaded, "rss_after_second_unload": after2,
                              "rss_before_layout_ever_loaded": rss_by_stage["with_orientation"]}
     finally:
@@ -293,66 +364,147 @@ def load_phase(srv: Server, bodies: dict, clients: int, seconds: float, new_vers
 
 
 # -- report ------------------------------------------------------------------------------------
+CONFIGS = {  # the sensible ways to serve the INT8 (NNCF QDQ) files; instances: 2 as in the load test
+    "ort-memopt": {"engine": "onnxruntime", "memory_optimization": True, "instances": 2},
+    "ort-arena": {"engine": "onnxruntime", "memory_optimization": False, "instances": 2},
+    "ov-memopt": {"engine": "openvino", "memory_optimization": True, "instances": 2},
+    "ov-default": {"engine": "openvino", "memory_optimization": False, "instances": 2},
+}
+MEMORY_TARGET, LATENCY_TARGET = 0.40, 0.10
+
+
+def judge(res: dict) -> None:
+    """Ratios and verdicts per configuration, against the baseline (memory) and the paired baseline runs
+    of the same configuration phase (latency)."""
+    b = res["baseline"]
+    for name, r in res["configs"].items():
+        p = r["p50_ms"]
+        t = r["targets"] = {
+            "memory_ratio": r["memory"]["rss_model_bytes"] / b["rss_model_bytes"],
+            "peak_ratio": r["memory"]["peak_model_bytes"] / b["peak_model_bytes"],
+            "added_compute": {k: p[k]["compute"] / p[k]["baseline"] - 1 for k in MODELS},
+            "added_http": {k: p[k]["http"] / p[k]["baseline"] - 1 for k in MODELS},
+        }
+        t["memory_met"] = t["memory_ratio"] <= MEMORY_TARGET
+        t["latency_met_compute"] = all(v <= LATENCY_TARGET for v in t["added_compute"].values())
+        t["latency_met_http"] = all(v <= LATENCY_TARGET for v in t["added_http"].values())
+
+
+def choose(res: dict, wanted: str | None) -> str:
+    """The configuration the load test runs: ``wanted``, else the smallest that meets both targets
+    (latency on compute), else the one nearest the latency target among those meeting memory."""
+    if wanted:
+        return wanted
+    cs = res["configs"]
+    both = [n for n, r in cs.items() if r["targets"]["memory_met"] and r["targets"]["latency_met_compute"]]
+    if both:
+        return min(both, key=lambda n: cs[n]["memory"]["rss_model_bytes"])
+    mem = [n for n, r in cs.items() if r["targets"]["memory_met"]] or list(cs)
+    return min(mem, key=lambda n: max(cs[n]["targets"]["added_compute"].values()))
+
+
+def describe(cfg: dict) -> str:
+    return (f"INT8 on {cfg['engine']}, " + ("memory_optimization" if cfg["memory_optimization"] else
+                                           "memory_optimization off") + f", {cfg['instances']} instances")
+
+
 def write_report(res: dict, out: Path) -> None:
     from edgedeploy.util import atomic_write
 
-    b, s = res["baseline"], res["served"]
-    mem_ratio = s["memory"]["rss_model_bytes"] / b["rss_model_bytes"]
-    peak_ratio = s["memory"]["peak_model_bytes"] / b["peak_model_bytes"]
-    added = {k: s["p50_ms"][k] / b["p50_ms"][k] - 1 for k in MODELS}
-    u = s["unload"]
-    back = u["rss_after_unload"] / u["rss_before_layout_ever_loaded"] - 1
-    load = s["load"]
-    res["targets"] = {
-        "memory_ratio": mem_ratio, "memory_met": mem_ratio <= 0.40, "peak_ratio": peak_ratio,
-        "added_latency": added, "latency_met": all(v <= 0.10 for v in added.values()),
-        "failed_across_swap": load["errors"], "swap_met": load["errors"] == 0 and load["swap"].get("ok", False),
-        "unload_back": back, "unload_met": back <= 0.10,
-    }
-    t = res["targets"]
+    b, cs, s = res["baseline"], res["configs"], res["served"]
     yes = lambda ok: "**met**" if ok else "**not met**"  # noqa: E731
+    pct = lambda x: f"{x:+.0%}"  # noqa: E731
+    u, load = s["unload"], s["load"]
+    back = u["rss_after_unload"] / u["rss_before_layout_ever_loaded"] - 1
+    res["targets"] = {"load_config": res["load_config"], **cs[res["load_config"]]["targets"],
+                      "failed_across_swap": load["errors"],
+                      "swap_met": load["errors"] == 0 and load["swap"].get("ok", False),
+                      "unload_back": back, "unload_met": back <= 0.10}
+    t = res["targets"]
+    q = res["int8"]
     lines = [
         "# `edgedeploy serve`: two models in one small process (seed 2), under load, through a hot swap", "",
         f"Machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB; command: "
-        f"`{res['command']}`; {time.strftime('%Y-%m-%d %H:%M')}.", "",
-        "Memory is the resident set (RSS) of the process that holds the models, minus its RSS before any model "
-        "was loaded (ORT imported, server started): *model-attributable RSS*, read after the models have run "
-        f"({res['runs']} runs each). Peak is the kernel's VmHWM over the same span.", "",
-        "| | baseline: 2 default FP32 ORT sessions | served: INT8, no arena, shared threads | ratio | target |",
-        "|---|---|---|---|---|",
-        f"| model-attributable RSS after runs | {b['rss_model_bytes'] / MB:.1f} MB | {s['memory']['rss_model_bytes'] / MB:.1f} MB "
-        f"| {mem_ratio:.0%} | ≤ 40%: {yes(t['memory_met'])} |",
-        f"| peak during runs (VmHWM) | {b['peak_model_bytes'] / MB:.1f} MB | {s['memory']['peak_model_bytes'] / MB:.1f} MB "
-        f"| {peak_ratio:.0%} | (not a target; activations of PicoDet at 800x608 dominate) |",
+        f"`{res['command']}`; {time.strftime('%Y-%m-%d %H:%M')}; load average at start "
+        f"{', '.join(f'{x:.1f}' for x in res['loadavg_start'])}.", "",
+        "Served models: the INT8 files edgedeploy deploys, from `optimize(name, engine=\"openvino\", "
+        "precision=\"int8\", task=<its task>, max_accuracy_drop=0.5)` (NNCF QDQ ONNX, accuracy-guarded; "
+        "cached by `benchmarks/bench_table.py`):",
+    ] + [f"- {MODELS[k][0]}: {v['metric']} {v['accuracy_before']:.3f} (FP32) → {v['accuracy_after']:.3f} (INT8), "
+         f"drop {v['accuracy_drop_points']:+.2f} points (budget {v['max_accuracy_drop_points']:g}); recipe {v['recipe']}"
+         for k, v in q.items()] + [
+        "",
+        "Baseline: two default FP32 ONNX Runtime sessions in one process, no server. Memory is the resident set "
+        "(RSS) of the process that holds the models minus its RSS before any model was loaded (ORT imported, "
+        "server started): *model-attributable RSS*, read after the models have run "
+        f"({res['runs']} timed runs per model per phase). Peak is the kernel's VmHWM over the same span. Every "
+        "served configuration runs in its own fresh server process (2 instances per model, one shared thread "
+        f"pool of {res['threads']} threads).", "",
+        "## Memory", "",
+        "| configuration | model-attributable RSS after runs | vs baseline | ≤ 40% | peak (VmHWM) | vs baseline |",
+        "|---|---|---|---|---|---|",
+        f"| baseline: 2 default FP32 ORT sessions | {b['rss_model_bytes'] / MB:.1f} MB | | | "
+        f"{b['peak_model_bytes'] / MB:.1f} MB | |",
     ]
-    for k in MODELS:
-        lines.append(f"| {MODELS[k][0]} p50 latency | {b['p50_ms'][k]:.1f} ms in-process | {s['p50_ms'][k]:.1f} ms over "
-                     f"HTTP | {added[k]:+.0%} | ≤ +10%: {yes(added[k] <= 0.10)} |")
-    lines += ["", "Latency: baseline is `session.run` in-process; served is a whole binary KServe v2 request over "
-              "loopback, one at a time. Both on the same 2 shared cores, which other work also uses: treat "
-              "differences under ~15% as noise.", "",
-              f"## Load: {load['clients']} clients x {load['seconds']:g} s, half on each model", "",
-              f"- requests: {load['requests']}, errors: {load['errors']} {load['error_samples'] or ''}, throughput "
-              f"{load['throughput_rps']:.1f} req/s",
-              ] + [f"- {MODELS[k][0]}: {v['requests']} ok, p50 {v['p50_ms'] or 0:.1f} ms, p99 {v['p99_ms'] or 0:.1f} ms"
-                   for k, v in load["per_model"].items()] + [
-              f"- hot swap of the orientation model at {load['swap']['started_s']} s (upload → load beside → warm-up "
-              f"→ checks → switch → unload old), done at {load['swap']['ended_s']} s: ok={load['swap'].get('ok')}, "
-              f"checks: {'; '.join(load['swap'].get('checks', []))}",
-              f"- requests to that model within ±1 s of the swap: {load['requests_during_swap']}, failed: "
-              f"{load['failed_during_swap']}; versions answered: {load['versions_seen']}; failed across the run: "
-              f"{load['errors']} — target 0: {yes(t['swap_met'])}",
-              f"- server RSS over the run: min {min(r for _, r in load['rss_series']) / MB:.1f} MB, max "
-              f"{max(r for _, r in load['rss_series']) / MB:.1f} MB ({len(load['rss_series'])} samples, every 0.25 s; "
-              "all in the .json)", "",
-              "## Unload gives memory back", "",
-              f"- RSS with orientation only (before PicoDet was first loaded): {u['rss_before_layout_ever_loaded'] / MB:.1f} MB",
-              f"- with PicoDet loaded (after the load test): {u['rss_with_layout'] / MB:.1f} MB → after unloading it: "
-              f"{u['rss_after_unload'] / MB:.1f} MB ({u['freed_bytes'] / MB:.1f} MB given back)",
-              f"- after unload vs before PicoDet: {back:+.1%} — target within 10%: {yes(t['unload_met'])}",
-              f"- reloaded: {u['rss_with_layout_again'] / MB:.1f} MB, unloaded again: {u['rss_after_second_unload'] / MB:.1f} MB", "",
-              "Method: sessions are released, then `gc.collect()` and glibc `malloc_trim(0)` hand freed pages back "
-              "to the OS; without the trim glibc keeps them in the process."]
+    for n, r in cs.items():
+        m, tt = r["memory"], r["targets"]
+        lines.append(f"| {describe(r['config'])} | {m['rss_model_bytes'] / MB:.1f} MB | {tt['memory_ratio']:.0%} | "
+                     f"{yes(tt['memory_met'])} | {m['peak_model_bytes'] / MB:.1f} MB | {tt['peak_ratio']:.0%} |")
+    lines += [
+        "", "## Latency (p50, sequential requests, one at a time)", "",
+        "Interleaved: in each configuration's phase the baseline process and the server take turns, one run "
+        "each, alternating which goes first, so both see the same background load; the baseline column is "
+        "the baseline's runs paired with that configuration. *Compute* is the served model's time inside "
+        "the engine, read from the server's own metrics (`edgedeploy_inference_seconds`) per request — the "
+        "same measure as the baseline's `session.run` time. *HTTP* is the whole binary KServe v2 request "
+        "over loopback as the client sees it (encode, send, route, run, encode the reply, receive).", "",
+        "**The issue's target (no more than 10% added latency) is judged on compute**: the served "
+        "configuration's engine time against the baseline's `session.run`, measured the same way; the "
+        "whole-request figure is given against the same baseline for transparency and judged separately "
+        "(it includes the HTTP overhead, which the in-process baseline has none of).", "",
+        "| configuration | model | baseline `session.run` | served compute | added | ≤ +10% (compute) | "
+        "served HTTP request | added | ≤ +10% (HTTP) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for n, r in cs.items():
+        for k in MODELS:
+            p, tt = r["p50_ms"][k], r["targets"]
+            lines.append(f"| {describe(r['config'])} | {MODELS[k][0]} | {p['baseline']:.1f} ms | {p['compute']:.1f} ms | "
+                         f"{pct(tt['added_compute'][k])} | {yes(tt['added_compute'][k] <= LATENCY_TARGET)} | "
+                         f"{p['http']:.1f} ms | {pct(tt['added_http'][k])} | {yes(tt['added_http'][k] <= LATENCY_TARGET)} |")
+    lt = cs[res["load_config"]]["targets"]
+    lines += [
+        "", f"On {os.cpu_count()} cores shared with other work, differences under ~15% are within noise.", "",
+        f"Load test, hot swap and unload below run with: **{describe(cs[res['load_config']]['config'])}** "
+        f"({res['load_config_why']}): memory {lt['memory_ratio']:.0%} of baseline ({yes(lt['memory_met'])}), "
+        f"added latency on compute {', '.join(f'{MODELS[k][0]} {pct(v)}' for k, v in lt['added_compute'].items())} "
+        f"({yes(lt['latency_met_compute'])}), on the whole HTTP request "
+        f"{', '.join(f'{MODELS[k][0]} {pct(v)}' for k, v in lt['added_http'].items())} ({yes(lt['latency_met_http'])}).",
+        "",
+        f"## Load: {load['clients']} clients x {load['seconds']:g} s, half on each model", "",
+        f"- requests: {load['requests']}, errors: {load['errors']} {load['error_samples'] or ''}, throughput "
+        f"{load['throughput_rps']:.1f} req/s",
+    ] + [f"- {MODELS[k][0]}: {v['requests']} ok, p50 {v['p50_ms'] or 0:.1f} ms, p99 {v['p99_ms'] or 0:.1f} ms"
+         for k, v in load["per_model"].items()] + [
+        f"- hot swap of the orientation model at {load['swap']['started_s']} s (upload → load beside → warm-up "
+        f"→ checks → switch → unload old), done at {load['swap']['ended_s']} s: ok={load['swap'].get('ok')}, "
+        f"checks: {'; '.join(load['swap'].get('checks', []))}",
+        f"- requests to that model within ±1 s of the swap: {load['requests_during_swap']}, failed: "
+        f"{load['failed_during_swap']}; versions answered: {load['versions_seen']}; failed across the run: "
+        f"{load['errors']} — target 0: {yes(t['swap_met'])}",
+        f"- server RSS over the run: min {min(r for _, r in load['rss_series']) / MB:.1f} MB, max "
+        f"{max(r for _, r in load['rss_series']) / MB:.1f} MB ({len(load['rss_series'])} samples, every 0.25 s; "
+        "all in the .json)", "",
+        "## Unload gives memory back", "",
+        f"- RSS with orientation only (before PicoDet was first loaded): {u['rss_before_layout_ever_loaded'] / MB:.1f} MB",
+        f"- with PicoDet loaded (after the load test): {u['rss_with_layout'] / MB:.1f} MB → after unloading it: "
+        f"{u['rss_after_unload'] / MB:.1f} MB ({u['freed_bytes'] / MB:.1f} MB given back)",
+        f"- after unload vs before PicoDet: {back:+.1%} — target within 10%: {yes(t['unload_met'])}",
+        f"- reloaded: {u['rss_with_layout_again'] / MB:.1f} MB, unloaded again: {u['rss_after_second_unload'] / MB:.1f} MB", "",
+        "Method: sessions are released, then `gc.collect()` and glibc `malloc_trim(0)` hand freed pages back "
+        "to the OS; without the trim glibc keeps them in the process."]
+    if res.get("quick"):
+        lines.insert(2, "**Quick run (`--quick`): few runs, short load test — a smoke check, not the figures.**\n")
     with atomic_write(out / "serve_load.md", "w") as f:
         f.write("\n".join(lines) + "\n")
     with atomic_write(out / "serve_load.json", "w") as f:
@@ -363,36 +515,72 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=20.0)
-    ap.add_argument("--runs", type=int, default=20, help="sequential runs per model for memory and latency")
+    ap.add_argument("--runs", type=int, default=20, help="sequential runs per model for memory and latency, "
+                    "per configuration")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--configs", default=",".join(CONFIGS),
+                    help=f"serving configurations to measure (comma-separated; of {', '.join(CONFIGS)})")
+    ap.add_argument("--load-config", choices=list(CONFIGS), help="configuration for the load test, swap and "
+                    "unload (default: the smallest meeting both targets, latency judged on compute)")
+    ap.add_argument("--quick", action="store_true", help="a smoke check: 4 runs, 4 clients x 6 s (noisy figures)")
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--worker", choices=["baseline"], help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
-    a.clients, a.seconds = max(1, min(a.clients, 32)), max(1.0, min(a.seconds, 120.0))  # bounded, always
     if a.worker == "baseline":
-        print(json.dumps(baseline_worker(a.runs)))
+        baseline_worker()
         return 0
+    if a.quick:
+        a.runs, a.clients, a.seconds = min(a.runs, 4), min(a.clients, 4), min(a.seconds, 6.0)
+    a.clients, a.seconds = max(1, min(a.clients, 32)), max(1.0, min(a.seconds, 120.0))  # bounded, always
+    a.runs = max(1, min(a.runs, 200))
+    configs = [c.strip() for c in a.configs.split(",") if c.strip()]
+    bad = [c for c in configs if c not in CONFIGS]
+    if bad or not configs:
+        ap.error(f"--configs: unknown {bad}; choose from {', '.join(CONFIGS)}")
+    from edgedeploy.errors import UserError
     from edgedeploy.zoo import cache_dir
 
     work = cache_dir() / "serve_bench"
     work.mkdir(parents=True, exist_ok=True)
-    print("preparing INT8 models ...", file=sys.stderr)
-    models = int8_models(work)
-    repo = make_repo(work, models)
-    print("baseline: two default FP32 ORT sessions ...", file=sys.stderr)
-    proc = subprocess.run([sys.executable, __file__, "--worker", "baseline", "--runs", str(a.runs)],
-                          capture_output=True, text=True, check=True)
-    baseline = json.loads(proc.stdout.strip().splitlines()[-1])
+    loadavg = os.getloadavg()
+    print("INT8 models (accuracy-guarded, from the optimiser) ...", file=sys.stderr)
+    try:
+        models = int8_models()
+    except UserError as exc:
+        print(f"optimize() refused INT8 within a 0.5-point accuracy drop: {exc}\nNothing to serve: stopping "
+              "(no fallback to unguarded quantization).", file=sys.stderr)
+        return 2
+    res = {"command": "python benchmarks/serve_load.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+           "runs": a.runs, "threads": a.threads, "quick": a.quick, "loadavg_start": loadavg,
+           "int8": int8_reports(models), "configs": {}}
+    print("baseline: two default FP32 ORT sessions (kept up, interleaved with each configuration) ...", file=sys.stderr)
+    base = Baseline()
+    try:
+        for n in configs:
+            print(f"served: {describe(CONFIGS[n])} ({a.runs} runs per model, interleaved) ...", file=sys.stderr)
+            repo = make_repo(work, models, CONFIGS[n], f"repo-{n}")
+            res["configs"][n] = config_phase(repo, CONFIGS[n], a.runs, a.threads, base)
+        res["baseline"] = base.memory()
+    finally:
+        base.stop()
+    judge(res)
+    res["load_config"] = choose(res, a.load_config)
+    res["load_config_why"] = ("chosen with --load-config" if a.load_config else
+                              "the smallest configuration meeting both targets"
+                              if res["configs"][res["load_config"]]["targets"]["memory_met"]
+                              and res["configs"][res["load_config"]]["targets"]["latency_met_compute"]
+                              else "no configuration met both targets: the nearest to the latency target "
+                                   "among those meeting memory")
     # the new version for the swap: the same weights, re-saved (different bytes, a new sha256)
     import onnx
 
     m = onnx.load(str(models["orientation"]))
     m.doc_string = "version 2 (benchmark hot swap)"
     new_version = m.SerializeToString()
-    print(f"served: {a.clients} clients x {a.seconds:g} s with a hot swap ...", file=sys.stderr)
-    served = served_phase(repo, a.runs, a.clients, a.seconds, a.threads, new_version)
-    res = {"command": "python benchmarks/serve_load.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "runs": a.runs, "baseline": baseline, "served": served}
+    print(f"load: {a.clients} clients x {a.seconds:g} s with a hot swap, then unload ({res['load_config']}) ...",
+          file=sys.stderr)
+    repo = make_repo(work, models, CONFIGS[res["load_config"]], "repo-load")
+    res["served"] = served_phase(repo, a.clients, a.seconds, a.threads, new_version)
     a.out.mkdir(parents=True, exist_ok=True)
     write_report(res, a.out)
     print((a.out / "serve_load.md").read_text())

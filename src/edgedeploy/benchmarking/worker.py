@@ -5,7 +5,8 @@ on stderr and exit code 2. Anything the engines print goes to stderr, so stdout 
 
 Phases, in order (times in ms, memory in bytes):
 1. prepare: import the engine SDK, resolve the model (converting to ONNX if the engine needs it),
-   build the input; then the **baseline** RSS is taken — interpreter + SDK + input, no model.
+   warm the engine up on a one-Conv model (plugins, kernel libraries, thread pools), build the
+   input; then the **baseline** RSS is taken — interpreter + ready engine + input, no model.
 2. load (open the session) and the first inference; cold start = load + first.
 3. warm-up runs, untimed; then timed runs until ``runs`` or ``time_budget_s`` → p50/p90/p99/mean/std,
    with power and CPU utilisation measured over this phase.
@@ -124,6 +125,7 @@ def measure(cfg: BenchConfig) -> dict:
     if not engines.available(cfg.engine):
         raise UserError(f"engine {cfg.engine!r} is not installed: {engines.spec(cfg.engine).install}")
     importlib.import_module(engines.spec(cfg.engine).package if cfg.untuned else engines.spec(cfg.engine).module)
+    engines.warm_up(cfg.engine)  # the engine's own libraries, plugins and threads belong to the baseline
     model = load_model(cfg.model)
     if cfg.source is not None:  # a derived file (e.g. INT8) standing for its source: input, labels, name
         source = load_model(cfg.source)

@@ -119,11 +119,9 @@ class ModelServer:
 
     # -- life cycle --------------------------------------------------------------------------
     def start(self) -> None:
-        """Import the engines the repository uses (so that a model's measured footprint is the model,
-        not the engine's code), preload the models whose config asks for it (in ``load_order``),
+        """Warm up the engines the repository uses (so that a model's measured footprint is the model,
+        not the engine's libraries, plugins and thread pools), preload the models whose config asks for it (in ``load_order``),
         and start the repository watcher."""
-        import importlib
-
         import edgedeploy.ingest  # noqa: F401  (reads the models: onnx)
 
         order, used = [], set()
@@ -138,7 +136,7 @@ class ModelServer:
                 order.append((cfg.load_order, n, v))
         for e in sorted(used):
             if engines.available(e):
-                importlib.import_module(engines.spec(e).module)
+                engines.warm_up(e)
         for _, n, v in sorted(order):
             self.manager.load(n, v)
         self._watcher = Watcher(self.serving, self.settings.poll_s).start()
