@@ -129,3 +129,13 @@ def test_clone_instance_shares_the_model_and_gives_the_same_outputs(engine, tiny
         twin = s.clone_instance()
         assert twin is not s and twin.engine == s.engine
         np.testing.assert_array_equal(twin.run({"input": image_batch})["output"], s.run({"input": image_batch})["output"])
+
+
+@pytest.mark.parametrize("engine", ONNX_ENGINES)
+def test_warm_up_pays_the_engines_fixed_cost_once(engine):
+    import psutil
+
+    engines.warm_up(engine)
+    before = psutil.Process().memory_info().rss
+    engines.warm_up(engine)  # a second warm-up finds everything loaded: no new libraries or pools
+    assert psutil.Process().memory_info().rss - before < 20 << 20
