@@ -22,3 +22,22 @@ def test_ocr_pipeline_reads_generated_pages(tmp_path):
         read = [line["text"] for line in event["lines"]]
         hits = sum(t in read for t in page.texts)
         assert hits >= len(page.texts) - 1, (page.texts, read)
+
+
+@pytest.mark.integration
+def test_ocr_pipeline_fast_preset(tmp_path):
+    pytest.importorskip("openvino")
+    page = datasets.generate("pages", 1, seed=5)[0]
+    cv2.imwrite(str(tmp_path / "000.png"), page.image)
+    stages = ocr_stages(engine="openvino", threads=2, preset="fast")
+    assert stages[0].path and stages[0].path.endswith(".int8.onnx") and stages[-1].precision == "bf16"
+    report = Pipeline(ImageFolderSource(tmp_path), stages, queue_size=2).run()
+    read = [line["text"] for line in report.events[0]["lines"]]
+    assert sorted(read) == sorted(page.texts)
+
+
+def test_ocr_stages_rejects_an_unknown_preset():
+    from edgedeploy.errors import UserError
+
+    with pytest.raises(UserError, match="fastest"):
+        ocr_stages(preset="fastest")

@@ -109,3 +109,12 @@ def test_ocr_reads_an_upside_down_line(det, cls, rec, render_lines):
     upside_down = cv2.rotate(line.image, cv2.ROTATE_180)
     assert tasks.OCRSystem(det, cls, rec)(upside_down).texts == ["Gate camera 3 frame 1024"]
     assert tasks.OCRSystem(det, None, rec)(line.image).texts == ["Gate camera 3 frame 1024"]
+
+
+def test_fast_ocr_preset_reads_a_page_as_the_fp32_system_does(page, page_lines):
+    # INT8 det is made once (a few minutes) and cached; later runs load it.
+    pytest.importorskip("openvino")
+    result = tasks.OCRSystem.fast(engine="openvino", threads=2)(page.image)
+    assert result.texts == list(page_lines)
+    for line, box in zip(result.lines, page.boxes):
+        assert _iou(line.box, box) >= 0.5

@@ -14,6 +14,7 @@ from edgedeploy.tasks import (
     crop_quad, db_postprocess, upright,
 )
 from edgedeploy.tasks.det import order_quads, reading_order
+from edgedeploy.tasks.rec import RecOptions
 from edgedeploy.zoo import BY_NAME
 
 F32 = np.dtype(np.float32)
@@ -84,6 +85,17 @@ def test_rec_restores_input_order_across_batches():
     result = rec(crops)
     assert result.texts == [str(i) for i in range(8)]
     assert result.scores == [1.0] * 8
+
+
+def test_rec_width_step_rounds_each_batch_width_up():
+    session = FakeSession([(None, 3, 48, None)], [(None, None, 10)])
+    rec = TextRecognizer(session, characters=list("abcdefgh"),
+                         options=RecOptions(batch_size=1, width_step=32, min_width=48))
+    crops = [np.zeros((48, w, 3), np.uint8) for w in (40, 100, 129)]
+    widths = [batch.shape[3] for _, batch in rec.preprocess(crops)]
+    assert widths == [64, 128, 160]  # 48 (min) → 64, 100 → 128, 129 → 160
+    with pytest.raises(UserError, match="width_step"):
+        RecOptions(width_step=0)
 
 
 # --- DB post-processing ------------------------------------------------------------------------

@@ -13,7 +13,6 @@ later ones load the file.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,14 +43,17 @@ class OCRPreset:
 
 
 # Measured on PP-OCRv6 small, 2 threads, AVX-512 CPU (benchmarks/results/ocr_vs_rapidocr.md):
-# det INT8 (NNCF) on OpenVINO is ~3x FP32 with no hmean lost; rec runs in BF16 where the CPU has
-# it (OpenVINO falls back to FP32 elsewhere), one line per run with widths rounded to 32 px, so
-# no line is padded to a wider neighbour and OpenVINO sees few shapes; cls, fixed 48x192, runs
-# all lines in one batch.
+# det INT8 (NNCF) on OpenVINO is ~3x FP32 with no hmean lost; det sees the short side at 640 px
+# rather than rapidocr's 736 (no upscale of a 640 px page; same hmean and text on 50 generated
+# pages; raise limit_side_len for small print). rec runs in BF16 where the CPU has it (OpenVINO
+# falls back to FP32 elsewhere; INT8 rec lost ~1 point of line accuracy), one line per run with
+# widths rounded up to 32 px and no 320 px minimum, so no line is padded to a wider neighbour and
+# OpenVINO sees few shapes; cls, fixed 48x192, runs all lines in one batch.
 FAST = OCRPreset(
-    det=StagePreset(model="ppocrv6-det", precision="int8"),
+    det=StagePreset(model="ppocrv6-det", precision="int8", options={"limit_side_len": 640}),
     cls=StagePreset(model="ppocr-cls", options={"batch_size": 64}),
-    rec=StagePreset(model="ppocrv6-rec", precision="bf16", options={"batch_size": 1, "width_step": 32}),
+    rec=StagePreset(model="ppocrv6-rec", precision="bf16",
+                    options={"batch_size": 1, "width_step": 32, "min_width": 48}),
 )
 
 
@@ -63,10 +65,11 @@ def int8_model(name: str, *, engine: str = "openvino", max_accuracy_drop: float 
     """
     from edgedeploy import zoo
     from edgedeploy.optimize import optimize
+    from edgedeploy.util import sha256_file
     from edgedeploy.zoo.fetch import cache_dir
 
     model = zoo.fetch(name)
-    digest = hashlib.sha256(Path(model.path).read_bytes()).hexdigest()[:16]
+    digest = sha256_file(model.path)[:16]
     out = cache_dir() / "optimized" / f"{name}-{digest}.{engine}.int8.onnx"
     if not out.exists():
         log.warning("making an INT8 copy of %s for %s once (a few minutes); cached at %s", name, engine, out)
