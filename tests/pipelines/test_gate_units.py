@@ -169,3 +169,31 @@ def test_a_single_valid_read_does_not_win_the_event():
     for f, code in enumerate(["HDFU2403348", "HDFU2408334", "HDFU2403348", "HDFU2408334"]):
         t.update(f, [_cand(300, code)])  # a tie: neither has more than the other
     assert t.flush()[0]["code"] is None
+
+
+def test_a_read_that_missed_the_check_digit_supports_the_code_it_agrees_with():
+    from edgedeploy.pipelines.gate import prefixes
+
+    assert prefixes("HDFU 24O334".replace(" ", "")) == {"HDFU240334"}
+    assert prefixes("HDFU24") == set()
+    t = TrackerStage(max_age=2, min_votes=2)
+    for f, code in enumerate(["HDFU2403348", "HDFU 240334", "HDFU 248334"]):  # one valid + one agreeing
+        t.update(f, [_cand(300, code)])
+    assert t.flush()[0]["code"] == "HDFU2403348"
+    t = TrackerStage(max_age=2, min_votes=2)
+    for f, code in enumerate(["HDFU2408334", "HDFU 240334", None]):  # the partial read disagrees
+        t.update(f, [_cand(300, code)])
+    assert t.flush()[0]["code"] is None
+
+
+def test_a_broken_tail_with_one_read_merges_into_the_event_not_an_unreadable_one():
+    t = TrackerStage(max_age=2, min_votes=2, dedup_frames=50)
+    events = []
+    for f in range(4):
+        events += t.update(f, [_cand(100 + 5 * f, "CSQU3054383")])
+    for f in range(4, 10):
+        events += t.update(f, [])
+    for f, code in enumerate(["CSQU3054383", None, None], start=10):  # the tail: one valid read
+        events += t.update(f, [_cand(400, code)])
+    events += t.flush()
+    assert [e["code"] for e in events] == ["CSQU3054383"]

@@ -5,6 +5,8 @@ Kept fast enough for a live camera on a small CPU by doing less, not by hoping:
 detection runs on a downscaled frame (and drops frames by policy when it falls behind), line
 crops come from the full-resolution frame, and a track whose code is already confirmed by
 ``confirm_votes`` agreeing valid reads is not read again: the tracker fills in its position.
+A check digit painted in a frame (read as 回, ⑧ or nothing) is read again on its own, and a
+track's code needs two agreeing reads: one wrong read passes the check digit 1 time in 10.
 
     >>> from edgedeploy.pipelines import Pipeline, VideoSource, gate
     >>> report = Pipeline(VideoSource("gate.mp4", realtime=True), gate.gate_stages()).run()
@@ -99,6 +101,12 @@ def parse_container_code(text: str) -> CodeRead:
     return CodeRead(best[0], raw, best[1])
 
 
+def prefixes(raw: str) -> set[str]:
+    """The owner + category + serial (10 characters, coerced as in :func:`parse_container_code`)
+    that ``raw`` may hold: what a read that missed the check digit still says."""
+    return {c[0] for start in range(len(raw) - 9) if (c := _coerce(raw[start:start + 10]))}
+
+
 def with_check_digit(raw: str, digit: str) -> CodeRead:
     """A code from ``raw`` (owner, category and serial read, the check digit missed or
     garbled) and a check digit read on its own; valid only if that digit confirms it.
@@ -164,11 +172,11 @@ def check_digit_crop(crop: np.ndarray) -> np.ndarray | None:
     frame removed, padded and scaled to 48 px tall; None when no glyphs are found.
 
     The recogniser reads a lone digit well and a framed one badly (回, ⑧ or nothing). Strokes
-    (top-hat or black-hat, whichever gives more glyph-sized components, Otsu) are grouped left
-    to right, a gap over 0.3 glyph heights starting a new group: owner, serial and check digit
-    are painted apart. The crop keeps only the glyph band (the frame's top and bottom bars lie
-    outside it) and, when the group is wider than a digit, drops 0.22 glyph heights on each
-    side (the frame's sides: it is painted 0.15 font sizes round the digit).
+    (top-hat for light paint, black-hat for dark, then Otsu) of 0.2-0.8 crop heights (a
+    frame's thin bars are not) are grouped left to right, a gap over 0.3 glyph heights
+    starting a new group: owner, serial and check digit are painted apart. The last group is
+    cut out; when it is wider or taller than a digit (the digit blurred into its frame), 0.22
+    glyph heights are cut from each side (the frame is painted 0.15 font sizes round the digit).
     """
     import cv2
 
@@ -177,27 +185,26 @@ def check_digit_crop(crop: np.ndarray) -> np.ndarray | None:
     if h < 8 or grey.shape[1] < 8:
         return None
     k = cv2.getStructuringElement(cv2.MORPH_RECT, (max(3, int(0.35 * h)),) * 2)
-    best = None
-    for op in (cv2.MORPH_TOPHAT, cv2.MORPH_BLACKHAT):
-        _, ink = cv2.threshold(cv2.morphologyEx(grey, op, k), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-        _, _, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
-        glyphs = stats[1:][(stats[1:, 3] >= 0.2 * h) & (stats[1:, 3] <= 0.8 * h) & (stats[1:, 4] >= 15)]
-        if best is None or len(glyphs) > len(best):
-            best = glyphs
-    if best is None or len(best) < 2:
+    # Paint is the minority of a line crop: light paint if under half the pixels are light.
+    _, light = cv2.threshold(grey, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    op = cv2.MORPH_TOPHAT if light.mean() < 0.5 else cv2.MORPH_BLACKHAT
+    _, ink = cv2.threshold(cv2.morphologyEx(grey, op, k), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    _, _, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    best = stats[1:][(stats[1:, 3] >= 0.2 * h) & (stats[1:, 3] <= 0.8 * h) & (stats[1:, 4] >= 15)]
+    if len(best) < 2:
         return None
     gh = float(np.median(best[:, 3]))
-    band = best[np.abs(best[:, 3] - gh) <= 0.3 * gh]
-    top, bottom = int(np.median(band[:, 1])), int(np.median(band[:, 1] + band[:, 3]))
-    groups: list[list[int]] = []
-    for x, _, w, _, _ in sorted(best.tolist()):
-        if groups and x - groups[-1][1] <= 0.3 * gh:
-            groups[-1][1] = max(groups[-1][1], x + w)
+    groups: list[list[int]] = []  # x1, y1, x2, y2
+    for x, y, w, ht, _ in sorted(best.tolist()):
+        if groups and x - groups[-1][2] <= 0.3 * gh:
+            g = groups[-1]
+            g[:] = [g[0], min(g[1], y), max(g[2], x + w), max(g[3], y + ht)]
         else:
-            groups.append([x, x + w])
-    x1, x2 = groups[-1]
-    if x2 - x1 > 0.85 * gh:  # framed: cut the frame's sides away
-        x1, x2 = int(x1 + 0.22 * gh), int(x2 - 0.22 * gh)
+            groups.append([x, y, x + w, y + ht])
+    x1, top, x2, bottom = groups[-1]
+    if x2 - x1 > 0.85 * gh or bottom - top > 1.15 * gh:  # the digit merged with its frame: cut it away
+        cut = int(0.22 * gh)
+        x1, top, x2, bottom = x1 + cut, top + cut, x2 - cut, bottom - cut
     m = max(1, int(0.06 * gh))
     inner = crop[max(0, top - m):bottom + m, max(0, x1):x2]
     if inner.shape[0] < 4 or inner.shape[1] < 2:
@@ -286,7 +293,8 @@ class ReadStage(Stage):
     edge: candidates within this many pixels (or 0.3 row heights) of the left or right edge
     are cut off by it: not read.
     retry_chars: a read of at least this many letters/digits that does not validate is read
-    again with :func:`remove_frames` (a framed check digit is the usual culprit).
+    again: its check digit alone (:func:`check_digit_crop`, :func:`with_check_digit`), then
+    with :func:`remove_frames` (a framed check digit is the usual culprit).
     tracker: the name of the tracker stage to ask which candidates are confirmed (None: read all).
     """
 
@@ -404,6 +412,7 @@ class Track:
     votes: Counter = field(default_factory=Counter)
     score_sum: Counter = field(default_factory=Counter)
     reads: int = 0  # reads attempted (valid or not)
+    partial: Counter = field(default_factory=Counter)  # owner + serial of reads without a valid code
     longest: int = 0  # most letters/digits in one read: a track of stray marks never nears 11
     snapshot: np.ndarray | None = None
     snapshot_score: float = -1.0
@@ -428,13 +437,15 @@ class TrackerStage(Stage):
     "confidence", "first_frame", "last_frame", "snapshot", ...}`` if it had a valid read, or
     with ``code: null`` if it was seen ``min_hits`` times without one, with a read of at least
     ``unreadable_chars`` letters/digits (``emit_unreadable``: the gate should look again).
-    The winning code needs ``min_votes`` agreeing valid reads and more than all other valid
-    reads together; a track without one emits ``code: null`` (its reads in ``alternatives``).
+    The winning code needs ``min_votes`` supporting reads (valid reads of it, or reads whose
+    owner and serial match it and whose check digit was missed) and more valid reads than all
+    other codes together; a track without one emits ``code: null`` (its reads in ``alternatives``).
     confidence = share of reads agreeing with the winner x their mean recogniser score, scaled
     down while fewer than ``confirm_votes`` agree.
     A track whose code has ``confirm_votes`` agreeing valid reads (and twice as many as any
-    others together) is confirmed: the read stage stops reading it. An event with the same code as one emitted in the last
-    ``dedup_frames`` frames is merged into it (a track broken in two).
+    others together) is confirmed: the read stage stops reading it. A track whose leading code
+    was emitted in the last ``dedup_frames`` frames is merged into that event (a track broken
+    in two), even when it alone would not have enough support.
     """
 
     def __init__(self, *, max_age: int = 20, min_iou: float = 0.1, confirm_votes: int = 3, min_votes: int = 2,
@@ -524,7 +535,9 @@ class TrackerStage(Stage):
         if cand.read is not None:
             track.reads += 1
             track.longest = max(track.longest, len(cand.read.raw))
-            if cand.read.valid:
+            if not cand.read.valid:
+                track.partial.update(prefixes(cand.read.raw))
+            else:
                 track.votes[cand.read.code] += 1
                 track.score_sum[cand.read.code] += cand.score
                 if image is not None and cand.score > track.snapshot_score:
@@ -535,19 +548,22 @@ class TrackerStage(Stage):
 
     def _event(self, track: Track) -> dict | None:
         code, votes = track.leader()
+        last = self._recent.get(code) if code is not None else None
+        if last is not None and track.first_frame - last <= self.dedup_frames:
+            self._recent[code] = track.last_frame
+            return None  # the container of an event just emitted, its track broken in two
         # One read that happens to pass the check digit (1 wrong read in 10 does) must not
         # become the container's code: the winner needs min_votes agreeing reads and more
         # than all the others together; otherwise the event says "unreadable", with the reads.
-        if code is not None and (votes < self.min_votes or votes <= sum(track.votes.values()) - votes):
+        # A read whose owner and serial match but whose check digit was missed supports it too.
+        support = votes + track.partial[code[:10]] if code is not None else 0
+        if code is not None and (support < self.min_votes or votes <= sum(track.votes.values()) - votes):
             code, votes = None, 0
         if code is None and (not self.emit_unreadable or track.hits < self.min_hits
                              or track.longest < self.unreadable_chars):
             return None
         if code is not None:
-            last = self._recent.get(code)
             self._recent[code] = track.last_frame
-            if last is not None and track.first_frame - last <= self.dedup_frames:
-                return None  # the same container, its track broken in two
         valid_reads = sum(track.votes.values())
         confidence = 0.0
         if code is not None:  # agreement x recogniser score x support (full at confirm_votes)
