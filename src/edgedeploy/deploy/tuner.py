@@ -344,7 +344,7 @@ def default_produce(cfg: DeploymentConfig) -> Produce:
             log.info("optimiser failed for %s %s", engine, precision, exc_info=True)
             return f"optimiser could not make it: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
         path = getattr(res, "path", None) or getattr(res, "output", None) or out
-        acc = getattr(res, "accuracy", None)
+        acc = getattr(res, "accuracy_after", None)
         return Variant(model=str(path), runtime_precision="fp32", accuracy=acc if isinstance(acc, float) else None,
                        note=f"made by edgedeploy.optimize ({precision})")
 
@@ -370,7 +370,9 @@ def bench_measure(cfg: DeploymentConfig, *, on_result: Callable[[Measurement], N
                 elif getattr(c, opt) != default:
                     notes.append(f"{opt}={getattr(c, opt)} is applied when the deployment runs; the benchmark "
                                  "harness measured the engine's default for it")
-            with_acc = stage == "screen" and cfg.evaluation.enable and c.variant.model == str(cfg.model)
+            with_acc = stage == "screen" and cfg.evaluation.enable
+            if c.variant.model != str(cfg.model) and "source" in known:
+                extra["source"] = str(cfg.model)  # a derived model (INT8) is scored like the model it stands for
             bc = BenchConfig(model=c.variant.model, engine=c.engine, shape=c.shape, precision=c.variant.runtime_precision,
                              threads=c.threads, runs=s.screen_runs if stage == "screen" else s.runs,
                              time_budget_s=s.time_budget / 1000 / (3 if stage == "screen" else 1), warmup=2,
