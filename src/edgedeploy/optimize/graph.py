@@ -95,6 +95,16 @@ def optimize_graph(model: onnx.ModelProto, *, min_opset: int = MIN_OPSET) -> tup
     return model, rep
 
 
+def index(g: onnx.GraphProto) -> tuple[dict, dict, dict[str, list]]:
+    """(initializers by name, producing node by tensor name, consuming nodes by tensor name)."""
+    producer = {o: n for n in g.node for o in n.output}
+    users: dict[str, list] = {}
+    for n in g.node:
+        for i in n.input:
+            users.setdefault(i, []).append(n)
+    return {t.name: t for t in g.initializer}, producer, users
+
+
 def fuse_hardswish(model: onnx.ModelProto) -> int:
     """Replace ``x * clip(x + 3, 0, 6) / 6`` — as ``Div(Mul(x, c), 6)`` or ``Mul(x, Div(c, 6))`` with
     ``c = Clip(Add(x, 3), 0, 6)`` — by ``HardSwish(x)``, in place, where the intermediate tensors
@@ -102,12 +112,7 @@ def fuse_hardswish(model: onnx.ModelProto) -> int:
     if opset(model) < 14:
         return 0
     g = model.graph
-    inits = {t.name: t for t in g.initializer}
-    producer = {o: n for n in g.node for o in n.output}
-    users: dict[str, list] = {}
-    for n in g.node:
-        for i in n.input:
-            users.setdefault(i, []).append(n)
+    inits, producer, users = index(g)
     outputs = {o.name for o in g.output}
 
     def scalar(name: str, value: float) -> bool:

@@ -75,13 +75,10 @@ def unsigned_concat_inputs(model: onnx.ModelProto) -> int:
     import numpy as np
     from onnx import numpy_helper
 
+    from edgedeploy.optimize.graph import index
+
     g = model.graph
-    inits = {t.name: t for t in g.initializer}
-    producer = {o: n for n in g.node for o in n.output}
-    users: dict[str, list] = {}
-    for n in g.node:
-        for i in n.input:
-            users.setdefault(i, []).append(n)
+    inits, producer, users = index(g)
     types = {v.name: v for v in g.value_info}
     done = 0
     for concat in (n for n in g.node if n.op_type == "Concat"):
