@@ -27,6 +27,10 @@ def optimize(model: str = typer.Argument(..., help=MODEL_HELP),
              eval_samples: int = typer.Option(None, "--eval-samples", min=1, help="Samples for the accuracy check."),
              threads: int = typer.Option(2, min=1, help="Threads for latency and accuracy runs."),
              rounds: int = typer.Option(5, min=1, help="Interleaved latency rounds."),
+             prune: float = typer.Option(0.0, help="Fraction of channels to remove first (structured pruning, then "
+                                         "distillation from the original on the --calib data); 0: none."),
+             distill_steps: int = typer.Option(300, "--distill-steps", min=1,
+                                               help="Distillation steps after pruning (batch 8, 192-pixel windows)."),
              json_: bool = typer.Option(False, "--json", help="Machine-readable output.")):
     """Make MODEL smaller and faster on the target engine without losing more than --max-accuracy-drop.
 
@@ -39,7 +43,8 @@ def optimize(model: str = typer.Argument(..., help=MODEL_HELP),
         job = bar.add_task("optimising", total=None)
         r = run(model, output, engine=engine, precision=precision, calib=calib, calib_method=calib_method,
                 calib_samples=calib_samples, task=task, like=like, max_accuracy_drop=max_accuracy_drop,
-                eval_samples=eval_samples, threads=threads, latency_rounds=rounds,
+                eval_samples=eval_samples, threads=threads, latency_rounds=rounds, prune=prune,
+                distill_steps=distill_steps,
                 progress=lambda msg: bar.update(job, description=msg))
     if json_:
         return emit_json(r.to_dict())

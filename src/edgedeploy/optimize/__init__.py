@@ -36,6 +36,8 @@ PRECISIONS = ("int8", "fp16", "fp32", "auto")
 EVAL_SEED = 1000  # accuracy data, disjoint from calibration data (calibration.CALIB_SEED)
 MAX_FLOAT_SHARE = 0.5  # beyond half the layers in float, INT8 no longer pays: stop and say so
 DEFAULT_MAX_DROP = 1.0  # percentage points: the seed's "<1% accuracy loss"
+DISTILL_STEPS = 300
+DISTILL_SAMPLES = 48
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,8 @@ def optimize(model, out: str | Path, *, engine: str = "auto", precision: str = "
              calib_method: str = "default", calib_samples: int | None = None, task: str | None = None,
              like: str | None = None, max_accuracy_drop: float = DEFAULT_MAX_DROP, eval_samples: int | None = None,
              threads: int = 2, latency_rounds: int = 5, max_float_share: float = MAX_FLOAT_SHARE,
-             min_calib_samples: int = calibration.MIN_SAMPLES,
+             min_calib_samples: int = calibration.MIN_SAMPLES, prune: float = 0.0,
+             distill_steps: int = DISTILL_STEPS, distill_samples: int = DISTILL_SAMPLES,
              progress: Callable[[str], None] | None = None) -> OptimizeReport:
     """Optimise ``model`` (zoo name, .onnx or Paddle model) for ``engine`` and write it to ``out`` (.onnx).
 
@@ -154,6 +157,10 @@ def optimize(model, out: str | Path, *, engine: str = "auto", precision: str = "
     like: the zoo model whose preprocessing/labels a plain file shares (e.g. a fine-tuned copy).
     max_accuracy_drop: the most the metric may fall, in percentage points (absolute).
     threads: threads for the latency measurements and accuracy runs.
+    prune: fraction of channels to remove before quantizing (0: none); the pruned model is
+        distilled from the original for ``distill_steps`` steps on ``distill_samples`` inputs
+        from ``calib`` (see :mod:`edgedeploy.optimize.prune`), and the accuracy budget is
+        measured against the original model.
 
     Returns the :class:`OptimizeReport`; raises :class:`UserError` when the budget cannot be met
     (saying the best reached) — nothing is written then.
@@ -169,6 +176,8 @@ def optimize(model, out: str | Path, *, engine: str = "auto", precision: str = "
     if max_accuracy_drop is None or not max_accuracy_drop >= 0:
         raise UserError(f"--max-accuracy-drop {max_accuracy_drop}: expected a number of percentage points >= 0")
     calibration.check_method(calib_method)
+    if prune and not 0.0 < prune < 0.9:
+        raise UserError(f"--prune {prune}: expected a fraction of channels to remove, above 0 and below 0.9 (e.g. 0.3)")
     out = Path(out)
     if out.suffix.lower() != ".onnx":
         raise UserError(f"output {out} must end in .onnx (the optimised model is a portable ONNX file)")
@@ -212,6 +221,19 @@ def optimize(model, out: str | Path, *, engine: str = "auto", precision: str = "
             if (need_calib or calib is not None or task_obj is not None) else None
         feeds = calib_set.feeds if calib_set else [fp32.example_feeds(m.zoo.example_shape if m.zoo else None)]
         parity = _parity(src, fp32, feeds[:4], threads)
+        pruned = None
+        if prune:
+            from edgedeploy.optimize import prune as pruning
+
+            data = calibration.build(fp32, calib=calib, task_obj=task_obj, task=task, n=distill_samples,
+                                     min_samples=1).feeds if len(feeds) < distill_samples else feeds
+            name = fp32.inputs[0].name
+            say(f"pruning {prune:.0%} of channels, then distilling")
+            pruned = pruning.prune_and_distill(g_path, work / "pruned-raw.onnx", [f[name] for f in data],
+                                               ratio=prune, steps=distill_steps, threads=threads)
+            g, _ = graph.optimize_graph(onnx.load(str(work / "pruned-raw.onnx")))
+            onnx.save(g, str(g_path))
+            del g
         fp32.release()
 
         scorer = _Scorer(task, like_name, src, feeds[:16], eval_samples, threads)
@@ -272,7 +294,8 @@ def optimize(model, out: str | Path, *, engine: str = "auto", precision: str = "
             accuracy_before=before[chosen_engine], accuracy_after=acc,
             accuracy_drop_points=100 * (before[chosen_engine] - acc), max_accuracy_drop_points=max_accuracy_drop,
             size_before=m.size_bytes(), size_after=path.stat().st_size,
-            passes=grep.passes + ([f"INT8: {RECIPES[chosen_engine].description}"] if trial else [])
+            passes=grep.passes + ([pruned.describe()] if pruned else [])
+            + ([f"INT8: {RECIPES[chosen_engine].description}"] if trial else [])
             + (["FP16: weights and arithmetic, float32 inputs/outputs"] if best.startswith("fp16") else []),
             nodes_before=grep.nodes_before, nodes_after=grep.nodes_after, graph_parity_max_abs_diff=parity,
             calibration=calib_set.source if calib_set and best.startswith("int8") else "-",
