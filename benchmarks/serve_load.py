@@ -1,18 +1,22 @@
 """Load test of `edgedeploy serve` on loopback: seed 2's pair (PicoDet layout + PP-LCNet orientation).
 
-    .venv/bin/python benchmarks/serve_load.py            # 4 configurations x 20 runs + 8 clients x 20 s, ~4-5 minutes
+    .venv/bin/python benchmarks/serve_load.py            # 9 configurations x 20 runs + 8 clients x 20 s, ~7-9 minutes
     .venv/bin/python benchmarks/serve_load.py --quick    # a smoke check (4 runs, 4 clients x 6 s; noisy figures)
+    .venv/bin/python benchmarks/serve_load.py --configs ort-fp32-mixed,ov-memopt   # some configurations only
 
-Served models: the accuracy-guarded INT8 files edgedeploy deploys (``optimize(name, engine="openvino",
-precision="int8", task=<its task>, max_accuracy_drop=0.5)``, NNCF QDQ ONNX), made once and cached
-by benchmarks/bench_table.py's ``int8_model``. If the optimiser refuses, this stops: no unguarded
-fallback.
+Served models: the zoo's FP32 originals (the files the baseline runs), and the accuracy-guarded INT8
+files edgedeploy deploys (``optimize(name, engine="openvino", precision="int8", task=<its task>,
+max_accuracy_drop=0.5)``, NNCF QDQ ONNX), made once and cached by benchmarks/bench_table.py's
+``int8_model``. If the optimiser refuses, this stops: no unguarded fallback.
 
 1. baseline: two default FP32 ONNX Runtime sessions in one process (no server), kept up for the
    whole run: model-attributable RSS (after the runs, minus RSS after importing ORT) and peak (VmHWM).
-2. configurations: for each of INT8 on onnxruntime / openvino, with / without ``memory_optimization``
-   (2 instances, one shared thread pool), a fresh server process: RSS with no model loaded, then after
-   both are loaded and have served ``--runs`` sequential requests each (binary KServe v2 over HTTP):
+2. configurations (``CONFIGS``: INT8 on onnxruntime / openvino with / without ``memory_optimization``;
+   FP32 on onnxruntime with ``memory_optimization`` for both models or for PicoDet only, the latter
+   also with the server started with glibc's huge-page tunable; FP32 on OpenVINO in BF16), one shared
+   thread pool, each in a fresh server process: RSS with no model loaded, then after each model loads
+   (PP-LCNet first), then after both are loaded and have served ``--runs`` sequential requests each
+   (PP-LCNet five times as many: ``RUNS_FACTOR``; binary KServe v2 over HTTP):
    model-attributable RSS and peak. Latency interleaved with the baseline (one baseline run, one
    request, alternately): baseline ``session.run``, the served engine time (the server's own metrics,
    per request) and the whole HTTP request. The 10% latency target is judged on engine time.
@@ -43,6 +47,9 @@ import psutil
 
 HERE = Path(__file__).resolve().parent
 MODELS = {"layout": ("picodet-layout", (1, 3, 800, 608)), "orientation": ("pplcnet-orientation", (1, 3, 224, 224))}
+# timed runs per model per phase, in units of --runs: PP-LCNet takes a few ms a run, so five times as many
+# of its runs (interleaved like the rest) cost little and steady its median on a machine shared with other work
+RUNS_FACTOR = {"layout": 1, "orientation": 5}
 MB = 1 << 20
 
 
@@ -69,18 +76,35 @@ def int8_reports(models: dict[str, Path]) -> dict:
     return out
 
 
-def make_repo(work: Path, models: dict[str, Path], cfg: dict, name: str = "repo") -> Path:
+def fp32_models() -> dict[str, Path]:
+    """The zoo's FP32 originals (the very files the baseline runs)."""
+    from edgedeploy import zoo
+
+    return {key: zoo.fetch(name).path for key, (name, _) in MODELS.items()}
+
+
+def model_config(cfg: dict, key: str) -> dict:
+    """The serving config.yaml of model ``key`` under configuration ``cfg``: the engine keys, with
+    ``memory_optimization`` either one value for both models or a value per model."""
+    out = {k: v for k, v in cfg.items() if k in ("engine", "precision", "instances", "memory_optimization")}
+    if isinstance(out["memory_optimization"], dict):
+        out["memory_optimization"] = out["memory_optimization"][key]
+    return out
+
+
+def make_repo(work: Path, models: dict[str, dict[str, Path]], cfg: dict, name: str = "repo") -> Path:
+    """A model repository serving ``cfg["models"]`` ("int8" or "fp32") files with ``cfg``'s settings."""
     repo = work / name
     if repo.exists():
         import shutil
 
         shutil.rmtree(repo)
-    text = "".join(f"{k}: {str(v).lower() if isinstance(v, bool) else v}\n" for k, v in cfg.items())
-    for key, path in models.items():
+    for key, path in models[cfg["models"]].items():
         d = repo / key / "1"
         d.mkdir(parents=True)
         (d / "model.onnx").write_bytes(path.read_bytes())
-        (d / "config.yaml").write_text(text)
+        (d / "config.yaml").write_text("".join(f"{k}: {str(v).lower() if isinstance(v, bool) else v}\n"
+                                               for k, v in model_config(cfg, key).items()))
     return repo
 
 
@@ -168,12 +192,15 @@ def free_port() -> int:
 class Server:
     """`edgedeploy serve` in a child process (the same code path as the CLI, without the table)."""
 
-    def __init__(self, repo: Path, threads: int | None):
+    def __init__(self, repo: Path, threads: int | None, *, huge_pages: bool = False):
+        from edgedeploy.serving.memory import huge_pages_environ
+
         self.port = free_port()
         code = ("import sys; from edgedeploy.serving.server import ModelServer, ServerSettings, run; "
                 f"run(ModelServer(sys.argv[1], ServerSettings(threads={threads!r}, poll_s=0, timeout_s=120)), "
                 "host='127.0.0.1', port=int(sys.argv[2]))")
-        self.proc = subprocess.Popen([sys.executable, "-c", code, str(repo), str(self.port)])
+        env = huge_pages_environ() if huge_pages else {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+        self.proc = subprocess.Popen([sys.executable, "-c", code, str(repo), str(self.port)], env=env)
         self.ps = psutil.Process(self.proc.pid)
         self.url = f"http://127.0.0.1:{self.port}"
         import httpx
@@ -240,14 +267,15 @@ def config_phase(repo: Path, cfg: dict, runs: int, threads: int | None, base: Ba
     (client side) and the engine time inside the server (its metrics, per request)."""
     import httpx
 
-    srv = Server(repo, threads)
+    srv = Server(repo, threads, huge_pages=cfg.get("huge_pages", False))
     try:
         with httpx.Client(base_url=srv.url, timeout=120) as c:
             bodies, stages = load_models(srv, c)
             lat = {k: {"baseline": [], "http": [], "compute": []} for k in MODELS}
-            for i in range(runs + 1):  # run 0 is a warm-up on both sides (not timed)
-                for k in MODELS:
-                    order = ("baseline", "served") if (i + (k == "layout")) % 2 else ("served", "baseline")
+            for i in range(runs + 1):  # round 0 is a warm-up on both sides (not timed)
+                for k, j in ((k, j) for k in MODELS for j in range(RUNS_FACTOR[k] if i else 1)):
+                    n = i * RUNS_FACTOR[k] + j  # which side goes first alternates from one run to the next
+                    order = ("baseline", "served") if (n + (k == "layout")) % 2 else ("served", "baseline")
                     for side in order:
                         if side == "baseline":
                             ms = base.run(k)
@@ -273,11 +301,12 @@ def config_phase(repo: Path, cfg: dict, runs: int, threads: int | None, base: Ba
         srv.stop()
 
 
-def served_phase(repo: Path, clients: int, seconds: float, threads: int | None, new_version: bytes) -> dict:
+def served_phase(repo: Path, clients: int, seconds: float, threads: int | None, new_version: bytes,
+                 huge_pages: bool = False) -> dict:
     """Load test with a hot swap, then unload, in a fresh server with the chosen configuration."""
     import httpx
 
-    srv = Server(repo, threads)
+    srv = Server(repo, threads, huge_pages=huge_pages)
     out: dict = {}
     try:
         with httpx.Client(base_url=srv.url, timeout=120) as c:
@@ -364,11 +393,29 @@ def load_phase(srv: Server, bodies: dict, clients: int, seconds: float, new_vers
 
 
 # -- report ------------------------------------------------------------------------------------
-CONFIGS = {  # the sensible ways to serve the INT8 (NNCF QDQ) files; instances: 2 as in the load test
-    "ort-memopt": {"engine": "onnxruntime", "memory_optimization": True, "instances": 2},
-    "ort-arena": {"engine": "onnxruntime", "memory_optimization": False, "instances": 2},
-    "ov-memopt": {"engine": "openvino", "memory_optimization": True, "instances": 2},
-    "ov-default": {"engine": "openvino", "memory_optimization": False, "instances": 2},
+CONFIGS = {  # the sensible ways to serve the pair
+    # the INT8 (NNCF QDQ) files, 2 instances per model
+    "ort-memopt": {"models": "int8", "engine": "onnxruntime", "memory_optimization": True, "instances": 2},
+    "ort-arena": {"models": "int8", "engine": "onnxruntime", "memory_optimization": False, "instances": 2},
+    "ov-memopt": {"models": "int8", "engine": "openvino", "memory_optimization": True, "instances": 2},
+    "ov-default": {"models": "int8", "engine": "openvino", "memory_optimization": False, "instances": 2},
+    # the FP32 originals on OpenVINO with BF16 arithmetic (this CPU has AVX-512 BF16): OpenVINO's
+    # smallest footprint for the pair (not accuracy-guarded here: for its memory figure)
+    "ov-bf16": {"models": "fp32", "engine": "openvino", "precision": "bf16", "memory_optimization": True,
+                "instances": 2},
+    # the FP32 originals: the baseline's files and engine, served with memory_optimization (no arena:
+    # activations freed after each run) for both models, or for PicoDet only (the small PP-LCNet keeps
+    # its arena, a few MB, where per-run allocation would cost it more than it saves). One instance per
+    # model: on 2 cores with one shared pool of 2 threads a second one adds no throughput, and the
+    # arena of a model run twice at once grows to hold both runs.
+    "ort-fp32-memopt": {"models": "fp32", "engine": "onnxruntime", "memory_optimization": True, "instances": 1},
+    "ort-fp32-mixed": {"models": "fp32", "engine": "onnxruntime",
+                       "memory_optimization": {"layout": True, "orientation": False}, "instances": 1},
+    # the same, the server started with glibc's huge-page tunable (serving.memory.huge_pages_environ):
+    # PicoDet's per-run activation block (46 MiB) faults in 2 MiB pages instead of 4 KiB ones
+    "ort-fp32-mixed-hp": {"models": "fp32", "engine": "onnxruntime",
+                          "memory_optimization": {"layout": True, "orientation": False}, "instances": 1,
+                          "huge_pages": True},
 }
 MEMORY_TARGET, LATENCY_TARGET = 0.40, 0.10
 
@@ -404,8 +451,16 @@ def choose(res: dict, wanted: str | None) -> str:
 
 
 def describe(cfg: dict) -> str:
-    return (f"INT8 on {cfg['engine']}, " + ("memory_optimization" if cfg["memory_optimization"] else
-                                           "memory_optimization off") + f", {cfg['instances']} instances")
+    mo = cfg["memory_optimization"]
+    if isinstance(mo, dict):
+        mem = ", ".join(f"{MODELS[k][0]} memory_optimization {'on' if v else 'off'}" for k, v in mo.items())
+    else:
+        mem = "memory_optimization" if mo else "memory_optimization off"
+    what = "INT8" if cfg["models"] == "int8" else "FP32" + (f" ({cfg['precision'].upper()} arithmetic)"
+                                                            if cfg.get("precision", "fp32") != "fp32" else "")
+    hp = ", huge pages (GLIBC_TUNABLES=glibc.malloc.hugetlb=1)" if cfg.get("huge_pages") else ""
+    n = cfg["instances"]
+    return f"{what} on {cfg['engine']}, {mem}, {n} instance{'s' if n != 1 else ''} per model{hp}"
 
 
 def write_report(res: dict, out: Path) -> None:
@@ -427,9 +482,9 @@ def write_report(res: dict, out: Path) -> None:
         f"Machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB; command: "
         f"`{res['command']}`; {time.strftime('%Y-%m-%d %H:%M')}; load average at start "
         f"{', '.join(f'{x:.1f}' for x in res['loadavg_start'])}.", "",
-        "Served models: the INT8 files edgedeploy deploys, from `optimize(name, engine=\"openvino\", "
-        "precision=\"int8\", task=<its task>, max_accuracy_drop=0.5)` (NNCF QDQ ONNX, accuracy-guarded; "
-        "cached by `benchmarks/bench_table.py`):",
+        "Served models: the zoo's FP32 originals (the baseline's own files), and the INT8 files edgedeploy "
+        "deploys, from `optimize(name, engine=\"openvino\", precision=\"int8\", task=<its task>, "
+        "max_accuracy_drop=0.5)` (NNCF QDQ ONNX, accuracy-guarded; cached by `benchmarks/bench_table.py`):",
     ] + [f"- {MODELS[k][0]}: {v['metric']} {v['accuracy_before']:.3f} (FP32) → {v['accuracy_after']:.3f} (INT8), "
          f"drop {v['accuracy_drop_points']:+.2f} points (budget {v['max_accuracy_drop_points']:g}); recipe {v['recipe']}"
          for k, v in q.items()] + [
@@ -437,18 +492,24 @@ def write_report(res: dict, out: Path) -> None:
         "Baseline: two default FP32 ONNX Runtime sessions in one process, no server. Memory is the resident set "
         "(RSS) of the process that holds the models minus its RSS before any model was loaded (ORT imported, "
         "server started): *model-attributable RSS*, read after the models have run "
-        f"({res['runs']} timed runs per model per phase). Peak is the kernel's VmHWM over the same span. Every "
-        "served configuration runs in its own fresh server process (2 instances per model, one shared thread "
-        f"pool of {res['threads']} threads).", "",
+        f"({res['runs'] * RUNS_FACTOR['layout']} timed runs of PicoDet and {res['runs'] * RUNS_FACTOR['orientation']} "
+        "of PP-LCNet per phase). Peak is the kernel's VmHWM over the same span. Every "
+        "served configuration runs in its own fresh server process (instances per model as named, one shared "
+        f"thread pool of {res['threads']} threads). *At load* is the RSS growth as each model was loaded (and "
+        "ran its warm-up input), PP-LCNet first, before the timed runs.", "",
         "## Memory", "",
-        "| configuration | model-attributable RSS after runs | vs baseline | ≤ 40% | peak (VmHWM) | vs baseline |",
-        "|---|---|---|---|---|---|",
-        f"| baseline: 2 default FP32 ORT sessions | {b['rss_model_bytes'] / MB:.1f} MB | | | "
+        "| configuration | at load: PP-LCNet, PicoDet | model-attributable RSS after runs | vs baseline | ≤ 40% | "
+        "peak (VmHWM) | vs baseline |",
+        "|---|---|---|---|---|---|---|",
+        f"| baseline: 2 default FP32 ORT sessions | | {b['rss_model_bytes'] / MB:.1f} MB | | | "
         f"{b['peak_model_bytes'] / MB:.1f} MB | |",
     ]
     for n, r in cs.items():
         m, tt = r["memory"], r["targets"]
-        lines.append(f"| {describe(r['config'])} | {m['rss_model_bytes'] / MB:.1f} MB | {tt['memory_ratio']:.0%} | "
+        st = m["stages"]
+        at_load = (f"{(st['with_orientation'] - st['idle']) / MB:.1f} MB, "
+                   f"{(st['with_layout'] - st['with_orientation']) / MB:.1f} MB")
+        lines.append(f"| {describe(r['config'])} | {at_load} | {m['rss_model_bytes'] / MB:.1f} MB | {tt['memory_ratio']:.0%} | "
                      f"{yes(tt['memory_met'])} | {m['peak_model_bytes'] / MB:.1f} MB | {tt['peak_ratio']:.0%} |")
     lines += [
         "", "## Latency (p50, sequential requests, one at a time)", "",
@@ -515,8 +576,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=20.0)
-    ap.add_argument("--runs", type=int, default=20, help="sequential runs per model for memory and latency, "
-                    "per configuration")
+    ap.add_argument("--runs", type=int, default=20, help="sequential runs of PicoDet for memory and latency, "
+                    "per configuration (PP-LCNet: five times as many)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--configs", default=",".join(CONFIGS),
                     help=f"serving configurations to measure (comma-separated; of {', '.join(CONFIGS)})")
@@ -545,19 +606,21 @@ def main(argv=None) -> int:
     loadavg = os.getloadavg()
     print("INT8 models (accuracy-guarded, from the optimiser) ...", file=sys.stderr)
     try:
-        models = int8_models()
+        models = {"int8": int8_models(), "fp32": fp32_models()}
     except UserError as exc:
         print(f"optimize() refused INT8 within a 0.5-point accuracy drop: {exc}\nNothing to serve: stopping "
               "(no fallback to unguarded quantization).", file=sys.stderr)
         return 2
     res = {"command": "python benchmarks/serve_load.py " + " ".join(argv if argv is not None else sys.argv[1:]),
            "runs": a.runs, "threads": a.threads, "quick": a.quick, "loadavg_start": loadavg,
-           "int8": int8_reports(models), "configs": {}}
+           "int8": int8_reports(models["int8"]),
+           "fp32": {k: str(v) for k, v in models["fp32"].items()}, "configs": {}}
     print("baseline: two default FP32 ORT sessions (kept up, interleaved with each configuration) ...", file=sys.stderr)
     base = Baseline()
     try:
         for n in configs:
-            print(f"served: {describe(CONFIGS[n])} ({a.runs} runs per model, interleaved) ...", file=sys.stderr)
+            print(f"served: {describe(CONFIGS[n])} ({a.runs} runs of PicoDet, {a.runs * RUNS_FACTOR['orientation']} "
+                  "of PP-LCNet, interleaved) ...", file=sys.stderr)
             repo = make_repo(work, models, CONFIGS[n], f"repo-{n}")
             res["configs"][n] = config_phase(repo, CONFIGS[n], a.runs, a.threads, base)
         res["baseline"] = base.memory()
@@ -574,13 +637,14 @@ def main(argv=None) -> int:
     # the new version for the swap: the same weights, re-saved (different bytes, a new sha256)
     import onnx
 
-    m = onnx.load(str(models["orientation"]))
+    m = onnx.load(str(models[CONFIGS[res["load_config"]]["models"]]["orientation"]))
     m.doc_string = "version 2 (benchmark hot swap)"
     new_version = m.SerializeToString()
     print(f"load: {a.clients} clients x {a.seconds:g} s with a hot swap, then unload ({res['load_config']}) ...",
           file=sys.stderr)
     repo = make_repo(work, models, CONFIGS[res["load_config"]], "repo-load")
-    res["served"] = served_phase(repo, a.clients, a.seconds, a.threads, new_version)
+    res["served"] = served_phase(repo, a.clients, a.seconds, a.threads, new_version,
+                                 CONFIGS[res["load_config"]].get("huge_pages", False))
     a.out.mkdir(parents=True, exist_ok=True)
     write_report(res, a.out)
     print((a.out / "serve_load.md").read_text())
