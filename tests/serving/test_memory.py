@@ -210,3 +210,41 @@ def test_requests_get_an_instance_in_the_order_they_asked(tmp_path):
             with pool.borrow(timeout=0.05):
                 pass
     assert not pool._waiting  # a request that gave up leaves the queue
+
+
+@pytest.mark.skipif(_thp_mode() not in ("madvise", "always"), reason="the kernel gives no transparent huge pages")
+def test_serve_restarts_itself_with_huge_pages_unless_told_not_to(repo):
+    """`edgedeploy serve` as users start it: the process answering HTTP carries the tunable."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import httpx
+
+    from edgedeploy.serving.memory import HUGE_PAGES_TUNABLE
+
+    def start(*extra):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+        exe = Path(sys.executable).with_name("edgedeploy")
+        proc = subprocess.Popen([str(exe), "serve", str(repo), "--port", str(port), "--poll", "0", *extra], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/v2/health/live", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        environ = Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0")
+        proc.terminate()
+        proc.wait(timeout=30)
+        tunables = next((e.split(b"=", 1)[1].decode() for e in environ if e.startswith(b"GLIBC_TUNABLES=")), "")
+        return tunables.split(":")
+
+    assert HUGE_PAGES_TUNABLE in start()  # same pid: exec replaced the process
+    assert HUGE_PAGES_TUNABLE not in start("--no-huge-pages")

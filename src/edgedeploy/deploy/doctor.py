@@ -228,7 +228,7 @@ def _memory(engine, base, run, batch, full, memopt, cfg, method) -> list[Finding
                       f"(vs {fmt_ms(base['p50'])})")
             if not memopt and other["memory_bytes"] < base["memory_bytes"] * 0.9:
                 advice.append(f"memory_optimization: true saves {fmt_bytes(base['memory_bytes'] - other['memory_bytes'])} "
-                              "(arena and memory patterns off)")
+                              "(no ONNX Runtime arena: activations freed after each run)")
     over = limit is not None and base["memory_bytes"] > limit
     if over:
         advice.append("quantize to INT8 (weights 4x smaller) or pick a smaller input size")

@@ -27,8 +27,8 @@ class EngineOptions:
     threads: intra-op threads (None = the engine's default).
     graph_optimization: the engine's graph optimiser (ORT ``graph_optimization_level``,
         Paddle ``switch_ir_optim``; OpenVINO always optimises and says so when asked not to).
-    memory_optimization: trade a little speed for a smaller footprint (ORT arena/mem-pattern
-        off, Paddle ``enable_memory_optim``, OpenVINO latency hint with one stream).
+    memory_optimization: trade a little speed for a smaller footprint (ORT: no arena, one planned
+        activation block per run; Paddle ``enable_memory_optim``, OpenVINO latency hint with one stream).
     mkldnn: Paddle's oneDNN kernels on CPU (the others always use their own CPU kernels).
     precision: the arithmetic the engine may use for a float model. "fp32" is exact FP32
         everywhere (OpenVINO would otherwise pick BF16 on CPUs with AVX-512 BF16/AMX);

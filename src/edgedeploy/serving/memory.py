@@ -84,8 +84,11 @@ def huge_pages_environ(env: dict[str, str] | None = None) -> dict[str, str]:
 def huge_pages_active() -> bool:
     """Whether this process started with :data:`HUGE_PAGES_TUNABLE` and the kernel gives huge pages to
     memory that asks for them (transparent_hugepage ``always`` or ``madvise``)."""
-    if HUGE_PAGES_TUNABLE not in os.environ.get("GLIBC_TUNABLES", "").split(":"):
-        return False
+    return HUGE_PAGES_TUNABLE in os.environ.get("GLIBC_TUNABLES", "").split(":") and kernel_huge_pages()
+
+
+def kernel_huge_pages() -> bool:
+    """Whether the kernel backs memory with transparent huge pages when asked (``always``/``madvise``)."""
     try:
         mode = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
     except OSError:
