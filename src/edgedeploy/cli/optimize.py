@@ -29,7 +29,7 @@ def optimize(model: str = typer.Argument(..., help=MODEL_HELP),
              rounds: int = typer.Option(5, min=1, help="Interleaved latency rounds."),
              prune: float = typer.Option(0.0, help="Fraction of channels to remove first (structured pruning, then "
                                          "distillation from the original on the --calib data); 0: none."),
-             distill_steps: int = typer.Option(300, "--distill-steps", min=1,
+             distill_steps: int = typer.Option(600, "--distill-steps", min=1,
                                                help="Distillation steps after pruning (batch 8, 192-pixel windows)."),
              json_: bool = typer.Option(False, "--json", help="Machine-readable output.")):
     """Make MODEL smaller and faster on the target engine without losing more than --max-accuracy-drop.

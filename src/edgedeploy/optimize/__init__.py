@@ -36,7 +36,7 @@ PRECISIONS = ("int8", "fp16", "fp32", "auto")
 EVAL_SEED = 1000  # accuracy data, disjoint from calibration data (calibration.CALIB_SEED)
 MAX_FLOAT_SHARE = 0.5  # beyond half the layers in float, INT8 no longer pays: stop and say so
 DEFAULT_MAX_DROP = 1.0  # percentage points: the seed's "<1% accuracy loss"
-DISTILL_STEPS = 300
+DISTILL_STEPS = 600
 DISTILL_SAMPLES = 48
 
 

@@ -65,7 +65,7 @@ def _window(shape: tuple, size: int, rng: np.random.Generator) -> tuple[int, int
 
 
 def prune_and_distill(src: str | Path, out: str | Path, inputs: list[np.ndarray], *, ratio: float,
-                      steps: int = 300, batch: int = 8, crop: int = 192, lr: float = 1e-3, threads: int = 2,
+                      steps: int = 600, batch: int = 8, crop: int = 192, lr: float = 1e-3, threads: int = 2,
                       seed: int = 0, progress: Callable[[int, int], None] | None = None) -> PruneReport:
     """Prune ``src`` (ONNX, float) by ``ratio`` of its channels, distil it from the original on
     ``inputs`` (arrays the model takes, NCHW), and write it to ``out`` (ONNX)."""

@@ -7,7 +7,7 @@ graph node by node with torch operators: every Conv/ConvTranspose becomes a real
 Tracing that forward through autograd is how torch-pruning finds which channels are coupled
 (residual adds, concatenations, squeeze-excitation products).
 
-Only the operators of convolutional vision models are covered; any other operator is refused
+Only the operators of fully convolutional models (PP-OCR det) are covered; any other operator is refused
 by name (``onnx2torch`` covers more but imports torchvision, which has no CPU build here).
 After pruning, :func:`write_back` puts the new weights into the original graph.
 """
@@ -67,8 +67,9 @@ class TorchGraph(nn.Module):
         inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
         unsupported = sorted({n.op_type for n in g.node if n.op_type not in SUPPORTED and n.op_type != "Constant"})
         if unsupported:
-            raise UserError(f"pruning covers convolutional vision models; this one uses {', '.join(unsupported)}, "
-                            f"which it does not (supported: {', '.join(SUPPORTED)})")
+            raise UserError(f"pruning covers fully convolutional models (detectors, segmenters); this one uses "
+                            f"{', '.join(unsupported)}, which it does not (supported: {', '.join(SUPPORTED)}); "
+                            "optimise it without --prune")
         self.input_names = [i.name for i in g.input if i.name not in inits]
         self.output_names = [o.name for o in g.output]
         self.convs = nn.ModuleDict()
