@@ -3,6 +3,7 @@ how late, how accurate — measured, on this machine.
 
     .venv/bin/python benchmarks/gate_pipeline.py                      # 20 videos x 10 containers, ~10 min
     .venv/bin/python benchmarks/gate_pipeline.py --videos 2 --containers 4   # a quick look
+    .venv/bin/python benchmarks/gate_pipeline.py --seeds 4,15,27             # these videos only, printed
 
 Method: ``--videos`` gate videos (``edgedeploy.pipelines.gate_video``, seeds 0..N-1, 640x360,
 25 FPS, H.264) are made once into ``--cache``. Each is played in real time (frames delivered at
@@ -42,9 +43,9 @@ from edgedeploy.pipelines.gate import evaluate_events, gate_stages
 from edgedeploy.pipelines.gate_video import GateTruth, make_gate_video, truth_path
 
 
-def _videos(cache: Path, n: int, containers: int) -> list[Path]:
+def _videos(cache: Path, seeds, containers: int) -> list[Path]:
     paths = []
-    for seed in range(n):
+    for seed in seeds:
         path = cache / f"gate_c{containers}_s{seed}.mp4"
         if not (path.is_file() and truth_path(path).is_file()):
             make_gate_video(path, containers=containers, seed=seed)
@@ -52,10 +53,10 @@ def _videos(cache: Path, n: int, containers: int) -> list[Path]:
     return paths
 
 
-def run(videos: int, containers: int, cache: Path, engine: str, realtime: bool) -> dict:
+def run(videos: int, containers: int, cache: Path, engine: str, realtime: bool, seeds: list[int] | None = None) -> dict:
     cache.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
-    paths = _videos(cache, videos, containers)
+    paths = _videos(cache, seeds if seeds is not None else range(videos), containers)
     print(f"{len(paths)} videos ready in {time.perf_counter() - t:.0f} s ({cache})", file=sys.stderr)
     e2e, stages, per_video, preds_truth = [], {}, [], {"events": 0, "extra": 0}
     totals = dict(captured=0, processed=0, dropped=0, elapsed=0.0, frames=0)
@@ -236,11 +237,16 @@ def main() -> None:
     ap.add_argument("--offline", action="store_true", help="process every frame (no real-time pacing, no drops)")
     ap.add_argument("--cache", type=Path, default=Path(os.environ.get("EDGEDEPLOY_CACHE", Path.home() / ".cache/edgedeploy"))
                     / "gate-videos")
-    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    ap.add_argument("--seeds", help="only these video seeds, e.g. 4,15,27 (a quick look: results are printed, "
+                                    "written only with --out)")
+    ap.add_argument("--out", type=Path, default=None, help="results folder (default: benchmarks/results)")
     ap.add_argument("--ocr", type=int, metavar="PAGES", help="run the OCR-pipeline comparison on PAGES pages instead")
     ap.add_argument("--rounds", type=int, default=3, help="--ocr: rounds per system")
     ap.add_argument("--threads", type=int, default=2, help="--ocr: rapidocr's ORT threads")
     args = ap.parse_args()
+    seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else None
+    if args.out is None and (seeds is None or args.ocr):
+        args.out = Path(__file__).parent / "results"
     if args.ocr:
         result = ocr_run(args.ocr, 0, args.threads, args.rounds)
         args.out.mkdir(parents=True, exist_ok=True)
@@ -248,11 +254,12 @@ def main() -> None:
         (args.out / "gate_ocr.md").write_text(ocr_markdown(result))
         print(ocr_markdown(result))
         return
-    result = run(args.videos, args.containers, args.cache, args.engine, not args.offline)
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = "gate" if not args.offline else "gate_offline"
-    (args.out / f"{stem}.json").write_text(json.dumps(result, indent=1, default=str))
-    (args.out / f"{stem}.md").write_text(markdown(result))
+    result = run(args.videos, args.containers, args.cache, args.engine, not args.offline, seeds)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        stem = "gate" if not args.offline else "gate_offline"
+        (args.out / f"{stem}.json").write_text(json.dumps(result, indent=1, default=str))
+        (args.out / f"{stem}.md").write_text(markdown(result))
     print(markdown(result))
 
 
