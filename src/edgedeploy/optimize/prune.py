@@ -44,10 +44,12 @@ class PruneReport:
     loss_first: float
     loss_last: float
     seconds: float
+    macs_input: str = ""  # the input shape MACs were counted on
     notes: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
-        return (f"prune {self.ratio:.0%} of channels (MACs {self.macs_before / 1e9:.2f}G→{self.macs_after / 1e9:.2f}G, "
+        return (f"prune {self.ratio:.0%} of channels (MACs {self.macs_before / 1e9:.2f}G→{self.macs_after / 1e9:.2f}G "
+                f"on {self.macs_input or 'the example input'}, "
                 f"params {self.params_before / 1e6:.2f}M→{self.params_after / 1e6:.2f}M), distilled from the original "
                 f"for {self.steps} steps on {self.samples} inputs (loss {self.loss_first:.4f}→{self.loss_last:.4f})")
 
@@ -150,4 +152,4 @@ def prune_and_distill(src: str | Path, out: str | Path, inputs: list[np.ndarray]
     head, tail = np.mean(losses[:10]), np.mean(losses[-10:])
     log.info("pruned %.0f%%: MACs %.2fG→%.2fG, distillation loss %.4f→%.4f", 100 * ratio, macs0 / 1e9, macs1 / 1e9, head, tail)
     return PruneReport(ratio, int(macs0), int(macs1), int(params0), int(params1), steps, len(pool), float(head),
-                       float(tail), time.perf_counter() - t0)
+                       float(tail), time.perf_counter() - t0, "x".join(map(str, example.shape)))
