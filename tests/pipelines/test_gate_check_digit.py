@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from edgedeploy.datasets.iso6346 import check_digit
-from edgedeploy.pipelines.gate import (Candidate, CheckDigitScorer, CodeRead, ReadStage, TrackerStage,
-                                       ctc_log_likelihood, parse_container_code, read_by_likelihood)
+from edgedeploy.pipelines.container_code import (CheckDigitScorer, CodeRead, ctc_log_likelihood, parse_container_code,
+                                                 read_by_likelihood)
+from edgedeploy.pipelines.gate import Candidate, ReadStage, TrackerStage
 
 
 def _brute_force(probs: np.ndarray, label: list[int]) -> float:

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from edgedeploy.datasets.iso6346 import check_digit, is_valid
-from edgedeploy.pipelines.gate import (Candidate, TrackerStage, check_digit_crop, group_lines, parse_container_code,
-                                       remove_frames, with_check_digit)
+from edgedeploy.pipelines.container_code import (check_digit_crop, parse_container_code, remove_frames,
+                                                 with_check_digit)
+from edgedeploy.pipelines.gate import Candidate, TrackerStage, group_lines
 
 
 @pytest.mark.parametrize("text, code", [
@@ -172,7 +173,7 @@ def test_a_single_valid_read_does_not_win_the_event():
 
 
 def test_a_read_that_missed_the_check_digit_supports_the_code_it_agrees_with():
-    from edgedeploy.pipelines.gate import prefixes
+    from edgedeploy.pipelines.container_code import prefixes
 
     assert prefixes("HDFU 24O334".replace(" ", "")) == {"HDFU240334"}
     assert prefixes("HDFU24") == set()
