@@ -176,8 +176,10 @@ def optimize(model, out: str | Path, *, engine: str = "auto", precision: str = "
     if max_accuracy_drop is None or not max_accuracy_drop >= 0:
         raise UserError(f"--max-accuracy-drop {max_accuracy_drop}: expected a number of percentage points >= 0")
     calibration.check_method(calib_method)
-    if prune and not 0.0 < prune < 0.9:
-        raise UserError(f"--prune {prune}: expected a fraction of channels to remove, above 0 and below 0.9 (e.g. 0.3)")
+    if prune:
+        from edgedeploy.optimize.prune import check_ratio
+
+        check_ratio(prune)
     out = Path(out)
     if out.suffix.lower() != ".onnx":
         raise UserError(f"output {out} must end in .onnx (the optimised model is a portable ONNX file)")
@@ -229,11 +231,9 @@ def optimize(model, out: str | Path, *, engine: str = "auto", precision: str = "
                                      min_samples=1).feeds if len(feeds) < distill_samples else feeds
             name = fp32.inputs[0].name
             say(f"pruning {prune:.0%} of channels, then distilling")
-            pruned = pruning.prune_and_distill(g_path, work / "pruned-raw.onnx", [f[name] for f in data],
-                                               ratio=prune, steps=distill_steps, threads=threads)
-            g, _ = graph.optimize_graph(onnx.load(str(work / "pruned-raw.onnx")))
-            onnx.save(g, str(g_path))
-            del g
+            # the same graph with fewer channels replaces the graph-optimised model
+            pruned = pruning.prune_and_distill(g_path, g_path, [f[name] for f in data], ratio=prune,
+                                               steps=distill_steps, threads=threads)
         fp32.release()
 
         scorer = _Scorer(task, like_name, src, feeds[:16], eval_samples, threads)

@@ -22,7 +22,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +45,6 @@ class PruneReport:
     loss_last: float
     seconds: float
     macs_input: str = ""  # the input shape MACs were counted on
-    notes: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         return (f"prune {self.ratio:.0%} of channels (MACs {self.macs_before / 1e9:.2f}G→{self.macs_after / 1e9:.2f}G "
@@ -55,6 +54,12 @@ class PruneReport:
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
+
+
+def check_ratio(ratio: float) -> float:
+    if not 0.0 < ratio < 0.9:
+        raise UserError(f"--prune {ratio}: expected a fraction of channels to remove, above 0 and below 0.9 (e.g. 0.3)")
+    return ratio
 
 
 def _window(shape: tuple, size: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
@@ -78,8 +83,7 @@ def prune_and_distill(src: str | Path, out: str | Path, inputs: list[np.ndarray]
 
     from edgedeploy.optimize.torch_graph import TorchGraph, write_back
 
-    if not 0.0 < ratio < 0.9:
-        raise UserError(f"--prune {ratio}: expected a fraction of channels to remove, above 0 and below 0.9 (e.g. 0.3)")
+    check_ratio(ratio)
     if not inputs:
         raise UserError("pruning needs input data to distil on: give --calib or --task")
     t0 = time.perf_counter()

@@ -14,7 +14,6 @@ After pruning, :func:`write_back` puts the new weights into the original graph.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -226,5 +225,5 @@ def write_back(module: TorchGraph, model: onnx.ModelProto) -> onnx.ModelProto:
         for a in node.attribute:
             if a.name == "group":
                 a.i = conv.groups
-    del g.value_info[:]  # channel counts changed: stale shapes would mislead the engines
-    return out
+    del g.value_info[:]  # channel counts changed: the old shapes would mislead quantizers and engines
+    return onnx.shape_inference.infer_shapes(out)
