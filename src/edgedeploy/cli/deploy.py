@@ -9,17 +9,15 @@ import typer
 from edgedeploy.cli.model import MODEL_HELP
 from edgedeploy.util import parse_shape
 from edgedeploy.cli.output import console, emit_json, progress, table
-from edgedeploy.errors import UserError
+from edgedeploy.errors import UserError, VerdictError
 from edgedeploy.units import fmt_bytes, fmt_ms, parse_bytes, parse_duration_ms, parse_watts
 
 deployment_app = typer.Typer(help="Run or verify a deployment directory made by `edgedeploy deploy`.",
                              no_args_is_help=True)
 
 
-class TargetsNotMet(UserError):
+class TargetsNotMet(VerdictError):
     """Not every target was met (the report above says which, with the closest configuration)."""
-
-    exit_code = 1
 
 
 def _say(text: str) -> None:

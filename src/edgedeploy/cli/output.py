@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from contextlib import contextmanager
 
@@ -15,8 +16,31 @@ console = Console(width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True)
 
 
+#: where ``--json`` documents go (set by :func:`edgedeploy.cli.contract.json_stdout`; None: sys.stdout)
+JSON_STREAM = None
+#: documents emitted by the running command (``main`` adds an error document only when none was)
+EMITTED = 0
+
+
+def strict(data):
+    """``data`` with every NaN/infinity replaced by None, so the JSON is strict (RFC 8259)."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: strict(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [strict(v) for v in data]
+    return data
+
+
 def emit_json(data) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    """Write ``data`` as one strict JSON document (non-finite numbers become null) to stdout."""
+    global EMITTED
+    stream = JSON_STREAM or sys.stdout
+    text = json.dumps(strict(json.loads(json.dumps(data, default=str))), indent=2, allow_nan=False)
+    stream.write(text + "\n")
+    stream.flush()
+    EMITTED += 1
 
 
 def table(title: str | None, columns: list[str], rows: list[list], *, justify_right: tuple[str, ...] = ()) -> Table:
