@@ -115,9 +115,11 @@ class CliResult:
 
 
 @pytest.fixture
-def edgedeploy_cli(capsys):
+def edgedeploy_cli(capsys, monkeypatch, tmp_path):
     """Run a command through the real entry point, ``edgedeploy.cli.main`` (never a private app)."""
     from edgedeploy.cli import main
+
+    monkeypatch.setenv("EDGEDEPLOY_LOG_DIR", str(tmp_path / "crash-logs"))
 
     def invoke(argv) -> CliResult:
         capsys.readouterr()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import re
 import sys
 import traceback
 from contextlib import contextmanager
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer==0.29.2's click (see above)
 
-from edgedeploy.errors import EXIT_INTERNAL, EXIT_USAGE
+from edgedeploy.errors import EXIT_INTERNAL, EXIT_USAGE, did_you_mean
 
 __all__ = ["EPILOG", "NoArgsIsHelpError", "UsageError", "crash_log", "json_stdout", "usage_line"]
 
@@ -64,7 +65,10 @@ def usage_line(exc: UsageError, command=None, args: list[str] = ()) -> str:
     A parser error carries no context (``--recommend`` given no value); then the context is
     found again from ``command`` (the root click command) and ``args``.
     """
-    msg = one_line(exc.format_message()).rstrip(".")
+    msg = one_line(exc.format_message()).rstrip(".").replace("Value error, ", "")
+    bad = re.search(r"'([^']*)' is not one of ((?:'[^']*'(?:, )?)+)", msg)
+    if bad:  # a choice mistyped: name the closest one
+        msg += did_you_mean(bad.group(1), re.findall(r"'([^']*)'", bad.group(2)))
     ctx = exc.ctx or (_context_for(command, args) if command is not None else None)
     if ctx is None:
         return f"edgedeploy: error: {msg}; try 'edgedeploy --help'"
