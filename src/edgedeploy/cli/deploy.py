@@ -137,7 +137,14 @@ def devices(recommend: str = typer.Option(None, "--recommend", help="Rank device
                 memory_bytes=parse_bytes(memory, field="--memory") if memory else None,
                 precision=str(precision), shape=parse_shape(shape))
     if json_:
-        return emit_json([r.to_dict() for r in rows])
+        emit_json([r.to_dict() for r in rows])
+    else:
+        _ranking(recommend, rows)
+    if not any(r.feasible for r in rows):
+        raise VerdictError(f"no device meets every target for {recommend} (the ranking says why for each)")
+
+
+def _ranking(recommend: str, rows) -> None:
     console.print(table(f"devices for {recommend} (compute 50%, toolchain 30%, ecosystem 20%; estimates, not measurements)",
                         ["#", "device", "score", "fits", "compute", "toolchain", "ecosystem", "why"],
                         [[r.rank, r.device, f"{r.score:.2f}", "yes" if r.feasible else "no", r.compute, r.toolchain,
