@@ -11,6 +11,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from edgedeploy.units import fmt_bytes, fmt_ms as _fmt_ms
+
+__all__ = ["console", "emit_json", "err_console", "fmt_bytes", "fmt_ms", "progress", "table"]
+
+
+def fmt_ms(v: float | None) -> str:
+    """A cell of a column headed "ms": the number alone (units.fmt_ms, bare)."""
+    return _fmt_ms(v, bare=True)
+
 # Piped output is not wrapped at 80 columns: tables stay one row per line for logs and notes.
 console = Console(width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True)
@@ -59,15 +68,3 @@ def progress(enabled: bool = True):
                    console=err_console, disable=not enabled, transient=True)
     with bar:
         yield bar
-
-
-def fmt_ms(v: float | None) -> str:
-    return "-" if v is None else f"{v:.1f}" if v >= 10 else f"{v:.2f}"
-
-
-def fmt_bytes(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
-        n /= 1024
-    return f"{n:.1f} GB"
