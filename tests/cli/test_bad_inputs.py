@@ -92,10 +92,26 @@ def test_json_stdout_is_one_document_even_when_libraries_print(files, tmp_path):
     env = {**os.environ, "PYTHONPATH": SRC, "EDGEDEPLOY_LOG_DIR": str(tmp_path)}
     for argv in (["run", files["tiny"], "--shape", "1x3x8x8", "--runs", "1", "--json"],
                  ["bench", files["foo_op"], "--engine", "onnxruntime", "--no-anchors", "--runs", "1", "--json"],
-                 ["devices", "--latency", "1ms", "--json"]):
+                 ["devices", "--latency", "1ms", "--json"], *_optimize_json(tmp_path)):
         r = subprocess.run([str(script), *argv], capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
         json.loads(r.stdout)
         assert r.returncode in (0, 1, 2) and "Traceback" not in r.stderr
+
+
+def _optimize_json(tmp_path: Path) -> list[list[str]]:
+    """NNCF draws its progress bars on stdout unless told otherwise: the case the issue reproduced."""
+    from edgedeploy import engines
+    from edgedeploy.optimize import quantize_openvino
+    from tests.conftest import build_tiny_onnx
+
+    if not (engines.available("openvino") and quantize_openvino.available()):
+        return []
+    (tmp_path / "cal").mkdir()
+    for i in range(8):
+        np.save(tmp_path / "cal" / f"{i}.npy", np.random.default_rng(i).standard_normal((1, 3, 16, 16)).astype(np.float32))
+    src = build_tiny_onnx(tmp_path / "t.onnx")
+    return [["optimize", str(src), "-o", str(tmp_path / "q.onnx"), "--engine", "openvino", "--calib",
+             str(tmp_path / "cal"), "--max-accuracy-drop", "100", "--rounds", "1", "--json"]]
 
 
 # --- generated bad inputs -------------------------------------------------------------------------------

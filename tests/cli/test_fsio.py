@@ -55,10 +55,15 @@ def test_scratch_dir_is_removed_however_the_block_ends(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def dead_pid() -> int:
+    """The pid of a process that has exited (as a killed edgedeploy's would be)."""
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
 def test_sweep_removes_a_dead_processs_leftovers_and_keeps_a_live_ones(tmp_path):
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    stale = tmp_path / f"edgedeploy-opt-{dead.pid}-abc"
+    stale = tmp_path / f"edgedeploy-opt-{dead_pid()}-abc"
     live = tmp_path / f"edgedeploy-tune-{os.getppid()}-abc"
     other = tmp_path / "someone-else"
     for d in (stale, live, other):
@@ -96,9 +101,7 @@ def test_a_terminated_command_leaves_no_part_file_or_scratch_dir(tmp_path):
 
 
 def test_sweep_partials_removes_a_killed_deploys_half_directory(tmp_path):
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    half = tmp_path / f".dep.{dead.pid}.xyz.part"
+    half = tmp_path / f".dep.{dead_pid()}.xyz.part"
     mine = tmp_path / f".dep.{os.getpid()}.xyz.part"
     half.mkdir()
     mine.mkdir()

@@ -9,7 +9,7 @@ import typer
 from edgedeploy.cli.model import MODEL_HELP
 from edgedeploy.util import parse_shape
 from edgedeploy.cli.output import console, emit_json, progress, table
-from edgedeploy.cli.params import HardwarePrecision, check_input_file, check_output_path, threads_option
+from edgedeploy.cli.params import HardwarePrecision, check_fits, check_input_file, check_output_path, threads_option
 from edgedeploy.vocab import Engine
 from edgedeploy.errors import UserError, VerdictError
 from edgedeploy.units import fmt_bytes, fmt_ms, parse_bytes, parse_duration_ms, parse_watts
@@ -199,6 +199,8 @@ def doctor(target: str = typer.Argument(..., help="A model, a deployment YAML, o
     """
     from edgedeploy.deploy.doctor import diagnose
 
+    if shape:
+        check_fits(parse_shape(shape), what=f"--shape {shape}")
     if Path(target).suffix.lower() in (".yaml", ".yml") or (Path(target).is_file() and _looks_like_yaml(target)):
         check_input_file(Path(target), flag="TARGET")
     with progress(not json_) as bar:
