@@ -71,6 +71,19 @@ def make_files(tmp: Path, tiny_onnx: Path) -> dict[str, str]:
     f["jsonl_in_proc"] = tmp / "jsonl-proc.yaml"
     f["jsonl_in_proc"].write_text(f"source: {{url: {tmp / 'frames'}}}\nstages: [{{type: resize, scale: 0.5}}]\n"
                                   "sinks: [{type: jsonl, path: /proc/edgedeploy-events.jsonl}]\n")
+    f["nan_calib"] = tmp / "nan-calib"
+    f["nan_calib"].mkdir(exist_ok=True)
+    for i in range(8):
+        np.save(f["nan_calib"] / f"{i}.npy", np.full((1, 3, 16, 16), np.nan, np.float32))
+    for name, manifest in (("manifest_list", "[1, 2]"), ("manifest_files_str", '{"files": "x"}')):
+        f[name] = tmp / name
+        f[name].mkdir(exist_ok=True)
+        (f[name] / "manifest.json").write_text(manifest)
+    f["fps_negative"] = tmp / "fps.yaml"
+    f["fps_negative"].write_text(f"source: {{url: {tmp / 'frames'}, fps: -5}}\nstages: [{{type: resize, scale: 0.5}}]\n")
+    f["mqtt_port"] = tmp / "mqtt.yaml"
+    f["mqtt_port"].write_text(f"source: {{url: {tmp / 'frames'}}}\nstages: [{{type: resize, scale: 0.5}}]\n"
+                              "sinks: [{type: mqtt, host: 127.0.0.1, port: 99999, topic: x}]\n")
     f["tmp"] = tmp
     return {k: str(v) for k, v in f.items()}
 
@@ -122,6 +135,13 @@ CASES: list[Case] = [
     Case("memory-1e100GB", ("devices", "--recommend", "{tiny}", "--shape", "1x3x8x8", "--memory", "1e100GB"), 1,
          "no device"),
     Case("max-frames-negative", ("pipeline", "{jsonl_under_file}", "--max-frames", "-1"), 2, "'--max-frames'"),
+    # damaged or impossible configuration and data
+    Case("nan-calibration", ("optimize", "{tiny}", "-o", "{tmp}/q.onnx", "--engine", "onnxruntime", "--calib",
+                             "{nan_calib}"), 2, "holds NaN or infinity"),
+    Case("manifest-is-a-list", ("deployment", "verify", "{manifest_list}"), 2, "is not a deployment manifest"),
+    Case("manifest-files-not-a-map", ("deployment", "run", "{manifest_files_str}"), 2, "is not a deployment manifest"),
+    Case("fps-negative", ("pipeline", "{fps_negative}"), 2, "source.fps"),
+    Case("mqtt-port-99999", ("pipeline", "{mqtt_port}"), 2, "port 99999 is out of range"),
     Case("recommend-missing-model", ("devices", "--recommend", "{tmp}/missing.onnx"), 2, "not found"),
     Case("doctor-engine-foo", ("doctor", "{tiny}", "--engine", "foo"), 2, "'foo' is not one of"),
     Case("threads-zero", ("run", "{tiny}", "--threads", "0"), 2, "'--threads'"),

@@ -109,9 +109,15 @@ def read(directory: str | Path) -> dict:
     if not path.exists():
         raise UserError(f"{d} is not a deployment directory: no {MANIFEST} (make one with `edgedeploy deploy CONFIG -o {d}`)")
     try:
-        return json.loads(path.read_text())
+        manifest = json.loads(path.read_text())
     except ValueError as exc:
         raise UserError(f"{path} is not valid JSON ({exc}); the deployment is damaged: deploy again") from None
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict) or not all(isinstance(v, dict) and isinstance(v.get("sha256"), str)
+                                              for v in files.values()):
+        raise UserError(f"{path} is not a deployment manifest (expected an object whose 'files' maps names to "
+                        "{sha256, bytes}); the deployment is damaged: deploy again")
+    return manifest
 
 
 def verify(directory: str | Path) -> dict:
