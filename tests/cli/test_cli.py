@@ -107,3 +107,10 @@ def test_missing_engine_is_one_line_with_install_command(capsys, monkeypatch, ti
     monkeypatch.setitem(engines.ENGINES, "openvino", fake)
     code, _, err = run_cli(capsys, "run", str(tiny_onnx), "--engine", "openvino", "--shape", "1x3x8x8")
     assert code == 2 and "pip install 'edgedeploy[openvino]'" in one_line_error(err)
+
+
+def test_eval_task_choices_are_the_runners_tasks():
+    from edgedeploy.cli.eval import EvalTask
+    from edgedeploy.evaluation.runner import TASKS
+
+    assert [t.value for t in EvalTask] == list(TASKS)
