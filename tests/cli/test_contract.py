@@ -89,6 +89,22 @@ def test_an_internal_error_is_one_line_exit_3_with_the_traceback_in_a_log(tmp_pa
     assert 'argv: ["engines"]' in log.read_text()
 
 
+def test_an_engine_crash_reported_as_internal_error_also_names_its_log(tmp_path, monkeypatch, capsys):
+    from edgedeploy import engines
+    from edgedeploy.errors import InternalError
+
+    def crashed(name):
+        raise InternalError("onnxruntime aborted while loading")
+
+    monkeypatch.setenv("EDGEDEPLOY_LOG_DIR", str(tmp_path))
+    monkeypatch.setattr(engines, "available", crashed)
+    assert main(["engines", "--json"]) == 3
+    out, err = capsys.readouterr()
+    assert "please report it; details in" in one_line(err)
+    doc = json.loads(out)
+    assert doc["exit_code"] == 3 and doc["error"]["kind"] == "internal"
+
+
 def test_a_usage_error_under_json_still_writes_one_json_document(tmp_path):
     r = run_script("run", str(tmp_path / "missing.onnx"), "--json", tmp_path=tmp_path)
     assert r.returncode == 2

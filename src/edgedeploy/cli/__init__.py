@@ -123,8 +123,11 @@ def _run(args: list[str]) -> int:
             code, message = exc.exit_code, f"edgedeploy: {contract.one_line(exc)}"
         except EdgeDeployError as exc:
             code = exc.exit_code
-            prefix = "edgedeploy: error:" if isinstance(exc, UserError) and code == EXIT_USAGE else "edgedeploy:"
-            message = f"{prefix} {contract.one_line(exc)}"
+            if code >= EXIT_INTERNAL:  # InternalError: a bug or an engine crash, reported like any other
+                message = contract.internal_error_line(exc, args)
+            else:
+                prefix = "edgedeploy: error:" if isinstance(exc, UserError) and code == EXIT_USAGE else "edgedeploy:"
+                message = f"{prefix} {contract.one_line(exc)}"
         except typer.Exit as exc:
             code = exc.exit_code
         except (typer.Abort, KeyboardInterrupt):
