@@ -114,3 +114,18 @@ def test_eval_task_choices_are_the_runners_tasks():
     from edgedeploy.evaluation.runner import TASKS
 
     assert [t.value for t in EvalTask] == list(TASKS)
+
+
+def test_threads_above_the_core_count_run_with_a_warning(capsys, tiny_onnx):
+    from edgedeploy.cli.params import CORES, MAX_THREADS
+
+    code, _, err = run_cli(capsys, "run", str(tiny_onnx), "--shape", "1x3x8x8", "--runs", "1",
+                           "--threads", str(CORES + 1))
+    assert code == 0 and f"--threads {CORES + 1} is above the {CORES} cores" in err
+    code, _, err = run_cli(capsys, "run", str(tiny_onnx), "--threads", str(MAX_THREADS + 1))
+    assert code == 2 and f"less than or equal to {MAX_THREADS}" in one_line_error(err)
+
+
+def test_help_shows_the_choices(capsys):
+    code, out, _ = run_cli(capsys, "run", "--help")
+    assert code == 0 and "onnxruntime|openvino|paddle" in out.replace(" ", "").replace("\n", "").replace("│", "")
