@@ -89,7 +89,7 @@ def crash_log(exc: BaseException, argv: list[str]) -> Path | None:
     """Write ``exc``'s traceback, the command line and versions to a new log file; its path (None if unwritable)."""
     from edgedeploy import __version__
 
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")  # one file per crash
     text = (f"edgedeploy {__version__}, python {sys.version.split()[0]}, {stamp}\n"
             f"argv: {json.dumps(argv)}\n\n" + "".join(traceback.format_exception(exc)))
     try:

@@ -162,7 +162,7 @@ def load_config(path: str | Path, *, source: str | None = None) -> PipelineConfi
     for key in data:
         if key not in known:
             raise UserError(f"{path}: unknown key {key!r}{did_you_mean(key, known)}; known: {', '.join(known)}")
-    for key in data.get("source") or {}:
+    for key in data["source"] if isinstance(data.get("source"), dict) else {}:  # not a mapping: pydantic says so
         if key not in SourceConfig.model_fields:
             raise UserError(f"{path}: source: unknown key {key!r}{did_you_mean(key, SourceConfig.model_fields)}; "
                             f"known: {', '.join(SourceConfig.model_fields)}")
