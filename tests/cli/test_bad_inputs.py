@@ -156,3 +156,49 @@ def test_generated_bad_inputs_never_crash_and_write_nothing(tmp_path, capsys, mo
     assert code in (1, 2), (argv, code, err)
     assert snapshot(work) == before, f"{argv} wrote files"
     assert not (tmp_path / "crash-logs").exists(), argv
+
+
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
+                    st.text(max_size=12), st.sampled_from(["auto", "int2", "10 parsecs", "-1ms", "1e100GB", "0x0",
+                                                           "local", "jetson-nano", "onnxruntime"]))
+VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                           max_size=3), max_leaves=6)
+DEPLOY_KEYS = {"deployment": ["hardware", "precision", "batch_size", "memory_optimization", "operator_fusion",
+                              "thread_num", "engines", "input_shape"],
+               "performance": ["target_latency", "max_memory", "power_consumption"], "monitoring": ["log_level"]}
+PIPELINE_KEYS = {"source": ["fps", "realtime", "reconnect", "max_reconnects", "backoff", "open_timeout"],
+                 "metrics": ["port", "addr"]}
+
+
+def _config(sections: dict, required: dict):
+    """A config: each section a mapping of its known keys to generated values (or one generated value)."""
+    optional = {name: st.dictionaries(st.sampled_from(keys), VALUES, max_size=len(keys)) | VALUES
+                for name, keys in sections.items() if name not in required}
+    return st.fixed_dictionaries(required, optional={**optional, "stages": VALUES, "sinks": VALUES, "name": VALUES})
+
+
+@settings(max_examples=int(os.environ.get("EDGEDEPLOY_FUZZ_EXAMPLES", "30")), deadline=None,
+          derandomize=not os.environ.get("EDGEDEPLOY_FUZZ_EXAMPLES"),
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(command=st.sampled_from(["deploy", "doctor", "pipeline"]), data=st.data())
+def test_generated_configs_are_refused_in_one_line(tmp_path, capsys, command, data):
+    """Deployment and pipeline YAML with generated values in every field; the model / video they name is
+    missing, so no generated config can start real work: each is refused (2), never crashes, writes nothing."""
+    import yaml
+
+    work = tmp_path / f"case-{os.urandom(4).hex()}"
+    work.mkdir()
+    if command == "pipeline":
+        source = st.dictionaries(st.sampled_from(PIPELINE_KEYS["source"]), VALUES)
+        config = data.draw(_config(PIPELINE_KEYS, {"source": source}))
+        config["source"]["url"] = str(work / "missing.mp4")
+    else:
+        config = data.draw(_config(DEPLOY_KEYS, {"model": st.just(str(work / "missing.onnx"))}))
+    path = work / "c.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True))
+    before = snapshot(work)
+    code = main([command, str(path), *(["-o", str(work / "out")] if command == "deploy" else [])])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err and code == 2, (config, code, err)
+    assert len([line for line in err.splitlines() if line.strip()]) == 1, err
+    assert snapshot(work) == before
