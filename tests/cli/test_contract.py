@@ -48,6 +48,7 @@ def one_line(err: str) -> str:
     (["bench", "M", "--batch", "0"], "'--batch'"),
     (["devices", "--recommend"], "requires an argument"),
     (["zoo", "fetch"], "Missing argument"),
+    (["serve", "repo", "--port", "70000"], "'--port'"),
 ])
 def test_usage_errors_are_one_line_exit_2_through_the_installed_script(tmp_path, argv, expected):
     r = run_script(*argv, tmp_path=tmp_path)
