@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edgedeploy.errors import UserError
 from edgedeploy.pipelines.runtime import Frame, Stage
+from edgedeploy.presets import FAST, stage_path
 
 
 def load_task(task: str, model: str, *, path: str | Path | None = None, engine: str = "onnxruntime",
@@ -140,7 +142,7 @@ def ocr_stages(*, engine: str = "onnxruntime", threads: int = 1, use_cls: bool =
                det_options: dict | None = None, preset: str | None = None) -> list[Stage]:
     """The OCR system as three stages (det → cls → rec), ready for a :class:`Pipeline`.
 
-    preset: None (FP32 zoo models, task defaults) or "fast" (:data:`edgedeploy.tasks.fast_ocr.FAST`:
+    preset: None (FP32 zoo models, task defaults) or "fast" (:data:`edgedeploy.presets.FAST`:
     INT8 det made once and cached, BF16 rec, tight rec batching; ``engine`` should then be
     "openvino", the engine it was measured on). ``det_options`` add to the preset's.
     """
@@ -151,11 +153,7 @@ def ocr_stages(*, engine: str = "onnxruntime", threads: int = 1, use_cls: bool =
         stages.append(RecognizeStage(engine=engine, threads=threads))
         return stages
     if preset != "fast":
-        from edgedeploy.errors import UserError
-
         raise UserError(f"OCR preset {preset!r} is not known; choose 'fast' or leave it out")
-    from edgedeploy.tasks.fast_ocr import FAST, stage_path
-
     def kwargs(stage):
         path, precision = stage_path(stage, engine)
         return {"model": stage.model, "path": str(path) if path else None, "precision": precision,
