@@ -150,7 +150,7 @@ def ocr_run(n_pages: int, seed: int, threads: int, rounds: int) -> dict:
     import statistics
 
     from edgedeploy import datasets
-    from edgedeploy.evaluation.runner import score_ocr
+    from edgedeploy.evaluation import score_ocr
     from edgedeploy.pipelines import ArraySource
     from edgedeploy.pipelines.ocr import ocr_stages
 

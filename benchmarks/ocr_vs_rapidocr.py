@@ -38,7 +38,7 @@ import numpy as np
 
 from edgedeploy import datasets, engines, presets, tasks, zoo
 from edgedeploy.engines import EngineOptions
-from edgedeploy.evaluation.runner import score_ocr
+from edgedeploy.evaluation import score_ocr
 from edgedeploy.util import atomic_write
 
 HERE = Path(__file__).resolve().parent

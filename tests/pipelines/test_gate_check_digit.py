@@ -8,9 +8,8 @@ import itertools
 import numpy as np
 import pytest
 
-from edgedeploy.datasets.iso6346 import check_digit
-from edgedeploy.pipelines.container_code import (CheckDigitScorer, CodeRead, ctc_log_likelihood, parse_container_code,
-                                                 read_by_likelihood)
+from edgedeploy.datasets.iso6346 import CodeRead, check_digit, parse_container_code
+from edgedeploy.pipelines.container_code import CheckDigitScorer, ctc_log_likelihood, read_by_likelihood
 from edgedeploy.pipelines.gate import Candidate, ReadStage, TrackerStage
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgedeploy.datasets.iso6346 import check_digit, is_valid
-from edgedeploy.pipelines.container_code import (check_digit_crop, parse_container_code, remove_frames,
-                                                 with_check_digit)
+from edgedeploy.datasets.iso6346 import check_digit, is_valid, parse_container_code, with_check_digit
+from edgedeploy.pipelines.container_code import check_digit_crop, remove_frames
 from edgedeploy.pipelines.gate import Candidate, TrackerStage, group_lines
 
 
@@ -173,7 +172,7 @@ def test_a_single_valid_read_does_not_win_the_event():
 
 
 def test_a_read_that_missed_the_check_digit_supports_the_code_it_agrees_with():
-    from edgedeploy.pipelines.container_code import prefixes
+    from edgedeploy.datasets.iso6346 import prefixes
 
     assert prefixes("HDFU 24O334".replace(" ", "")) == {"HDFU240334"}
     assert prefixes("HDFU24") == set()

@@ -27,9 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgedeploy.datasets.iso6346 import check_digit
-from edgedeploy.pipelines.container_code import (CheckDigitScorer, CodeRead, check_digit_crop, parse_container_code,
-                                                 prefixes, read_by_likelihood, remove_frames, with_check_digit)
+from edgedeploy.datasets.iso6346 import CodeRead, check_digit, parse_container_code, prefixes, with_check_digit
+from edgedeploy.pipelines.container_code import CheckDigitScorer, check_digit_crop, read_by_likelihood, remove_frames
 from edgedeploy.pipelines.ocr import DetectStage, load_task
 from edgedeploy.pipelines.runtime import Frame, Stage
 
