@@ -16,6 +16,11 @@
 A stage's or sink's keys are the keyword arguments of its class (``STAGES``/``SINKS`` name
 the class); their types come from its signature, so the table below is the only list.
 Relative paths in the file are relative to the current directory. Times are in seconds.
+
+A ``python`` stage runs code named in the file (``target: "module:attr"``), so a YAML file could
+name any importable function (``os:system``): such stages are refused unless their module is in
+``allow_python``, which comes from whoever runs the pipeline (``--allow-python MODULE``), never
+from the file itself.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import dataclasses
 import importlib
 import inspect
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -139,8 +145,21 @@ def _first_error(exc: ValidationError) -> str:
     return f"{loc}: {err['msg']} (given {err.get('input')!r})"
 
 
-def load_config(path: str | Path, *, source: str | None = None) -> PipelineConfig:
-    """Read and validate a pipeline YAML; ``source`` replaces its ``source.url``."""
+def check_python_stage(where: str, entry: dict, allow_python: Sequence[str]) -> None:
+    """Refuse a ``python`` stage whose target's module is not ``allow_python``'s (or under one)."""
+    if entry.get("type") != "python":
+        return
+    target = str(entry.get("target", ""))
+    module = target.partition(":")[0]
+    if not any(module == m or module.startswith(m + ".") for m in allow_python):
+        allowed = ", ".join(allow_python) or "none given"
+        raise UserError(f"{where} (python): target {target!r} is refused: python stages run only modules in "
+                        f"allow_python ({allowed}); allow module {module!r} only if you trust it")
+
+
+def load_config(path: str | Path, *, source: str | None = None, allow_python: Sequence[str] = ()) -> PipelineConfig:
+    """Read and validate a pipeline YAML; ``source`` replaces its ``source.url``; ``python``
+    stages are refused unless their module is in ``allow_python`` (module names; off by default)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"pipeline config {path} does not exist; see examples/pipelines/*.yaml")
@@ -171,13 +190,15 @@ def load_config(path: str | Path, *, source: str | None = None) -> PipelineConfi
         raise UserError(f"{path}: a pipeline needs at least one stage")
     for i, entry in enumerate(config.stages):  # check all now: fail before any model loads
         _check("stage", f"{path}: stages[{i}]", entry, STAGES)
+        check_python_stage(f"{path}: stages[{i}]", entry, allow_python)
     for i, entry in enumerate(config.sinks):
         _check("sink", f"{path}: sinks[{i}]", entry, SINKS)
     return config
 
 
-def build_pipeline(config: PipelineConfig):
-    """The :class:`~edgedeploy.pipelines.runtime.Pipeline` a validated config describes."""
+def build_pipeline(config: PipelineConfig, *, allow_python: Sequence[str] = ()):
+    """The :class:`~edgedeploy.pipelines.runtime.Pipeline` a validated config describes
+    (``python`` stages only from modules in ``allow_python``)."""
     from edgedeploy.pipelines.runtime import Pipeline
     from edgedeploy.pipelines.sources import ImageFolderSource, open_source, is_stream
 
@@ -194,6 +215,7 @@ def build_pipeline(config: PipelineConfig):
     stages = []
     for i, entry in enumerate(config.stages):
         cls, kwargs = _check("stage", f"stages[{i}]", entry, STAGES)
+        check_python_stage(f"stages[{i}]", entry, allow_python)
         stages.append(cls(**kwargs))
     sinks = []
     for i, entry in enumerate(config.sinks):
@@ -209,7 +231,9 @@ def build_pipeline(config: PipelineConfig):
 
 
 def run_config(path: str | Path, *, source: str | None = None, max_frames: int | None = None,
-               duration: float | None = None, on_stats=None, stats_every: float = 2.0):
+               duration: float | None = None, on_stats=None, stats_every: float = 2.0,
+               allow_python: Sequence[str] = ()):
     """Load, build and run the pipeline in ``path``; returns its :class:`PipelineReport`."""
-    pipeline = build_pipeline(load_config(path, source=source))
+    config = load_config(path, source=source, allow_python=allow_python)
+    pipeline = build_pipeline(config, allow_python=allow_python)
     return pipeline.run(max_frames=max_frames, duration=duration, on_stats=on_stats, stats_every=stats_every)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 import uuid
@@ -40,18 +41,39 @@ def to_json(obj) -> str:
 
 class JsonlSink(Sink):
     """One JSON object a line: each event (``what="events"``) or a summary of each frame
-    (``what="frames"``: index, pts, per-stage ms, its events)."""
+    (``what="frames"``: index, pts, per-stage ms, its events).
 
-    def __init__(self, path: str | Path, *, what: str = "events", name: str = "jsonl"):
+    The file is appended to, never truncated: lines from earlier runs stay. With ``max_bytes``
+    the file is rotated before a write would take it past that size (``events.jsonl`` becomes
+    ``events.jsonl.1``, ``.1`` becomes ``.2``..., at most ``backups`` old files kept).
+    """
+
+    def __init__(self, path: str | Path, *, what: str = "events", max_bytes: int | None = None, backups: int = 3,
+                 name: str = "jsonl"):
         if what not in ("events", "frames"):
             raise UserError(f"jsonl sink: what={what!r}; expected 'events' or 'frames'")
+        if max_bytes is not None and max_bytes < 1:
+            raise UserError(f"jsonl sink: max_bytes={max_bytes}; expected a size of at least 1 byte, or none")
+        if backups < 1:
+            raise UserError(f"jsonl sink: backups={backups}; expected at least 1")
         self.path, self.what, self.name = Path(path), what, name
+        self.max_bytes, self.backups = max_bytes, backups
         self._file = None
-        self.written = 0
+        self.written = self.rotations = 0
 
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("w", encoding="utf-8")
+        self._file = self.path.open("a", encoding="utf-8")
+
+    def _rotate(self) -> None:
+        self._file.close()
+        for i in range(self.backups - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{i}")
+            if older.exists():
+                older.replace(self.path.with_name(f"{self.path.name}.{i + 1}"))
+        self.path.replace(self.path.with_name(f"{self.path.name}.1"))
+        self._file = self.path.open("a", encoding="utf-8")
+        self.rotations += 1
 
     def write(self, frame: Frame) -> None:
         if self.what == "events":
@@ -61,7 +83,11 @@ class JsonlSink(Sink):
         else:
             rows = [{"frame": frame.index, "pts": frame.pts, "timings_ms": frame.timings, "events": frame.events}]
         for row in rows:
-            self._file.write(to_json(row) + "\n")
+            line = to_json(row) + "\n"
+            if self.max_bytes is not None and self._file.tell() and \
+                    self._file.tell() + len(line.encode()) > self.max_bytes:
+                self._rotate()
+            self._file.write(line)
             self.written += 1
         if rows:
             self._file.flush()
@@ -69,7 +95,7 @@ class JsonlSink(Sink):
     def close(self) -> dict:
         if self._file:
             self._file.close()
-        return {"path": str(self.path), "written": self.written}
+        return {"path": str(self.path), "written": self.written, "rotations": self.rotations}
 
 
 # --- MQTT ---------------------------------------------------------------------------------------
@@ -77,11 +103,19 @@ class JsonlSink(Sink):
 class Spool:
     """Messages not yet acknowledged by the broker, oldest first, at most ``max_messages``.
 
-    With a ``directory`` each message is a file (``<seq>.json``) removed on acknowledgement, so
-    messages outlive a restart and are sent on the next start; without one they live in memory.
-    When full, the oldest message is dropped and remembered in ``dropped`` (its payload's
-    ``id`` and ``code`` where it has them) so the report can say what was lost.
+    With a ``directory`` each message is a file (``<seq>.json``, the only names the spool owns)
+    removed on acknowledgement, so messages outlive a restart and are sent on the next start;
+    without one they live in memory. At start, anything else in the directory (``notes.json``,
+    a sub-directory, a link) is left alone with a warning, and an entry of the spool's own that
+    is not a whole JSON object (empty, truncated, garbage, or a ``.tmp`` a crash left) is moved
+    to ``quarantine/`` with a warning: never published. When full, the oldest message is dropped
+    and remembered in ``dropped`` (its payload's ``id`` and ``code`` where it has them) so the
+    report can say what was lost.
     """
+
+    NAME = re.compile(r"(\d{1,18})\.json")
+    TEMP = re.compile(r"(\d{1,18})\.tmp")
+    QUARANTINE = "quarantine"
 
     def __init__(self, max_messages: int = 10_000, directory: str | Path | None = None):
         if max_messages < 1:
@@ -90,15 +124,45 @@ class Spool:
         self.directory = Path(directory) if directory else None
         self._items: OrderedDict[int, bytes] = OrderedDict()
         self.dropped: list[dict] = []
+        self.ignored: list[str] = []  # names in the directory that are not the spool's
+        self.quarantined: list[str] = []  # the spool's entries that could not be published
         self._lock = threading.Lock()
         self._seq = 0
         if self.directory:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            for path in sorted(self.directory.glob("*.json"), key=lambda p: int(p.stem)):
-                self._items[int(path.stem)] = path.read_bytes()
-            self._seq = max(self._items, default=-1) + 1
-            if self._items:
-                log.info("spool %s: %d messages from an earlier run will be sent", self.directory, len(self._items))
+            self._load()
+
+    def _load(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        found: dict[int, bytes] = {}
+        seqs = []
+        for path in sorted(self.directory.iterdir()):
+            own, temp = self.NAME.fullmatch(path.name), self.TEMP.fullmatch(path.name)
+            if path.name == self.QUARANTINE and path.is_dir() and not path.is_symlink():
+                continue
+            if own or temp:  # new entries are numbered past it, even one ignored below
+                seqs.append(int((own or temp).group(1)))
+            if not (own or temp) or path.is_symlink() or not path.is_file():
+                self.ignored.append(path.name)
+                log.warning("spool %s: ignoring %s (not a spool entry: the spool owns regular files "
+                            "named <number>.json)", self.directory, path.name)
+                continue
+            payload = path.read_bytes() if own else b""
+            if own and _is_message(payload):
+                found[seqs[-1]] = payload
+            else:
+                self._quarantine(path, "a write a crash cut short" if temp else "not a whole JSON object")
+        self._items = OrderedDict(sorted(found.items()))
+        self._seq = max(seqs, default=-1) + 1
+        if self._items:
+            log.info("spool %s: %d messages from an earlier run will be sent", self.directory, len(self._items))
+
+    def _quarantine(self, path: Path, why: str) -> None:
+        where = self.directory / self.QUARANTINE
+        where.mkdir(exist_ok=True)
+        target = where / f"{path.name}.{uuid.uuid4().hex[:8]}"
+        path.replace(target)
+        self.quarantined.append(path.name)
+        log.warning("spool %s: %s is %s; moved to %s, not published", self.directory, path.name, why, target)
 
     def add(self, payload: bytes) -> int:
         with self._lock:
@@ -134,6 +198,14 @@ class Spool:
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+def _is_message(payload: bytes) -> bool:
+    """A spooled event as :class:`MqttSink` writes it: one whole JSON object."""
+    try:
+        return isinstance(json.loads(payload), dict)
+    except ValueError:  # empty, truncated, not UTF-8, not JSON
+        return False
 
 
 class MqttSink(Sink):
@@ -284,7 +356,8 @@ class MqttSink(Sink):
         left = len(self.spool)
         report = {"broker": f"{self.host}:{self.port}", "topic": self.topic, "delivered": self.delivered,
                   "spooled": left, "dropped": len(self.spool.dropped), "dropped_events": self.spool.dropped[:100],
-                  "disconnects": self.disconnects}
+                  "disconnects": self.disconnects, "spool_ignored": self.spool.ignored,
+                  "spool_quarantined": self.spool.quarantined}
         if left:
             where = f"kept in {self.spool.directory} for the next run" if self.spool.directory else "lost (no spool_dir)"
             log.warning("mqtt: %d events not acknowledged by %s:%d: %s", left, self.host, self.port, where)
