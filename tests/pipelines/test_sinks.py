@@ -14,7 +14,7 @@ from edgedeploy.pipelines.sinks import JsonlSink, VideoSink, WebhookSink
 
 def _emit(frame):
     frame.events.append({"type": "x", "frame": frame.index, "score": np.float32(0.5)})
-    frame.data["tracks"] = [(1, np.array([10, 10, 40, 30], np.float32), "CSQU3054383")]
+    frame.tracks = [(1, np.array([10, 10, 40, 30], np.float32), "CSQU3054383")]
     return frame
 
 

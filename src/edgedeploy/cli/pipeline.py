@@ -66,7 +66,7 @@ def gate_video(out: Path = typer.Argument(..., help="Video to write (.mp4/.mkv/.
     """Generate a gate-camera video of containers passing, with their ISO 6346 codes as truth."""
     from dataclasses import asdict
 
-    from edgedeploy.pipelines.gate_video import make_gate_video, truth_path
+    from edgedeploy.datasets.gate_video import make_gate_video, truth_path
 
     truth = make_gate_video(out, containers=containers, seed=seed)
     if json_:

@@ -25,7 +25,7 @@ import numpy as np
 
 from edgedeploy import inference
 from edgedeploy.errors import UserError
-from edgedeploy.pipelines.runtime import Frame, FunctionStage, Stage
+from edgedeploy.pipelines.stage import Frame, FunctionStage, Stage
 
 
 class EdgeInferenceSystem:

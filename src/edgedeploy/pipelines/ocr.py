@@ -1,10 +1,10 @@
 """The OCR system (det → cls → rec) as pipeline stages, so the three models run concurrently:
 detection works on page n+1 while recognition reads page n.
 
-Stages share what they find through ``frame.data``: ``boxes`` ((N,4,2) float32 quads in the
-full frame's pixels, reading order) and ``det_scores`` from :class:`DetectStage`; ``crops``
-(upright line images) from :class:`ClsStage`; ``lines`` (a list of
-:class:`~edgedeploy.tasks.OCRLine`) from :class:`RecognizeStage`, which also puts one
+Stages share what they find through the frame's typed fields (:class:`~edgedeploy.pipelines.stage.Frame`):
+``boxes`` ((N,4,2) float32 quads in the full frame's pixels, reading order) and ``det_scores``
+from :class:`DetectStage`; ``crops`` (upright line images) from :class:`ClsStage`; ``lines`` (a
+list of :class:`~edgedeploy.tasks.OCRLine`) from :class:`RecognizeStage`, which also puts one
 ``{"type": "ocr", ...}`` event per frame for the sinks.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edgedeploy.errors import UserError
-from edgedeploy.pipelines.runtime import Frame, Stage
+from edgedeploy.pipelines.stage import Frame, Stage
 from edgedeploy.presets import FAST, stage_path
 
 
@@ -35,11 +35,6 @@ def load_task(task: str, model: str, *, path: str | Path | None = None, engine: 
                            options=EngineOptions(threads=threads, precision=precision),
                            params=None if path else zmodel.params)
     return tasks.build(task, session, zmodel, **options)
-
-
-def _full_image(frame: Frame) -> np.ndarray:
-    """The frame at full resolution (a resize stage may have shrunk ``frame.image``)."""
-    return frame.data.get("full", frame.image)
 
 
 class DetectStage(Stage):
@@ -69,10 +64,10 @@ class DetectStage(Stage):
             image = image[y0:int(self.roi[3] * h), x0:int(self.roi[2] * w)]
         result = self.det(image)
         boxes = result.boxes + np.array([x0, y0], np.float32)
-        if "roi" in frame.data:  # a resize stage ran before: map back to the full frame
-            rx, ry, scale = frame.data["roi"]
+        if frame.roi is not None:  # a resize stage ran before: map back to the full frame
+            rx, ry, scale = frame.roi
             boxes = boxes / scale + np.array([rx, ry], np.float32)
-        frame.data["boxes"], frame.data["det_scores"] = boxes.astype(np.float32), result.scores
+        frame.boxes, frame.det_scores = boxes.astype(np.float32), result.scores
         return frame
 
 
@@ -94,11 +89,11 @@ class ClsStage(Stage):
     def process(self, frame: Frame) -> Frame:
         from edgedeploy.tasks import crop_quad
 
-        image = _full_image(frame)
-        crops = [crop_quad(image, q) for q in frame.data.get("boxes", [])]
+        image = frame.full_image
+        crops = [crop_quad(image, q) for q in frame.text_boxes()]
         if crops:
             crops = self.cls.upright(crops, self.cls(crops))
-        frame.data["crops"] = crops
+        frame.crops = crops
         return frame
 
 
@@ -121,18 +116,18 @@ class RecognizeStage(Stage):
     def process(self, frame: Frame) -> Frame:
         from edgedeploy.tasks import OCRLine, crop_quad
 
-        boxes = frame.data.get("boxes", np.zeros((0, 4, 2), np.float32))
-        crops = frame.data.get("crops")
+        boxes = frame.text_boxes()
+        crops = frame.crops
         if crops is None:  # no cls stage: cut the lines out here
-            image = _full_image(frame)
+            image = frame.full_image
             crops = [crop_quad(image, q) for q in boxes]
         result = self.rec(crops)
         lines = [OCRLine(b, t, s) for b, t, s in zip(boxes, result.texts, result.scores)
                  if t.strip() and s >= self.text_score]
-        frame.data["lines"] = lines
+        frame.lines = lines
         if self.emit:
             frame.events.append({
-                "type": "ocr", "frame": frame.index, "source": frame.data.get("path", frame.source),
+                "type": "ocr", "frame": frame.index, "source": frame.path or frame.source,
                 "lines": [{"text": ln.text, "score": round(float(ln.score), 4),
                            "box": np.round(ln.box, 1).tolist()} for ln in lines]})
         return frame

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edgedeploy.errors import UserError
-from edgedeploy.pipelines.runtime import Frame, Sink
+from edgedeploy.pipelines.stage import Frame, Sink
 
 log = logging.getLogger(__name__)
 
@@ -441,17 +441,17 @@ class VideoSink(Sink):
 
         if frame.final:
             return
-        image = frame.data.get("full", frame.image).copy()
+        image = frame.full_image.copy()
         if self._container is None:
             self._start(image.shape[1], image.shape[0])
-        for quad in frame.data.get("boxes", []):
+        for quad in frame.text_boxes():
             cv2.polylines(image, [np.asarray(quad, np.int32)], True, (0, 200, 255), 1)
-        for track_id, box, code in frame.data.get("tracks", []):
+        for track_id, box, code in frame.tracks or []:
             x1, y1, x2, y2 = (int(v) for v in box)
             cv2.rectangle(image, (x1, y1), (x2, y2), (0, 255, 0), 2)
             cv2.putText(image, f"#{track_id} {code or '?'}", (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
                         (0, 255, 0), 1, cv2.LINE_AA)
-        for line in frame.data.get("lines", []):
+        for line in frame.lines or []:
             x, y = np.asarray(line.box).min(0).astype(int)
             cv2.putText(image, line.text, (int(x), max(12, int(y) - 2)), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 0, 0), 1)
         h, w = self._stream.height, self._stream.width

@@ -2,7 +2,7 @@
 :func:`edgedeploy.datasets.iso6346.parse_container_code`, shared with the evaluation): when a
 check digit painted in a frame is read as 回, ⑧, θ or nothing, weighing each digit 0-9 by the
 recogniser's own CTC likelihood on the same line (no new inference), or reading it again alone
-from a crop with the frame erased. Used by :mod:`edgedeploy.pipelines.gate`.
+from a crop with the frame erased. Used by :mod:`edgedeploy.pipelines.gate.reading`.
 """
 
 from __future__ import annotations
