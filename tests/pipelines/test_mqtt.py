@@ -10,7 +10,7 @@ import time
 import pytest
 
 from edgedeploy.pipelines import Frame
-from edgedeploy.pipelines.sinks import MqttSink, Spool
+from edgedeploy.pipelines.mqtt import MqttSink, Spool
 
 
 class Subscriber:

@@ -40,7 +40,8 @@ from edgedeploy.pipelines.camera import PythonStage
 from edgedeploy.pipelines.gate import ReadStage, TrackerStage
 from edgedeploy.pipelines.ocr import ClsStage, DetectStage, RecognizeStage
 from edgedeploy.pipelines.runtime import Pipeline
-from edgedeploy.pipelines.sinks import JsonlSink, MqttSink, VideoSink, WebhookSink
+from edgedeploy.pipelines.mqtt import MqttSink
+from edgedeploy.pipelines.sinks import JsonlSink, VideoSink, WebhookSink
 from edgedeploy.pipelines.sources import ImageFolderSource, is_stream, open_source
 from edgedeploy.pipelines.stage import Sink, Stage
 from edgedeploy.pipelines.stages import ResizeStage, RuleStage
