@@ -14,9 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from edgedeploy import engines, tasks, zoo
+from edgedeploy.engines import EngineOptions
 from edgedeploy.errors import UserError
 from edgedeploy.pipelines.stage import Frame, Stage
 from edgedeploy.presets import FAST, stage_path
+from edgedeploy.tasks import OCRLine, crop_quad
 
 
 def load_task(task: str, model: str, *, path: str | Path | None = None, engine: str = "onnxruntime",
@@ -27,9 +30,6 @@ def load_task(task: str, model: str, *, path: str | Path | None = None, engine: 
     model's preprocessing and dictionary. ``precision``: the float arithmetic the engine may use
     (EngineOptions.precision: "fp32", "bf16", "fp16").
     """
-    from edgedeploy import engines, tasks, zoo
-    from edgedeploy.engines import EngineOptions
-
     zmodel = zoo.fetch(model)
     session = engines.load(str(path) if path else zmodel.path, engine=engine,
                            options=EngineOptions(threads=threads, precision=precision),
@@ -87,8 +87,6 @@ class ClsStage(Stage):
                                  precision=self.precision, **self.cls_options)
 
     def process(self, frame: Frame) -> Frame:
-        from edgedeploy.tasks import crop_quad
-
         image = frame.full_image
         crops = [crop_quad(image, q) for q in frame.text_boxes()]
         if crops:
@@ -114,8 +112,6 @@ class RecognizeStage(Stage):
                                  precision=self.precision, **self.rec_options)
 
     def process(self, frame: Frame) -> Frame:
-        from edgedeploy.tasks import OCRLine, crop_quad
-
         boxes = frame.text_boxes()
         crops = frame.crops
         if crops is None:  # no cls stage: cut the lines out here

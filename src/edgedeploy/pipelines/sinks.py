@@ -11,8 +11,11 @@ from __future__ import annotations
 import json
 import logging
 import time
+import urllib.request
+from fractions import Fraction
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from edgedeploy.errors import UserError
@@ -111,8 +114,6 @@ class WebhookSink(Sink):
         self.last_error = ""
 
     def write(self, frame: Frame) -> None:
-        import urllib.request
-
         for event in frame.events:
             body = to_json(event).encode()
             for attempt in range(self.retries):
@@ -155,7 +156,6 @@ class VideoSink(Sink):
 
     def _start(self, w: int, h: int) -> None:
         import av
-        from fractions import Fraction
 
         self._container = av.open(str(self.path), mode="w")
         codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
@@ -164,7 +164,6 @@ class VideoSink(Sink):
 
     def write(self, frame: Frame) -> None:
         import av
-        import cv2
 
         if frame.final:
             return

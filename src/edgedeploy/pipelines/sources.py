@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from edgedeploy.errors import UserError
@@ -210,8 +211,6 @@ class ImageFolderSource:
         self.name = str(self.path)
 
     def frames(self, stop: threading.Event | None = None) -> Iterator[Frame]:
-        import cv2
-
         stop = stop or threading.Event()
         t0 = time.perf_counter()
         index = 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any, Callable
 
+import cv2
 import numpy as np
 
 from edgedeploy.errors import UserError, did_you_mean
@@ -29,8 +30,6 @@ class ResizeStage(Stage):
         self.roi, self.scale, self.name = roi, scale, name
 
     def process(self, frame: Frame) -> Frame:
-        import cv2
-
         h, w = frame.image.shape[:2]
         x0, y0, x1, y1 = (int(round(v)) for v in (self.roi[0] * w, self.roi[1] * h, self.roi[2] * w, self.roi[3] * h))
         if frame.full is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
+import cv2
 import numpy as np
 
 from edgedeploy.datasets.iso6346 import DIGIT_FOR, CodeRead, check_digit, coerce_window, parse_container_code
@@ -163,8 +164,6 @@ def remove_frames(crop: np.ndarray) -> np.ndarray:
     roughly square component that is hollow (under 35% of its box inked) and about as tall
     as the glyphs, or under 60% inked and 1.3x taller (the digit blurred into the frame). Only its border band is erased, so a digit blurred into it survives.
     """
-    import cv2
-
     grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
     h = crop.shape[0]
     k = cv2.getStructuringElement(cv2.MORPH_RECT, (max(3, int(0.35 * h)),) * 2)
@@ -206,8 +205,6 @@ def check_digit_crop(crop: np.ndarray) -> np.ndarray | None:
     cut out; when it is wider or taller than a digit (the digit blurred into its frame), 0.22
     glyph heights are cut from each side (the frame is painted 0.15 font sizes round the digit).
     """
-    import cv2
-
     grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
     h = grey.shape[0]
     if h < 8 or grey.shape[1] < 8:

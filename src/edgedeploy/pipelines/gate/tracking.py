@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from edgedeploy.datasets.iso6346 import check_digit, prefixes
@@ -282,8 +283,6 @@ class TrackerStage(Stage):
                           * min(1.0, votes / self.confirm_votes))
         snapshot = None
         if self.snapshots is not None and track.snapshot is not None and track.snapshot.size:
-            import cv2
-
             path = self.snapshots / f"{code or 'unreadable'}_{track.first_frame:06d}.jpg"
             cv2.imwrite(str(path), track.snapshot)
             snapshot = str(path)
