@@ -137,29 +137,29 @@ def test_broker_never_comes_back_close_reports_what_is_left(broker):
     assert report["dropped_events"][0]["code"] == "E0000"
 
 
-def test_mqtt_sink_in_a_pipeline(broker):
+def _run_pipeline(frames: int, prefix: str, sink: MqttSink) -> dict:
+    """A pipeline of ``frames`` frames, each emitting one event coded ``<prefix><index>``, into ``sink``."""
     import numpy as np
 
     from edgedeploy.pipelines import ArraySource, FunctionStage, Pipeline
 
+    def emit(frame):
+        frame.events.append({"type": "container", "code": f"{prefix}{frame.index}"})
+        return frame
+    report = Pipeline(ArraySource([np.zeros((4, 4, 3), np.uint8)] * frames), [FunctionStage(emit, "emit")],
+                      [sink]).run()
+    return report.sinks[sink.name]
+
+
+def test_mqtt_sink_in_a_pipeline(broker):
     broker.start()
     sub = Subscriber(broker.port, "p")
-
-    def emit(frame):
-        frame.events.append({"type": "container", "code": f"F{frame.index}"})
-        return frame
-    report = Pipeline(ArraySource([np.zeros((4, 4, 3), np.uint8)] * 6), [FunctionStage(emit, "emit")],
-                      [MqttSink(port=broker.port, topic="p")]).run()
-    assert report.sinks["mqtt"]["delivered"] == 6
+    assert _run_pipeline(6, "F", MqttSink(port=broker.port, topic="p"))["delivered"] == 6
     assert _wait(lambda: len(sub.codes()) == 6, 5)
     sub.close()
 
 
 def test_foreign_and_corrupt_spool_entries_are_not_published(broker, tmp_path):
-    import numpy as np
-
-    from edgedeploy.pipelines import ArraySource, FunctionStage, Pipeline
-
     spool = tmp_path / "spool"
     spool.mkdir()
     (spool / "3.json").write_bytes(b'{"type": "container", "code": "OLD1", "id": "a"}')  # left by a run: sent
@@ -172,13 +172,7 @@ def test_foreign_and_corrupt_spool_entries_are_not_published(broker, tmp_path):
     (spool / "8.tmp").write_bytes(b'{"type": "cont')  # a write a crash cut short
     broker.start()
     sub = Subscriber(broker.port, "s")
-
-    def emit(frame):
-        frame.events.append({"type": "container", "code": f"N{frame.index}"})
-        return frame
-    report = Pipeline(ArraySource([np.zeros((4, 4, 3), np.uint8)] * 3), [FunctionStage(emit, "emit")],
-                      [MqttSink(port=broker.port, topic="s", spool_dir=str(spool))]).run()
-    r = report.sinks["mqtt"]
+    r = _run_pipeline(3, "N", MqttSink(port=broker.port, topic="s", spool_dir=str(spool)))
     assert r["delivered"] == 4 and r["spooled"] == 0
     assert _wait(lambda: len(sub.payloads) >= 4, 5)
     time.sleep(0.3)  # nothing else arrives
