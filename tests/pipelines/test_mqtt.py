@@ -128,6 +128,14 @@ def test_spool_survives_a_restart(tmp_path):
     assert len(again) == 2
 
 
+def test_a_spool_dir_that_is_a_file_is_one_clear_error(tmp_path):
+    from edgedeploy.errors import UserError
+
+    (tmp_path / "spool").write_text("not a folder")
+    with pytest.raises(UserError, match="is a file, not a directory"):
+        Spool(10, tmp_path / "spool")
+
+
 def test_broker_never_comes_back_close_reports_what_is_left(broker):
     sink = MqttSink(port=broker.port, topic="t", spool_max=2, drain_timeout=0.5)
     sink.open()

@@ -53,6 +53,8 @@ class Spool:
             self._load()
 
     def _load(self) -> None:
+        if self.directory.exists() and not self.directory.is_dir():
+            raise UserError(f"spool_dir {self.directory} is a file, not a directory; give a folder for the spool")
         self.directory.mkdir(parents=True, exist_ok=True)
         found: dict[int, bytes] = {}
         seqs = []
