@@ -44,7 +44,8 @@ def test_python_stage_needs_allow_python(cli, tmp_path, video, capsys):
     assert cli(["pipeline", str(config)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "'os:system' is refused" in err
-    config.write_text(f"source: {{url: {video}}}\nstages: [{{type: python, target: 'tests.pipelines.test_config:brightness'}}]\n")
+    target = "tests.pipelines.test_config:brightness"
+    config.write_text(f"source: {{url: {video}}}\nstages: [{{type: python, target: '{target}'}}]\n")
     assert cli(["pipeline", str(config), "--allow-python", "tests.pipelines", "--json", "--max-frames", "3"]) == 0
     assert json.loads(capsys.readouterr().out)["stats"]["processed"] == 3
 
