@@ -23,6 +23,9 @@ def pipeline(config: Path = typer.Argument(..., help="Pipeline YAML (see example
              max_frames: int | None = typer.Option(None, "--max-frames", min=1, help="Stop after this many frames."),
              duration: float | None = typer.Option(None, "--duration", min=0.001,
                                                    help="Stop after this many seconds."),
+             allow_python: list[str] = typer.Option([], "--allow-python", metavar="MODULE",
+                                                    help="Let `python` stages run code from this module (and its "
+                                                         "submodules); repeat for more. Off by default."),
              json_: bool = typer.Option(False, "--json", help="Machine-readable output.")):
     """Run a pipeline: source → stages (concurrent, bounded queues, latest-frame-wins) → sinks.
 
@@ -31,14 +34,17 @@ def pipeline(config: Path = typer.Argument(..., help="Pipeline YAML (see example
     from edgedeploy.pipelines.config import load_config, run_config
 
     config = check_input_file(config, flag="CONFIG")
-    for i, sink in enumerate(load_config(config, source=source).sinks):  # sink files: writable before any frame
+    loaded = load_config(config, source=source, allow_python=allow_python)
+    for i, sink in enumerate(loaded.sinks):  # sink files: writable before any frame
         if isinstance(sink, dict) and sink.get("type") in ("jsonl", "video") and sink.get("path"):
             check_output_path(Path(str(sink["path"])), flag=f"{config}: sinks[{i}].path")
+
     def live(stats: dict) -> None:
         if not json_:
             err_console.print(_live_line(stats), highlight=False)
 
-    report = run_config(config, source=source, max_frames=max_frames, duration=duration, on_stats=live)
+    report = run_config(config, source=source, max_frames=max_frames, duration=duration, on_stats=live,
+                        allow_python=allow_python)
     if json_:
         return emit_json(report.to_dict())
     s = report.stats
@@ -69,7 +75,7 @@ def gate_video(out: Path = typer.Argument(..., help="Video to write (.mp4/.mkv/.
     """Generate a gate-camera video of containers passing, with their ISO 6346 codes as truth."""
     from dataclasses import asdict
 
-    from edgedeploy.pipelines.gate_video import make_gate_video, truth_path
+    from edgedeploy.datasets.gate_video import make_gate_video, truth_path
 
     out = check_output_path(out, flag="OUT")
     check_output_path(truth_path(out), flag="OUT (its truth file)")
