@@ -145,12 +145,13 @@ def _check_onnx(path: Path) -> None:
         if value.name in initializers:
             continue
         dims = value.type.tensor_type.shape.dim
-        bad = [d.dim_value for d in dims if d.HasField("dim_value") and d.dim_value <= 0]
+        # -1 is how older exporters (paddle2onnx) mark a dynamic axis; 0 or below -1 is no shape at all
+        bad = [d.dim_value for d in dims if d.HasField("dim_value") and (d.dim_value == 0 or d.dim_value < -1)]
         if bad:
             shape = "x".join(d.dim_param or str(d.dim_value) if d.HasField("dim_value") or d.dim_param else "?"
                              for d in dims)
             raise UserError(f"{path}: input {value.name!r} declares shape [{shape}] with dimension {bad[0]}; every "
-                            "fixed dimension must be at least 1 (a dynamic one is a name, e.g. 'N'): re-export it")
+                            "fixed dimension must be at least 1 (a dynamic one is a name, e.g. 'N', or -1): re-export it")
 
 
 #: ProgramDesc (paddle/fluid/framework/framework.proto): blocks = 1, version = 4, op_version_map = 5
