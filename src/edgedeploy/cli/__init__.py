@@ -106,9 +106,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: list[str]) -> int:
     as_json = "--json" in args
-    output.EMITTED = 0
     code, message = 0, None
-    with contract.json_stdout(as_json):
+    with contract.json_stdout(as_json) as channel:
         try:
             # With standalone_mode=False click returns the code of a typer.Exit instead of raising it.
             code = app(args=args, standalone_mode=False, prog_name="edgedeploy") or 0
@@ -136,7 +135,7 @@ def _run(args: list[str]) -> int:
             return 0
         except Exception as exc:
             code, message = EXIT_INTERNAL, contract.internal_error_line(exc, args)
-        if message and as_json and not output.EMITTED:
+        if message and as_json and not channel.emitted:
             output.emit_json(contract.error_document(code, message.removeprefix("edgedeploy: ").removeprefix("error: ")))
     if message:
         print(message, file=sys.stderr)

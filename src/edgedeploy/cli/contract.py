@@ -113,11 +113,17 @@ def internal_error_line(exc: BaseException, argv: list[str]) -> str:
 def json_stdout(enabled: bool):
     """Under ``--json`` stdout carries exactly one JSON document: everything else printed while the
     command runs (ours, and third-party progress bars written straight to file descriptor 1) goes to
-    stderr. Yields the stream :func:`edgedeploy.cli.output.emit_json` writes the document to."""
+    stderr. Yields the :class:`~edgedeploy.cli.output.JsonChannel` that
+    :func:`~edgedeploy.cli.output.emit_json` writes the document to."""
     from edgedeploy.cli import output
 
     if not enabled:
-        yield sys.stdout
+        channel = output.JsonChannel(sys.stdout)
+        token = output.JSON_CHANNEL.set(channel)
+        try:
+            yield channel
+        finally:
+            output.JSON_CHANNEL.reset(token)
         return
     try:
         real_fd = sys.stdout.fileno()
@@ -133,11 +139,12 @@ def json_stdout(enabled: bool):
         os.dup2(sys.stderr.fileno(), real_fd)
         stream = os.fdopen(keep, "w", encoding="utf-8", closefd=True)
     sys.stdout = sys.stderr
-    output.JSON_STREAM = stream
+    channel = output.JsonChannel(stream)
+    token = output.JSON_CHANNEL.set(channel)
     try:
-        yield stream
+        yield channel
     finally:
-        output.JSON_STREAM = None
+        output.JSON_CHANNEL.reset(token)
         sys.stdout = saved_sys
         if real_fd is not None:
             stream.flush()

@@ -6,6 +6,9 @@ import json
 import math
 import sys
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TextIO
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -25,10 +28,17 @@ console = Console(width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True)
 
 
-#: where ``--json`` documents go (set by :func:`edgedeploy.cli.contract.json_stdout`; None: sys.stdout)
-JSON_STREAM = None
-#: documents emitted by the running command (``main`` adds an error document only when none was)
-EMITTED = 0
+@dataclass
+class JsonChannel:
+    """Where the running command's ``--json`` document goes, and how many it wrote (``main`` adds an
+    error document only when none was)."""
+
+    stream: TextIO
+    emitted: int = 0
+
+
+#: the running command's channel (set by :func:`edgedeploy.cli.contract.json_stdout`; unset: sys.stdout)
+JSON_CHANNEL: ContextVar[JsonChannel | None] = ContextVar("edgedeploy_json_channel", default=None)
 
 
 def strict(data):
@@ -44,12 +54,13 @@ def strict(data):
 
 def emit_json(data) -> None:
     """Write ``data`` as one strict JSON document (non-finite numbers become null) to stdout."""
-    global EMITTED
-    stream = JSON_STREAM or sys.stdout
+    channel = JSON_CHANNEL.get()
+    stream = channel.stream if channel else sys.stdout
     text = json.dumps(strict(json.loads(json.dumps(data, default=str))), indent=2, allow_nan=False)
     stream.write(text + "\n")
     stream.flush()
-    EMITTED += 1
+    if channel:
+        channel.emitted += 1
 
 
 def table(title: str | None, columns: list[str], rows: list[list], *, justify_right: tuple[str, ...] = ()) -> Table:
