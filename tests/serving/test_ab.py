@@ -13,7 +13,7 @@ from edgedeploy.errors import UserError
 from edgedeploy.serving import ab
 from edgedeploy.serving.protocol import encode_request
 from edgedeploy.serving.server import ModelServer, ServerSettings
-from tests.serving.conftest import add_version, feeds, live_server
+from tests.serving.conftest import MANAGED, add_version, feeds, live_server
 
 
 def test_routing_follows_the_weight_and_sticks_to_a_key():
@@ -68,7 +68,7 @@ def test_compare_outputs():
 
 
 def test_ab_test_over_http_and_the_report_command(repo):
-    ms = ModelServer(repo, ServerSettings(poll_s=0))
+    ms = ModelServer(repo, ServerSettings(**MANAGED, poll_s=0))
     with live_server(ms) as (client, _):
         add_version(repo, "tiny", 2, bias=4.0)  # disagrees with v1 on some inputs
         assert client.put("/v2/ab/tiny", json={"candidate": 2, "weight": 0.5, "seed": 0}).status_code == 200
