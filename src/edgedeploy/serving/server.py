@@ -97,7 +97,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
 
 
-def create_app(server: ModelServer, *, grpc_port: int | None = None) -> FastAPI:
+def create_app(server: ModelServer, *, grpc_port: int | None = None, grpc_host: str = "127.0.0.1") -> FastAPI:
     """The FastAPI app for ``server`` (which it starts and stops with the app's lifespan); with
     ``grpc_port`` the KServe v2 gRPC service runs beside it (0: any free port, see ``app.state.grpc_port``)."""
     settings = server.settings
@@ -111,7 +111,7 @@ def create_app(server: ModelServer, *, grpc_port: int | None = None) -> FastAPI:
         if grpc_port is not None:
             from edgedeploy.serving.grpc_service import start_grpc
 
-            grpc = start_grpc(server, port=grpc_port, tls=getattr(app.state, "tls", None))
+            grpc = start_grpc(server, host=grpc_host, port=grpc_port, tls=getattr(app.state, "tls", None))
             app.state.grpc_port = grpc.port
         try:
             yield
@@ -326,7 +326,7 @@ def run(server: ModelServer, *, host: str = "127.0.0.1", port: int = 8000, grpc_
         log.info("large blocks get 4 KiB pages: start the server with GLIBC_TUNABLES=%s for fewer page faults "
                  "on models served with memory_optimization (see serving.memory.huge_pages_environ)",
                  HUGE_PAGES_TUNABLE)
-    app = create_app(server, grpc_port=grpc_port)
+    app = create_app(server, grpc_port=grpc_port, grpc_host=host)
     userver = uvicorn.Server(uvicorn_config(app, host=host, port=port, settings=server.settings, tls=tls))
     if on_started is not None:
         original = userver.startup
