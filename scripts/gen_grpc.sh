@@ -7,3 +7,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 "$PY" -m grpc_tools.protoc -I src --python_out=src --grpc_python_out=src \
   src/edgedeploy/serving/kserve_v2/grpc_predict_v2.proto
+# A private descriptor pool: Triton's client (tritonclient.grpc) registers the same "inference.*"
+# names in the default pool, and both must be importable in one process.
+sed -i 's/_descriptor_pool\.Default()\.AddSerializedFile/_descriptor_pool.DescriptorPool().AddSerializedFile/' \
+  src/edgedeploy/serving/kserve_v2/grpc_predict_v2_pb2.py
