@@ -204,9 +204,8 @@ class ModelServer:
                 v = test.version(variant)
             else:
                 v = self.serving.current(name)
-            if version is not None and self.serving.blocked(name, v):
-                raise HttpError(403, f"{name} v{v} was rejected ({(self.state.verdict(name, v) or {}).get('reason', '')[:200]}); "
-                                     "an operator must re-admit it before it serves")
+            if version is not None:
+                self.check_admitted(name, v)
             labels = (name, str(v))
             try:
                 with self.manager.use(name, v, routed=version is None) as entry:
@@ -236,10 +235,19 @@ class ModelServer:
                 self._shadow_compare(test, inputs, outputs)
         return outputs, v, variant
 
+    def check_admitted(self, name: str, version: int) -> None:
+        """403 for a version that was rejected or quarantined (it serves only once re-admitted)."""
+        if self.serving.blocked(name, version):
+            reason = (self.state.verdict(name, version) or {}).get("reason", "")[:200]
+            raise HttpError(403, f"{name} v{version} was rejected ({reason}); an operator must re-admit it "
+                                 f"before it serves (POST /v2/repository/models/{name}/versions/{version}/admit)")
+
     def body_limit(self, name: str, version: int | None, binary: bool) -> int:
         """The largest request body ``name`` can need: its inputs' sizes (dynamic batch up to ``max_batch``)
         as binary tensors or as JSON numbers, never above ``max_body_bytes``. Known before the body is
         read, so an oversized body is refused (413) without reading or decoding it."""
+        if version is not None:
+            self.check_admitted(name, version)
         v = version if version is not None else self.serving.current(name)
         cached = self._limits.get((name, v, binary))
         if cached is not None:

@@ -24,7 +24,7 @@ from edgedeploy.engines import Session
 from edgedeploy.errors import UserError
 from edgedeploy.serving.memory import MemoryManager, warmup_feeds
 from edgedeploy.serving.repository import Repository, fingerprint, settled
-from edgedeploy.serving.state import ACCEPTED, REJECTED, State
+from edgedeploy.serving.state import ACCEPTED, QUARANTINED, REJECTED, State
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,16 @@ class Serving:
             return before
         ok = [v for v in versions if not self.state.blocked(name, v)]
         done = [v for v in ok if settled(self.repo.root / name / str(v), self.settle_s)]
-        return (done or ok or versions)[-1]
+        for v in reversed(done or ok):
+            try:  # cheap checks only (config, model file, no symlink out); the load comes on first use
+                self.repo.version(name, v, verify=False)
+                return v
+            except UserError as exc:
+                reason = str(exc).splitlines()[0][:500]
+                log.warning("%s v%d quarantined: %s", name, v, reason)
+                self.state.set_verdict(name, v, QUARANTINED, reason,
+                                       fingerprint=fingerprint(self.repo.root / name / str(v)))
+        return versions[-1]
 
     def blocked(self, name: str, version: int) -> bool:
         return self.state.blocked(name, version)
