@@ -119,3 +119,36 @@ def add_big(repo: Path, name: str, version: int = 1, *, mb: int = 8, config: str
     build_big_onnx(d / "model.onnx", mb=mb, seed=version)
     (d / "config.yaml").write_text(config)
     return d
+
+
+@contextmanager
+def serve_process(repo: Path, *args: str, env: dict | None = None):
+    """``edgedeploy serve REPO --port 0 --grpc-port 0 --json ...`` as its own process (as users run it).
+    Yields (the start-up summary with the bound ports, the process)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    src = Path(__file__).resolve().parents[2] / "src"
+    environ = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", **(env or {})}
+    cmd = [sys.executable, "-c", "import sys; from edgedeploy.cli import main; sys.exit(main())", "serve", str(repo),
+           "--port", "0", "--grpc-port", "0", "--json", "--no-huge-pages", *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environ)
+    try:
+        lines = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"serve exited ({proc.wait()}): {proc.stderr.read()[-2000:]}")
+            lines.append(line)
+            if line.startswith("}"):
+                break
+        yield json.loads("".join(lines)), proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()

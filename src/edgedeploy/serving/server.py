@@ -71,7 +71,9 @@ def _version(text: str | None) -> int | None:
 
 
 def _error_body(status: int, message: str, retry_after: int | None = None) -> JSONResponse:
-    headers = {"retry-after": str(retry_after)} if retry_after else None
+    headers = {"retry-after": str(retry_after)} if retry_after else {}
+    if status in (408, 413):  # the body was not read to its end: this connection cannot carry another request
+        headers["connection"] = "close"
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
