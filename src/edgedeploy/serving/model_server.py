@@ -6,7 +6,6 @@ thin layers over :class:`ModelServer`.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import threading
@@ -20,8 +19,9 @@ import numpy as np
 from edgedeploy import engines
 from edgedeploy.errors import UserError
 from edgedeploy.serving import ab as ab_mod
+from edgedeploy.serving.ab_control import ABControl
 from edgedeploy.serving.memory import BudgetExceeded, MemoryManager, VersionRetired, fmt_mb, rss_bytes
-from edgedeploy.serving.metrics import Metrics
+from edgedeploy.serving.metrics import Metrics, Statistics
 from edgedeploy.serving.protocol import InferRequest, OutputNotJson, datatype, decode_request, encode_response
 from edgedeploy.serving.repository import ModelNotFound, Repository, check_name
 from edgedeploy.serving.swap import Check, Serving, Watcher
@@ -93,7 +93,7 @@ def _status(exc: Exception) -> int:
 status_of = _status
 
 
-class ModelServer:
+class ModelServer(ABControl):
     """The repository, the memory manager, which version serves, A/B tests and metrics — no HTTP."""
 
     def __init__(self, repo: str | Path | Repository, settings: ServerSettings | None = None, *,
@@ -269,25 +269,6 @@ class ModelServer:
         self._limits[(name, v, binary)] = limit
         return limit
 
-    def _shadow_compare(self, test: ab_mod.ABTest, inputs, outputs) -> None:
-        if not self._shadow_backlog.acquire(blocking=False):
-            return  # the baseline cannot keep up: skip this comparison rather than queue without bound
-
-        def run():
-            try:
-                v = test.version("baseline")
-                with self.manager.use(test.model, v) as entry, entry.pool.borrow(timeout=60) as s:
-                    ref = s.run(inputs)
-                test.record_agreement(*ab_mod.compare_outputs(ref, outputs))
-            except Exception as exc:
-                log.warning("A/B shadow run of %s failed: %s", test.model, exc)
-            finally:
-                self._shadow_backlog.release()
-        try:
-            self._shadow.submit(run)
-        except RuntimeError:  # shutting down
-            self._shadow_backlog.release()
-
     # -- metadata and repository -------------------------------------------------------------
     def metadata(self, name: str, version: int | None) -> dict:
         v = version if version is not None else self.serving.current(name)
@@ -370,128 +351,3 @@ class ModelServer:
             return {"model": name, "old": None, "new": v, "ok": True, "reason": "",
                     "checks": ["loads and runs its warm-up input"]}
         return self.serving.update(name, v).to_dict()
-
-    # -- A/B tests ---------------------------------------------------------------------------
-    def start_ab(self, name: str, baseline: int | None, candidate: int, weight: float, shadow: bool,
-                 seed: int | None = None) -> dict:
-        if name in self.ab:
-            raise UserError(f"an A/B test of {name} is already running; end it first (DELETE /v2/ab/{name})")
-        self.serving.hold(name)  # first: no swap may change the serving version under the test
-        try:
-            return self._start_ab(name, baseline, candidate, weight, shadow, seed)
-        except Exception:
-            self.serving.hold(name, False)
-            raise
-
-    def _start_ab(self, name, baseline, candidate, weight, shadow, seed) -> dict:
-        baseline = baseline if baseline is not None else self.serving.current(name)
-        test = ab_mod.ABTest(name, baseline, candidate, weight=weight, shadow=shadow, seed=seed)
-        for v in (baseline, candidate):
-            if self.serving.blocked(name, v):
-                raise UserError(f"{name} v{v} was rejected; re-admit it first "
-                                f"(POST /v2/repository/models/{name}/versions/{v}/admit)")
-        for v in (baseline, candidate):
-            self.repo.version(name, v)  # both exist and verify
-        self.manager.load(name, baseline, pin=True)
-        try:
-            self.manager.load(name, candidate, pin=True)
-        except Exception:
-            self.manager.pin(name, baseline, -1)
-            raise
-        self.ab[name] = test
-        self.state.set_ab(name, {"baseline": baseline, "candidate": candidate, "weight": weight, "shadow": shadow,
-                                 "seed": seed})
-        return test.to_dict()
-
-    def _restore_ab(self) -> None:
-        """Start again the A/B tests that were running before a restart (their configuration; the
-        samples gathered before are in ``REPO/.ab/``)."""
-        for name, m in self.state.models().items():
-            cfg = m.get("ab")
-            if cfg and name in self.repo.names() and name not in self.ab:
-                try:
-                    self.start_ab(name, cfg["baseline"], cfg["candidate"], cfg["weight"], cfg["shadow"], cfg.get("seed"))
-                    log.info("A/B test of %s restored: v%s vs v%s", name, cfg["baseline"], cfg["candidate"])
-                except UserError as exc:
-                    log.warning("A/B test of %s not restored: %s", name, exc)
-                    self.state.set_ab(name, None)
-
-    def ab_path(self, name: str) -> Path:
-        return self.repo.root / ".ab" / f"{check_name(name)}.json"
-
-    def save_ab(self, name: str) -> dict:
-        data = self.ab[name].to_dict()
-        from edgedeploy.util import atomic_write
-
-        with atomic_write(self.ab_path(name), "w") as f:
-            json.dump(data, f)
-        return data
-
-    def end_ab(self, name: str, winner: str | None) -> dict:
-        test = self.ab.get(name)
-        if test is None:
-            raise ModelNotFound(f"no A/B test of {name} is running")
-        if winner not in (None, *ab_mod.VARIANTS):
-            raise UserError(f"winner {winner!r}: expected baseline or candidate")
-        data = self.save_ab(name)
-        if winner is not None:
-            # The decision is persisted before the test ends: the loser, and any version newer than the
-            # winner, are rejected, so neither the watcher nor a restart undoes the operator's choice.
-            win = test.version(winner)
-            loser = test.version("candidate" if winner == "baseline" else "baseline")
-            self.serving.reject(name, loser, f"lost the A/B test against v{win}")
-            for v in self.repo.versions(name):
-                if v > win and v != loser and not self.serving.blocked(name, v):
-                    self.serving.reject(name, v, f"passed over: the A/B test of {name} chose v{win}")
-            old = self.serving.set_current(name, win)
-            if old is not None and old != win:
-                self.manager.retire(name, old)
-        del self.ab[name]
-        self.state.set_ab(name, None)
-        self.serving.hold(name, False)
-        for variant in ab_mod.VARIANTS:
-            self.manager.pin(name, test.version(variant), -1)
-        return data
-
-
-
-
-class Statistics:
-    """Per-version request counts and times for Triton's statistics extension (thread-safe)."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._rows: dict[tuple[str, int], dict] = {}
-
-    def record(self, name: str, version: int, queue_s: float, compute_s: float, *, ok: bool) -> None:
-        with self._lock:
-            r = self._rows.setdefault((name, version), {"ok": [0, 0], "fail": [0, 0], "queue": [0, 0],
-                                                        "infer": [0, 0], "last": 0})
-            total_ns = int((queue_s + compute_s) * 1e9)
-            kind = r["ok" if ok else "fail"]
-            kind[0] += 1
-            kind[1] += total_ns
-            if ok:
-                r["queue"][0] += 1
-                r["queue"][1] += int(queue_s * 1e9)
-                r["infer"][0] += 1
-                r["infer"][1] += int(compute_s * 1e9)
-            r["last"] = int(time.time() * 1000)
-
-    def to_triton(self, name: str | None, version: int | None) -> list[dict]:
-        def pair(p):
-            return {"count": p[0], "ns": p[1]}
-        with self._lock:
-            rows = sorted(self._rows.items())
-        out = []
-        for (n, v), r in rows:
-            if (name is not None and n != name) or (version is not None and v != version):
-                continue
-            zero = {"count": 0, "ns": 0}
-            out.append({"name": n, "version": str(v), "last_inference": r["last"], "inference_count": r["ok"][0],
-                        "execution_count": r["ok"][0],
-                        "inference_stats": {"success": pair(r["ok"]), "fail": pair(r["fail"]), "queue": pair(r["queue"]),
-                                            "compute_input": zero, "compute_infer": pair(r["infer"]),
-                                            "compute_output": zero, "cache_hit": zero, "cache_miss": zero},
-                        "batch_stats": []})
-        return out
