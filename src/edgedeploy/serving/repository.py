@@ -5,7 +5,11 @@ deployment directory from ``edgedeploy deploy``, whose ``manifest.json`` is veri
 (``config.json`` also works); a ``config.yaml`` in ``REPO/NAME/`` gives defaults for every
 version. ``SHA256SUMS`` (``sha256sum`` format), when present, is checked before a load.
 Versions are immutable once loaded: the digest of every file is recorded at first load and a
-version whose files later change is refused.
+version whose files later change is refused. A version directory is complete when it holds
+``READY`` or has not changed for the settle time (so a copy in progress is not loaded). A
+symlinked model or version directory is reported and skipped; a symlink inside a version that
+points out of it is refused. With ``trusted_keys``, every version must be a directory signed with
+``edgedeploy.security.signing`` by one of them; uploads are signed with ``signing_key``.
 
     >>> repo = Repository("models/")
     >>> repo.versions("picodet")            # [1, 2]
