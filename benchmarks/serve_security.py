@@ -58,23 +58,12 @@ def make_repo(root: Path) -> Path:
 
 
 def start_server(repo: Path, root: Path, tokens: dict[str, str]):
+    from edgedeploy.serving.process import start_serve
+
     for k, v in tokens.items():
         (root / k).write_text(v)
-    cmd = [sys.executable, "-c", "import sys; from edgedeploy.cli import main; sys.exit(main())", "serve", str(repo),
-           "--port", "0", "--grpc-port", "0", "--json", "--enable-management", "--no-huge-pages",
-           "--management-token-file", str(root / "management"), "--token-file", str(root / "inference")]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines = []
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            raise SystemExit(f"serve exited: {proc.stderr.read()[-3000:]}")
-        lines.append(line)
-        if line.startswith("}"):
-            return proc, json.loads("".join(lines))
-    proc.kill()
-    raise SystemExit("serve did not start within 120 s")
+    return start_serve(repo, "--enable-management", "--management-token-file", str(root / "management"),
+                       "--token-file", str(root / "inference"))
 
 
 class Sampler(threading.Thread):

@@ -125,27 +125,13 @@ def add_big(repo: Path, name: str, version: int = 1, *, mb: int = 8, config: str
 def serve_process(repo: Path, *args: str, env: dict | None = None):
     """``edgedeploy serve REPO --port 0 --grpc-port 0 --json ...`` as its own process (as users run it).
     Yields (the start-up summary with the bound ports, the process)."""
-    import json
-    import os
     import subprocess
-    import sys
 
-    src = Path(__file__).resolve().parents[2] / "src"
-    environ = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", **(env or {})}
-    cmd = [sys.executable, "-c", "import sys; from edgedeploy.cli import main; sys.exit(main())", "serve", str(repo),
-           "--port", "0", "--grpc-port", "0", "--json", "--no-huge-pages", *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environ)
+    from edgedeploy.serving.process import start_serve
+
+    proc, info = start_serve(repo, *args, env=env, timeout_s=60)
     try:
-        lines = []
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                raise RuntimeError(f"serve exited ({proc.wait()}): {proc.stderr.read()[-2000:]}")
-            lines.append(line)
-            if line.startswith("}"):
-                break
-        yield json.loads("".join(lines)), proc
+        yield info, proc
     finally:
         proc.terminate()
         try:
