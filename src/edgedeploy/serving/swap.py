@@ -264,17 +264,23 @@ class Watcher:
         from watchfiles import watch
 
         ms = max(int(self.interval_s * 1000), 50)
-        # yield_on_timeout: an empty batch every interval_s, to retry directories that were settling
         root = self.serving.repo.root
 
-        def visible(change, path: str) -> bool:  # our own state file, A/B samples, uploads in progress
-            return not Path(path).relative_to(root).parts[0].startswith(".")
+        def visible(change, path: str) -> bool:  # not our state file, A/B samples, uploads in progress
+            parts = Path(path).relative_to(root).parts
+            return bool(parts) and not parts[0].startswith(".")
 
-        for _ in watch(root, stop_event=self._stop, rust_timeout=ms, yield_on_timeout=True, watch_filter=visible,
-                       debounce=min(ms, 400), recursive=True, raise_interrupt=False):
-            if self._stop.is_set():
-                return
-            self._scan()
+        try:
+            # yield_on_timeout: an empty batch every interval_s, to retry directories that were settling
+            for _ in watch(root, stop_event=self._stop, rust_timeout=ms, yield_on_timeout=True, watch_filter=visible,
+                           debounce=min(ms, 400), recursive=True, raise_interrupt=False):
+                if self._stop.is_set():
+                    return
+                self._scan()
+        except (OSError, RuntimeError) as exc:  # no file notifications here (or the watch broke): poll instead
+            log.warning("watching %s failed (%s); polling every %g s instead", root, exc, self.interval_s)
+            while not self._stop.wait(self.interval_s):
+                self._scan()
 
     def stop(self) -> None:
         self._stop.set()
