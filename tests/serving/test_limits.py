@@ -163,3 +163,14 @@ def test_overload_gets_503_with_retry_after(repo):
         for t in threads:
             t.join()
         assert statuses.count(200) >= 2 and 503 in statuses and set(retry) == {"1"}
+
+
+def test_json_bodies_are_bounded_for_models_with_dynamic_shapes(repo):
+    ms = ModelServer(repo, ServerSettings(**MANAGED, poll_s=0, max_json_bytes=1 << 20))
+    with live_server(ms) as (client, _):
+        x = {"input": np.zeros((1, 3, 300, 300), np.float32)}  # 270,000 values: ~1.1 MB as JSON, 1.1 MB binary
+        body, headers = encode_request(x)
+        r = client.post("/v2/models/tiny/infer", content=body, headers=headers)
+        assert r.status_code == 413 and "binary" in r.json()["error"]
+        body, headers = encode_request(x, binary=True)
+        assert client.post("/v2/models/tiny/infer", content=body, headers=headers).status_code == 200

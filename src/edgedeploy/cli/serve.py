@@ -26,6 +26,8 @@ def serve(repo: Path = typer.Argument(..., help="Model repository: REPO/NAME/VER
           threads: int = typer.Option(None, min=1, help="Threads of the inference pool shared by all models."),
           max_body: str = typer.Option("64MB", "--max-body", help="Largest inference request body (a model's inputs "
                                                                   "bound it further)."),
+          max_json: str = typer.Option("32MB", "--max-json", help="Largest JSON-only inference body (decoding JSON "
+                                                                  "takes ~10x its size: send larger tensors binary)."),
           max_inflight: int = typer.Option(64, "--max-inflight", min=1,
                                            help="Inference requests at once; more get 503 with Retry-After."),
           timeout: float = typer.Option(30.0, min=0.001, help="Seconds an inference request may take."),
@@ -93,7 +95,8 @@ def serve(repo: Path = typer.Argument(..., help="Model repository: REPO/NAME/VER
 
     settings = ServerSettings(
         memory_budget=parse_bytes(memory_budget, field='--memory-budget') if memory_budget else None, threads=threads,
-        max_body_bytes=parse_bytes(max_body, field='--max-body'), timeout_s=timeout, poll_s=poll, settle_s=settle,
+        max_body_bytes=parse_bytes(max_body, field='--max-body'), max_json_bytes=parse_bytes(max_json, field='--max-json'),
+        timeout_s=timeout, poll_s=poll, settle_s=settle,
         management=enable_management, inference_token=inference_token, management_token=management_token,
         max_inflight=max_inflight, read_timeout_s=read_timeout)
     from edgedeploy.serving.repository import Repository

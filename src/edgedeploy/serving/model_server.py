@@ -44,7 +44,9 @@ class ServerSettings:
     before it is loaded. management: the management API (uploads, load/unload, A/B, admit) is
     off unless this is set. inference_token / management_token: bearer tokens (None: no check;
     the management API refuses to start without its token). max_inflight: inference requests
-    at once before 503 + Retry-After; max_decode: request bodies decoded at once.
+    at once before 503 + Retry-After; max_decode: request bodies decoded at once. max_json_bytes: the
+    largest JSON-only body (decoding JSON takes ~10x its size; larger tensors go binary). max_batch:
+    the batch a dynamic batch dimension is allowed when bounding a body by the model's inputs.
     read_timeout_s: a client must send its request headers, and its body, within this time.
     """
 
@@ -59,7 +61,8 @@ class ServerSettings:
     management: bool = False
     inference_token: str | None = field(default=None, repr=False)
     management_token: str | None = field(default=None, repr=False)
-    max_batch: int = 64
+    max_json_bytes: int = 32 << 20
+    max_batch: int = 8
     max_inflight: int = 64
     max_decode: int = 2
     read_timeout_s: float = 15.0
@@ -252,7 +255,8 @@ class ModelServer(ABControl):
         cached = self._limits.get((name, v, binary))
         if cached is not None:
             return cached
-        limit = self.settings.max_body_bytes
+        limit = self.settings.max_body_bytes if binary else min(self.settings.max_body_bytes,
+                                                                 self.settings.max_json_bytes)
         with self.manager.use(name, v) as entry:
             values, nbytes = 0, 0
             for t in entry.session.inputs:
