@@ -28,7 +28,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -219,11 +218,9 @@ def main() -> int:
         index = httpx.post(f"{info['url']}/v2/repository/index", timeout=30,
                            headers={"authorization": f"Bearer {tokens['management']}"}).json()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        from edgedeploy.serving.process import stop_serve
+
+        stop_serve(proc, 60)
         shutil.rmtree(root, ignore_errors=True)
     load_end = os.getloadavg()
     return write(args, idle=idle, sampler=sampler, burst=burst, quiet=quiet, stats=stats, events=events,

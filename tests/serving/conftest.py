@@ -125,16 +125,10 @@ def add_big(repo: Path, name: str, version: int = 1, *, mb: int = 8, config: str
 def serve_process(repo: Path, *args: str, env: dict | None = None):
     """``edgedeploy serve REPO --port 0 --grpc-port 0 --json ...`` as its own process (as users run it).
     Yields (the start-up summary with the bound ports, the process)."""
-    import subprocess
-
-    from edgedeploy.serving.process import start_serve
+    from edgedeploy.serving.process import start_serve, stop_serve
 
     proc, info = start_serve(repo, *args, env=env, timeout_s=60)
     try:
         yield info, proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_serve(proc)

@@ -31,3 +31,13 @@ def start_serve(repo: str | os.PathLike, *args: str, env: dict | None = None,
             return proc, json.loads("".join(lines))
     proc.kill()
     raise RuntimeError(f"edgedeploy serve did not start within {timeout_s:g} s")
+
+
+def stop_serve(proc: subprocess.Popen, timeout_s: float = 30) -> int:
+    """SIGTERM (in-flight requests finish), then SIGKILL after ``timeout_s``; the exit code."""
+    proc.terminate()
+    try:
+        return proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
