@@ -156,6 +156,9 @@ def test_a_signed_repository_serves_signed_versions_only(repo, tmp_path):
         r.version("other", 1)  # unsigned
     ms = ModelServer(r, ServerSettings(**MANAGED, poll_s=0))
     with live_server(ms) as (client, _):
+        assert ms.state.verdict("other", 1)["status"] == "quarantined"  # unsigned: never served
+        r_other = client.post("/v2/models/other/infer", content=encode_request(feeds())[0])
+        assert r_other.status_code == 403 and "not signed" in r_other.json()["error"]
         data = tiny_variant(tmp_path / "m.onnx", bias=0.2).read_bytes()
         res = client.post("/v2/repository/models/tiny/versions", content=data)
         assert res.status_code == 200, res.text  # the server signed what it accepted

@@ -207,8 +207,7 @@ class ModelServer(ABControl):
                 v = test.version(variant)
             else:
                 v = self.serving.current(name)
-            if version is not None:
-                self.check_admitted(name, v)
+            self.check_admitted(name, v)  # a quarantined version can be the only one left: it still never serves
             labels = (name, str(v))
             try:
                 with self.manager.use(name, v, routed=version is None) as entry:
@@ -249,9 +248,8 @@ class ModelServer(ABControl):
         """The largest request body ``name`` can need: its inputs' sizes (dynamic batch up to ``max_batch``)
         as binary tensors or as JSON numbers, never above ``max_body_bytes``. Known before the body is
         read, so an oversized body is refused (413) without reading or decoding it."""
-        if version is not None:
-            self.check_admitted(name, version)
         v = version if version is not None else self.serving.current(name)
+        self.check_admitted(name, v)
         cached = self._limits.get((name, v, binary))
         if cached is not None:
             return cached

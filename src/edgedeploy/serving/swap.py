@@ -91,8 +91,8 @@ class Serving:
         ok = [v for v in versions if not self.state.blocked(name, v)]
         done = [v for v in ok if settled(self.repo.root / name / str(v), self.settle_s)]
         for v in reversed(done or ok):
-            try:  # cheap checks only (config, model file, no symlink out); the load comes on first use
-                self.repo.version(name, v, verify=False)
+            try:  # config, model file, no symlink out, and the signature where one is required; loads come later
+                self.repo.version(name, v, verify=self.repo.trusted_keys is not None)
                 return v
             except UserError as exc:
                 reason = str(exc).splitlines()[0][:500]
