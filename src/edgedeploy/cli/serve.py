@@ -70,8 +70,8 @@ def serve(repo: Path = typer.Argument(..., help="Model repository: REPO/NAME/VER
         raise UserError("--enable-management needs a management token: --management-token-file FILE or "
                         "EDGEDEPLOY_MANAGEMENT_TOKEN")
     if host not in LOOPBACK and inference_token is None:
-        console.print(f"[yellow]warning:[/yellow] serving on {host} without an inference token: anyone who reaches "
-                      "the port can run the models", style=None, highlight=False)
+        print(f"edgedeploy: warning: serving on {host} without an inference token: anyone who reaches the port "
+              "can run the models", file=sys.stderr)
         if not allow_unauthenticated:
             raise UserError(f"--host {host} is reachable from other machines and no inference token is set; give "
                             "--token-file (or EDGEDEPLOY_TOKEN), or --allow-unauthenticated if that is intended")
