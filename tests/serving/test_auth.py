@@ -98,6 +98,8 @@ def test_tokens_from_file_or_env_and_never_logged(tmp_path, monkeypatch, repo, c
     (["--host", "0.0.0.0"], "no inference token is set"),
     (["--enable-management"], "needs a management token"),
     (["--tls-cert", "x.pem"], "both --tls-cert and --tls-key"),
+    (["--port", "70000"], "--port 70000 is not a port; give 0..65535"),
+    (["--grpc-port", "-2"], "--grpc-port -2 is not a port"),
 ])
 def test_serve_refuses_unsafe_or_bad_options(repo, args, message, capsys):
     assert main(["serve", str(repo), "--no-huge-pages", *args]) == 2

@@ -19,9 +19,9 @@ ab_app = typer.Typer(help="A/B tests of model versions served by `edgedeploy ser
 def serve(repo: Path = typer.Argument(..., help="Model repository: REPO/NAME/VERSION/ with a model (and config.yaml) in each."),
           host: str = typer.Option("127.0.0.1", help="Address to listen on (other than loopback needs a token or "
                                                      "--allow-unauthenticated)."),
-          port: int = typer.Option(8000, min=0, max=65535, help="HTTP port (0: any free port, printed once bound)."),
-          grpc_port: int = typer.Option(8001, "--grpc-port", min=-1, max=65535,
-                                        help="KServe v2 gRPC port (0: any free port; -1: no gRPC)."),
+          port: int = typer.Option(8000, help="HTTP port 0..65535 (0: any free port, printed once bound)."),
+          grpc_port: int = typer.Option(8001, "--grpc-port",
+                                        help="KServe v2 gRPC port 0..65535 (0: any free port; -1: no gRPC)."),
           memory_budget: str = typer.Option(None, "--memory-budget", help="Memory all loaded models may hold, e.g. 512MB."),
           threads: int = typer.Option(None, min=1, help="Threads of the inference pool shared by all models."),
           max_body: str = typer.Option("64MB", "--max-body", help="Largest inference request body (a model's inputs "
@@ -64,6 +64,9 @@ def serve(repo: Path = typer.Argument(..., help="Model repository: REPO/NAME/VER
     from edgedeploy.serving.server import TLS, ModelServer, ServerSettings, run
     from edgedeploy.units import parse_bytes
 
+    for flag, value, low in (("--port", port, 0), ("--grpc-port", grpc_port, -1)):
+        if not low <= value <= 65535:  # checked here, not by typer, so the answer is one line and exit 2
+            raise UserError(f"{flag} {value} is not a port; give {low}..65535")
     inference_token = load_token(file=token_file, env="EDGEDEPLOY_TOKEN", what="inference token")
     management_token = load_token(file=management_token_file, env="EDGEDEPLOY_MANAGEMENT_TOKEN", what="management token")
     if enable_management and management_token is None:
