@@ -138,8 +138,8 @@ CASES: list[Case] = [
     # damaged or impossible configuration and data
     Case("nan-calibration", ("optimize", "{tiny}", "-o", "{tmp}/q.onnx", "--engine", "onnxruntime", "--calib",
                              "{nan_calib}"), 2, "holds NaN or infinity"),
-    Case("manifest-is-a-list", ("deployment", "verify", "{manifest_list}"), 2, "is not a deployment manifest"),
-    Case("manifest-files-not-a-map", ("deployment", "run", "{manifest_files_str}"), 2, "is not a deployment manifest"),
+    Case("manifest-is-a-list", ("deployment", "verify", "{manifest_list}"), 2, "is not a JSON object"),
+    Case("manifest-files-not-a-map", ("deployment", "run", "{manifest_files_str}"), 2, "'files' is a str"),
     Case("fps-negative", ("pipeline", "{fps_negative}"), 2, "source.fps"),
     Case("mqtt-port-99999", ("pipeline", "{mqtt_port}"), 2, "port 99999 is out of range"),
     Case("recommend-missing-model", ("devices", "--recommend", "{tmp}/missing.onnx"), 2, "not found"),
