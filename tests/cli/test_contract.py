@@ -48,7 +48,6 @@ def one_line(err: str) -> str:
     (["bench", "M", "--batch", "0"], "'--batch'"),
     (["devices", "--recommend"], "requires an argument"),
     (["zoo", "fetch"], "Missing argument"),
-    (["serve", "repo", "--port", "70000"], "'--port'"),
 ])
 def test_usage_errors_are_one_line_exit_2_through_the_installed_script(tmp_path, argv, expected):
     r = run_script(*argv, tmp_path=tmp_path)
@@ -57,6 +56,11 @@ def test_usage_errors_are_one_line_exit_2_through_the_installed_script(tmp_path,
     assert line.startswith("edgedeploy: error: ") and expected in line
     assert "usage: edgedeploy " in line and "--help" in line
     assert r.stdout == ""
+
+
+def test_serve_port_out_of_range_is_one_line_exit_2_through_the_installed_script(tmp_path):
+    r = run_script("serve", "repo", "--port", "70000", tmp_path=tmp_path)
+    assert r.returncode == 2 and "--port 70000" in one_line(r.stderr) and r.stdout == ""
 
 
 def test_no_arguments_prints_the_help_and_exits_2(tmp_path):
