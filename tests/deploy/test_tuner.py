@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from edgedeploy.deploy import config
-from edgedeploy.deploy.tuner import Measurement, Variant, choose, tune
+from edgedeploy.deploy.tuner import Measurement, Variant, check_targets, choose, tune
 
 # latency at 1 thread, batch 1, per (engine, precision); memory MiB; W per thread
 SPEED = {("onnxruntime", "fp32"): 8.0, ("openvino", "fp32"): 6.0, ("openvino", "bf16"): 4.0, ("openvino", "fp16"): 4.4}
@@ -74,3 +74,40 @@ def test_ties_go_to_lower_latency_then_memory(cfg):
     chosen, met = choose([a, b, d], c, None)
     assert met and chosen is d  # within 3% throughput: lower latency (b, c), then lower memory (c)
     del base
+
+
+def _m(threads, lat, *, power, measured, band=0.0, mem=30e6):
+    from edgedeploy.plan import DeploymentPlan
+
+    plan = DeploymentPlan(engine="onnxruntime", precision="fp32", model="x", options={"threads": threads},
+                          batch=1, shape=(1, 3))
+    return Measurement(plan=plan, ok=True, latency_ms={"p50": lat, "p50_low": lat - band, "p50_high": lat + band},
+                       memory_bytes=mem, power_w=power, power_measured=measured, throughput=1000 / lat)
+
+
+def test_an_estimate_never_picks_the_slower_plan_and_the_policy_decides_the_verdict(cfg):
+    c = cfg()  # power_consumption: 5W; no sensor: the 2-thread plan's estimated 5.2 W cannot rule it out
+    fast, slow = _m(2, 2.0, power=5.2, measured=False), _m(1, 4.0, power=3.6, measured=False)
+    chosen, met = choose([slow, fast], c, None)
+    assert chosen is fast and met  # policy warn: reported unverifiable, passes
+    assert {x.name: x.status for x in check_targets(fast, c, None)}["power"] == "unverifiable"
+    strict = c.model_copy(update={"performance": c.performance.model_copy(update={"estimated": "fail"})})
+    chosen, met = choose([slow, fast], strict, None)
+    assert chosen is fast and not met  # the same choice; the verdict follows the policy
+    # a measured power figure does decide
+    chosen, met = choose([_m(1, 4.0, power=3.6, measured=True), _m(2, 2.0, power=5.2, measured=True)], c, None)
+    assert chosen.plan.threads == 1 and met
+
+
+def test_latency_is_met_only_when_its_noise_band_clears_the_target(cfg):
+    c = cfg(latency="10ms")
+    assert {x.name: x.met for x in check_targets(_m(1, 9.0, power=1, measured=True, band=0.5), c, None)}["latency"]
+    assert not {x.name: x.met for x in check_targets(_m(1, 9.0, power=1, measured=True, band=2.0), c, None)}["latency"]
+
+
+def test_plans_within_each_others_noise_are_tied_and_the_one_using_less_wins(cfg):
+    c = cfg()
+    one, two = _m(1, 2.10, power=1, measured=True, band=0.2), _m(2, 2.0, power=1, measured=True, band=0.2)
+    assert choose([two, one], c, None)[0] is one and choose([one, two], c, None)[0] is one
+    clearly = _m(2, 1.0, power=1, measured=True, band=0.1)
+    assert choose([one, clearly], c, None)[0] is clearly

@@ -149,7 +149,7 @@ def measure(cfg: BenchConfig) -> dict:
         "model_memory_mb": max(peak_bytes - baseline, 0) / MB, "memory_method": peak.method,
         "power_w": watts.watts, "power_measured": watts.measured, "power_source": watts.source,
         "size_bytes": model.size_bytes(), "accuracy": accuracy, "accuracy_metric": metric,
-        "system_cpu_others": others,
+        "system_cpu_others": others, "engine_settings": dict(session.settings),
         "notes": list(getattr(session, "notes", [])) + ([
             f"other processes used {others:.0%} of the CPUs during the timed runs: figures are noisy"]
             if others > 0.1 else []),

@@ -91,6 +91,7 @@ class Measurement:
     accuracy_metric: str | None = None
     engine_version: str = ""
     method: str = ""
+    engine_settings: dict = field(default_factory=dict)  # read back from the engine in the measuring process
     notes: list[str] = field(default_factory=list)
 
     def latency(self, stat: str = "p50") -> float | None:
@@ -455,7 +456,7 @@ def bench_measure(cfg: DeploymentConfig, *, on_result: Callable[[Measurement], N
                             memory_bytes=r.model_memory_mb * 2**20 if r.model_memory_mb is not None else None,
                             power_w=r.power_w, power_source=r.power_source, power_measured=r.power_measured,
                             throughput=r.throughput_ips, accuracy=r.accuracy, accuracy_metric=r.accuracy_metric,
-                            engine_version=r.engine_version,
+                            engine_version=r.engine_version, engine_settings=dict(r.engine_settings),
                             method=f"measured: median of {r.latency_ms.get('runs', 0)} runs, fresh process",
                             notes=list(r.notes))
             if on_result:

@@ -99,6 +99,7 @@ class Session(ABC):
     outputs: list[TensorSpec]
     device: Device = "cpu"
     notes: list[str] = field(default_factory=list)  # options the engine could not honour, and why
+    settings: dict = field(default_factory=dict)  # what the engine was actually set to, read back from it
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the model on ``feeds`` (input name → array); returns output name → array."""

@@ -73,10 +73,17 @@ def _spec(arg) -> TensorSpec:
     return TensorSpec(arg.name, np.dtype(_DTYPES.get(arg.type, np.float32)), shape)
 
 
+def _settings(sess: ort.InferenceSession) -> dict:
+    so = sess.get_session_options()
+    return {"intra_op_num_threads": so.intra_op_num_threads, "enable_cpu_mem_arena": so.enable_cpu_mem_arena,
+            "enable_mem_pattern": so.enable_mem_pattern, "graph_optimization_level": str(so.graph_optimization_level),
+            "providers": sess.get_providers()}
+
+
 class OrtSession(Session):
     def __init__(self, sess: ort.InferenceSession, device: str):
         super().__init__(engine="onnxruntime", inputs=[_spec(a) for a in sess.get_inputs()],
-                         outputs=[_spec(a) for a in sess.get_outputs()], device=device)
+                         outputs=[_spec(a) for a in sess.get_outputs()], device=device, settings=_settings(sess))
         self._sess = sess
         self._names = [o.name for o in self.outputs]
 

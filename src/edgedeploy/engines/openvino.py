@@ -43,10 +43,20 @@ def _spec(port) -> TensorSpec:
     return TensorSpec(sorted(names)[0] if names else port.get_any_name(), np.dtype(port.get_element_type().to_dtype()), shape)
 
 
+def _settings(compiled: ov.CompiledModel) -> dict:
+    out = {}
+    for key in ("PERFORMANCE_HINT", "INFERENCE_PRECISION_HINT", "INFERENCE_NUM_THREADS", "NUM_STREAMS"):
+        try:
+            out[key] = str(compiled.get_property(key))
+        except RuntimeError:  # a plugin that does not report this property
+            pass
+    return out
+
+
 class OvSession(Session):
     def __init__(self, compiled: ov.CompiledModel, device: str):
         super().__init__(engine="openvino", inputs=[_spec(p) for p in compiled.inputs],
-                         outputs=[_spec(p) for p in compiled.outputs], device=device)
+                         outputs=[_spec(p) for p in compiled.outputs], device=device, settings=_settings(compiled))
         self._compiled = compiled
         self._request = compiled.create_infer_request()
 

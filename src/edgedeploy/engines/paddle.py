@@ -106,6 +106,12 @@ class PaddleSession(Session):
         self._predictor = None
 
 
+def _settings(c: pi.Config) -> dict:
+    # Paddle's Config reads back these; enable_memory_optim has no getter
+    return {"mkldnn": c.mkldnn_enabled(), "ir_optim": c.ir_optim(),
+            "cpu_math_threads": c.cpu_math_library_num_threads(), "gpu": c.use_gpu()}
+
+
 def _predictor(model, c: pi.Config):
     if model.format != "paddle":
         raise UserError(f"paddle runs Paddle-format models only; {model.name} is {model.format}")
@@ -117,7 +123,10 @@ def _predictor(model, c: pi.Config):
 
 def open(model, options: EngineOptions) -> Session:  # noqa: A001 - the engine module's loader
     """The model on Paddle Inference as edgedeploy tunes it (oneDNN, IR optimisation, memory optimisation, threads)."""
-    return PaddleSession(_predictor(model, config(model, options)), declared_specs(model), options.device)
+    c = config(model, options)
+    session = PaddleSession(_predictor(model, c), declared_specs(model), options.device)
+    session.settings = _settings(c)
+    return session
 
 
 def open_default(model) -> Session:
@@ -127,6 +136,7 @@ def open_default(model) -> Session:
         raise UserError(f"paddle runs Paddle-format models only; {model.name} is {model.format}")
     c = pi.Config(str(model.path), str(model.params))
     session = PaddleSession(_predictor(model, c), declared_specs(model), "cpu")
+    session.settings = _settings(c)
     session.notes.append(f"Paddle defaults: oneDNN {'on' if c.mkldnn_enabled() else 'off'}, "
                          f"{c.cpu_math_library_num_threads()} CPU math thread(s)")
     return session
