@@ -50,6 +50,13 @@ def test_memory_optimization_is_measured_recorded_and_run(memopt, tiny_onnx, tmp
     with Deployment(tmp_path / "dep") as d:  # the running session honours it too
         assert d.session.settings["enable_cpu_mem_arena"] is (not memopt)
         assert d.run(d.session.example_feeds(plan.shape))
+    if memopt:  # doctor judges the deployment as deploy did: the same plan, measurement and rules
+        from edgedeploy.deploy.doctor import diagnose
+
+        report = diagnose(str(tmp_path / "dep"), runs=8)
+        assert report.problems == 0, report.to_dict()
+        assert {f.title.split(":")[0] for f in report.findings if f.check == "targets"} == {"latency", "memory"}
+        assert any(plan.label in f.title for f in report.findings)
 
 
 def test_the_same_yaml_gives_the_same_choice_and_verdict(tiny_onnx, tmp_path):

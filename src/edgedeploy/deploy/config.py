@@ -218,6 +218,7 @@ class Search(_Strict):
     runs: int = Field(30, ge=3, le=10_000)
     time_budget: float = 3000.0  # ms of timed runs per configuration
     screen_runs: int = Field(8, ge=3, le=1000)
+    repeats: int = Field(3, ge=1, le=20, description="fresh-process measurements of the chosen plan for the verdict")
     timeout: float = 300_000.0  # ms per configuration
 
     _tb = field_validator("time_budget", mode="before")(classmethod(lambda cls, v: _unit("duration", "time_budget")(v)))

@@ -6,7 +6,7 @@ import numpy as np
 import onnxruntime as ort
 
 from edgedeploy.engines.base import EngineOptions, Session, TensorSpec
-from edgedeploy.errors import UserError
+from edgedeploy.errors import InternalError, UserError
 
 _DTYPES = {
     "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
@@ -92,6 +92,8 @@ class OrtSession(Session):
             return self._sess.run(self._names, feeds)
         except _MODEL_ERRORS as exc:  # a shape the graph cannot take, etc.
             raise UserError(f"onnxruntime could not run the model on these inputs: {str(exc).splitlines()[0][:300]}") from None
+        except (_state.RuntimeException, _state.EPFail) as exc:  # the engine failed, not the input
+            raise InternalError(f"onnxruntime failed while running the model: {str(exc).splitlines()[0][:300]}") from exc
 
     def clone_instance(self):
         # An InferenceSession may run from several threads at once: instances share it whole.
