@@ -33,9 +33,9 @@ class BenchConfig:
     model: a path or zoo name. shape: the full input shape, batch first (NCHW).
     untuned: the anchor — the engine opened exactly as a user would with its defaults
         (``precision``, ``threads`` and ``options`` are then ignored and left at their defaults).
-    options: every engine setting (threads, precision, graph and memory optimisation, mkldnn, device);
-        without it, ``EngineOptions(threads=threads, precision=precision)``. With it, ``threads`` and
-        ``precision`` are taken from it.
+    options: the other engine settings (graph and memory optimisation, mkldnn, device, ...); ``threads``
+        and ``precision`` are the row's own fields and are written into it, so ``options`` is then every
+        setting the engine is opened with.
     warmup: untimed runs after the first inference. runs: timed runs wanted.
     time_budget_s: stop the timed phase early once this many seconds have passed (None: no limit);
         at least ``min(runs, 3)`` runs are always made.
@@ -94,8 +94,9 @@ class BenchConfig:
         if self.untuned:
             # An anchor is the engine's own default; keep the fields honest about that.
             object.__setattr__(self, "options", EngineOptions())
-        elif self.options is None:
-            object.__setattr__(self, "options", EngineOptions(threads=self.threads, precision=self.precision))
+        else:  # threads and precision are the row's own fields (the table's columns); the rest come from options
+            object.__setattr__(self, "options", (self.options or EngineOptions()).replace(
+                threads=self.threads, precision=self.precision))
         object.__setattr__(self, "precision", self.options.precision)
         object.__setattr__(self, "threads", self.options.threads)
 
@@ -107,7 +108,8 @@ class BenchConfig:
         if plan.shape is None:
             raise UserError(f"plan {plan.label} has no input shape; a benchmark needs one")
         return cls(model=plan.model.path, engine=plan.engine.value, shape=plan.shape, options=plan.options,
-                   untuned=plan.untuned, source=plan.model.source, **measurement)
+                   threads=plan.options.threads, precision=plan.options.precision, untuned=plan.untuned,
+                   source=plan.model.source, **measurement)
 
     @property
     def batch(self) -> int:
