@@ -28,8 +28,8 @@ options, so they are measured), within what the config allows
   the machine's own figure; one busy moment does not flip the verdict.
 - A figure that was estimated, not measured (power without a sensor), or a latency miss
   measured while other processes used more than a quarter of the CPUs (share ``b``) in the
-  least disturbed repeat and small enough for that load to explain (lower bound x (1 - b)
-  within the target), never decides: its check is *unverifiable here*, the configuration's policy (``performance.estimated``: warn,
+  least disturbed repeat and small enough for that load to explain (the interval's lower end
+  divided by the slowdown 1/(1 - b), at most 2x, within the target), never decides: its check is *unverifiable here*, the configuration's policy (``performance.estimated``: warn,
   fail, ignore) says what that does to the verdict, and the choice ignores it.
 - Choice: among plans that miss no target, the highest throughput; plans whose throughput
   intervals come within 3% of the best are tied; among those, the lowest latency (again
@@ -59,7 +59,8 @@ from edgedeploy.vocab import RUNTIME_PRECISIONS
 
 log = logging.getLogger(__name__)
 
-BUSY = 0.25  # other processes using more than this share of the CPUs make a latency miss unverifiable
+BUSY = 0.25  # other processes using more than this share of the CPUs make a latency miss unverifiable ...
+MAX_EXPLAINED = 2.0  # ... when the load can explain it: a slowdown of at most 1 / (1 - share), and never beyond 2x
 TIE = 0.03  # throughputs within 3% (beyond their intervals) are a tie: below what these machines tell apart
 MEMORY_TIE = 0.05  # memory readings within 5% are a tie
 PRUNE_MISS = 2.0  # a variant missing the latency target by more than this at its best case is not expanded
@@ -192,7 +193,7 @@ def check_targets(m: Measurement, cfg: DeploymentConfig, reference_accuracy: flo
         how = (m.method or "measured") + "; met when the 95% upper bound is within the target"
         status = MET if met else MISSED
         busy = m.others_load or 0.0
-        if not met and busy > BUSY and low * (1 - busy) <= perf.target_latency:
+        if not met and busy > BUSY and low / min(1 / (1 - busy), MAX_EXPLAINED) <= perf.target_latency:
             # a miss the other processes' share of the CPUs can explain says little about the plan
             status = UNVERIFIABLE
             how = (f"unverifiable here: other processes used {busy:.0%} of the CPUs while its least disturbed "
@@ -399,13 +400,11 @@ def tune(cfg: DeploymentConfig, *, measure: Measure | None = None, produce: Prod
             key = (m.plan.engine, m.plan.precision)
             m.accuracy, m.accuracy_metric = screened_accuracy.get(key, (None, m.accuracy_metric))
     chosen, met = choose(final, cfg, ref)
-    if chosen is not None and cfg.search.repeats > 1:
+    if chosen is not None:
         if progress:
             progress("repeating the chosen plan", 0, cfg.search.repeats - 1)
-        repeats = measure([chosen.plan] * (cfg.search.repeats - 1), "repeat")
+        repeats, chosen, met = judge(chosen.plan, cfg, ref, measure, first=chosen)
         measured += repeats
-        chosen = _least_disturbed([chosen, *repeats], perf.latency_statistic)
-        met = verdict(check_targets(chosen, cfg, ref), perf.estimated)
     checks = check_targets(chosen, cfg, ref) if chosen else []
     if any(c.status == UNVERIFIABLE for c in checks):
         notes.append(f"{', '.join(c.name for c in checks if c.status == UNVERIFIABLE)} target unverifiable here "
@@ -415,16 +414,24 @@ def tune(cfg: DeploymentConfig, *, measure: Measure | None = None, produce: Prod
                       measurements=measured, pruned=pruned, reference_accuracy=ref, notes=notes)
 
 
-def _least_disturbed(repeats: list[Measurement], stat: str) -> Measurement:
-    """Of repeated measurements of one plan, the one with the lowest upper bound (accuracy carried over)."""
-    first = repeats[0]
-    ok = [m for m in repeats if m.ok] or [first]
-    best = min(ok, key=lambda m: m.interval(stat)[1])
-    best.stage = first.stage
-    if best.accuracy is None:
-        best.accuracy, best.accuracy_metric = first.accuracy, first.accuracy_metric
-    best.method = f"{best.method}; least disturbed of {len(repeats)} repeats"
-    return best
+def judge(plan: DeploymentPlan, cfg: DeploymentConfig, reference_accuracy: float | None, measure: Measure, *,
+          first: Measurement | None = None) -> tuple[list[Measurement], Measurement, bool]:
+    """The verdict on ``plan``, as deploy gives it and doctor repeats it: ``cfg.search.repeats`` fresh-process
+    measurements in all (``first``, if given, counts as one), judged on the least disturbed (lowest upper
+    bound of the latency statistic). Returns (the new measurements, the one judged, whether it passes)."""
+    stat = cfg.performance.latency_statistic
+    done = [first] if first is not None else []
+    new = measure([plan] * (cfg.search.repeats - len(done)), "repeat") if cfg.search.repeats > len(done) else []
+    runs = done + new
+    ok = [m for m in runs if m.ok] or runs
+    best = min(ok, key=lambda m: m.interval(stat)[1] if m.ok else float("inf"))
+    if first is not None:
+        best.stage = first.stage
+        if best.accuracy is None:
+            best.accuracy, best.accuracy_metric = first.accuracy, first.accuracy_metric
+    if best.ok and len(runs) > 1:
+        best.method = f"{best.method}; least disturbed of {len(runs)} repeats"
+    return new, best, best.ok and verdict(check_targets(best, cfg, reference_accuracy), cfg.performance.estimated)
 
 
 def _fits(m: Measurement, cfg: DeploymentConfig) -> bool:
