@@ -168,7 +168,7 @@ def _deployment(ddir: Path, record: dict, progress) -> list[Finding]:
                             [f"engine options: {plan.options.to_dict()}", f"model: {plan.model.made_by}"]))
     if progress:
         progress(f"measuring {plan.label} as deploy did", 0)
-    _, m, _ = judge(plan.under(ddir), cfg, record.get("reference_accuracy"), bench_measure(cfg))
+    m, _ = judge(plan.under(ddir), cfg, record.get("reference_accuracy"), bench_measure(cfg))
     if not m.ok:
         return findings + [Finding("targets", "problem", f"the deployed plan no longer runs here: {m.reason}", [],
                                    ["deploy again on this machine"])]
