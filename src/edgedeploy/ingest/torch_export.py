@@ -161,9 +161,11 @@ def from_torch(module, example_inputs=None, *, name: str = "torch_model", card=N
     except ConversionError:
         tmp.unlink(missing_ok=True)
         raise
-    except Exception as exc:  # the fallback failed too: name the operator
+    except Exception as exc:  # the fallback failed too: name the operator, and say why dynamo failed first
         tmp.unlink(missing_ok=True)
-        raise ConversionError(describe_failure(name, exc, opset, "torch.onnx.export")) from None
+        first = next((n for n in notes if n.startswith("dynamo exporter failed")), "")
+        raise ConversionError(describe_failure(name, exc, min(opset, 17), "the TorchScript exporter")
+                              + (f" ({first[:300]})" if first else "")) from None
     os.replace(tmp, out)
     from edgedeploy.ingest.model import load_model
 

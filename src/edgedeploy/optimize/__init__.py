@@ -140,10 +140,10 @@ def optimize(model, out: str | Path, *, engine: str = "auto", precision: str = "
     from edgedeploy.ingest.torch_export import resolve_source
 
     say = progress or (lambda msg: None)
-    precision = parse(Precision, precision, what="precision")
-    if precision not in PRECISIONS:
-        raise UserError(f"precision {precision.value!r}{did_you_mean(precision, PRECISIONS)}; choose one of "
+    if str(precision).lower() not in PRECISIONS:
+        raise UserError(f"precision {precision!r}{did_you_mean(str(precision), PRECISIONS)}; choose one of "
                         f"{', '.join(PRECISIONS)}")
+    precision = Precision(str(precision).lower())
     engine = parse(Engine, engine, what="engine")
     if goal not in GOALS:
         raise UserError(f"goal {goal!r}{did_you_mean(goal, GOALS)}; choose one of {', '.join(GOALS)}")
@@ -197,7 +197,8 @@ def optimize(model, out: str | Path, *, engine: str = "auto", precision: str = "
 
             calib_set, held = user_data.prepare(fp32, src, card_obj, calib=calib, data=data, calib_samples=calib_samples,
                                                 eval_samples=eval_samples, method=calib_method,
-                                                min_calib=min_calib_samples if need_calib else 1, say=say)
+                                                min_calib=min_calib_samples if need_calib else 1,
+                                                need_calib=need_calib, say=say)
             feeds = calib_set.feeds
         else:
             task_obj = tasks.build(task, fp32, entry) if task and entry else None

@@ -38,7 +38,7 @@ def _as_data(x, card, *, what: str, min_samples: int) -> user.UserData:
 
 
 def prepare(session, model_path, card, *, calib, data, calib_samples: int | None, eval_samples: int | None,
-            method: str, min_calib: int, say=lambda msg: None) -> tuple[calibration.CalibrationSet, HeldOut]:
+            method: str, min_calib: int, need_calib: bool = True, say=lambda msg: None) -> tuple[calibration.CalibrationSet, HeldOut]:
     """(calibration set, held-out evaluation set) for ``session``'s model from the user's ``calib``/``data``."""
     from edgedeploy import cards
 
@@ -55,6 +55,9 @@ def prepare(session, model_path, card, *, calib, data, calib_samples: int | None
         ev = _as_data(data, card, what="data", min_samples=user.MIN_SAMPLES)
         ev = ev if eval_samples is None else ev.take(range(min(eval_samples, len(ev))))
         statement = f"calibration: {cal.source}; evaluation: {ev.source} (separate sets)"
+    elif not need_calib:  # FP16/FP32: nothing is calibrated, every sample can score
+        cal = ev = first if eval_samples is None else first.take(range(min(eval_samples, len(first))))
+        statement = f"{len(ev)} evaluation samples from {first.source} (no calibration at this precision)"
     else:
         n_cal = calib_samples or min(DEFAULT_CALIB, max(min_calib, len(first) // 3))
         cal, ev, statement = user.split(first, n_cal, max_eval=eval_samples or MAX_EVAL)
