@@ -30,7 +30,7 @@ class Residual(nn.Module):
 class ResNetClassifier(nn.Module):
     """Stem, two stages of residual blocks, global pool, Flatten, Linear: ``classes`` logits."""
 
-    def __init__(self, classes: int = 4, width: int = 16):
+    def __init__(self, classes: int = 4, width: int = 16, size: int = SIZE):
         super().__init__()
         self.features = nn.Sequential(_cbr(3, width, 2), Residual(width), _cbr(width, 2 * width, 2),
                                       Residual(2 * width), nn.AdaptiveAvgPool2d(1), nn.Flatten())
@@ -43,10 +43,10 @@ class ResNetClassifier(nn.Module):
 class TransformerEncoder(nn.Module):
     """Patch embedding (8x8), two pre-norm encoder layers (multi-head attention + LayerNorm + MLP), mean-pooled head."""
 
-    def __init__(self, classes: int = 4, dim: int = 32, patch: int = 8):
+    def __init__(self, classes: int = 4, dim: int = 32, patch: int = 8, size: int = SIZE):
         super().__init__()
         self.embed = nn.Conv2d(3, dim, patch, patch)
-        self.pos = nn.Parameter(torch.randn(1, (SIZE // patch) ** 2, dim) * 0.1)
+        self.pos = nn.Parameter(torch.randn(1, (size // patch) ** 2, dim) * 0.1)
         layer = nn.TransformerEncoderLayer(dim, nhead=4, dim_feedforward=2 * dim, dropout=0.0, batch_first=True,
                                            norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=False)
@@ -66,13 +66,13 @@ class YoloDetector(nn.Module):
     wide-range tensor that breaks plain INT8.
     """
 
-    def __init__(self, classes: int = 3, width: int = 16, anchor: float = 24.0):
+    def __init__(self, classes: int = 3, width: int = 16, anchor: float = 24.0, size: int = SIZE):
         super().__init__()
         self.backbone = nn.Sequential(_cbr(3, width, 2), _cbr(width, width), _cbr(width, 2 * width, 2),
                                       _cbr(2 * width, 2 * width, 2))
         self.head = nn.Conv2d(2 * width, 5 + classes, 1)
         self.stride, self.anchor = 8, anchor
-        g = SIZE // self.stride
+        g = size // self.stride
         ys, xs = torch.meshgrid(torch.arange(g), torch.arange(g), indexing="ij")
         self.register_buffer("grid", torch.stack([xs, ys], -1).reshape(1, g * g, 2).float())
 
@@ -86,7 +86,7 @@ class YoloDetector(nn.Module):
 class UNet(nn.Module):
     """Two-level U-Net: encoder convs, bilinear upsampling, skip concatenations, per-pixel ``classes`` logits."""
 
-    def __init__(self, classes: int = 3, width: int = 8):
+    def __init__(self, classes: int = 3, width: int = 8, size: int = SIZE):
         super().__init__()
         self.e1, self.e2, self.e3 = _cbr(3, width), _cbr(width, 2 * width, 2), _cbr(2 * width, 4 * width, 2)
         self.d2, self.d1 = _cbr(6 * width, 2 * width), _cbr(3 * width, width)
@@ -138,14 +138,14 @@ CARD = {"size": [SIZE, SIZE], "layout": "NCHW", "color": "RGB", "scale": 1 / 255
 
 
 @torch.no_grad()
-def settle(model: nn.Module, n: int = 32, seed: int = 0) -> nn.Module:
+def settle(model: nn.Module, n: int = 32, seed: int = 0, size: int = SIZE) -> nn.Module:
     """Set every BatchNorm's running statistics from ``n`` images (cumulative average), then eval mode."""
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.reset_running_stats()
             m.momentum = None
     model.train()
-    x = to_input(images(n, seed))
+    x = to_input(images(n, seed, size))
     model(x)
     model.eval()
     fc = getattr(model, "fc", None) or getattr(model, "head", None)
@@ -154,10 +154,11 @@ def settle(model: nn.Module, n: int = 32, seed: int = 0) -> nn.Module:
     return model
 
 
-def build(name: str, seed: int = 0) -> nn.Module:
-    """Test model ``name`` (see :data:`MODELS`), weights from ``seed``, BatchNorm statistics from data."""
+def build(name: str, seed: int = 0, size: int = SIZE, **kwargs) -> nn.Module:
+    """Test model ``name`` (see :data:`MODELS`) for ``size`` x ``size`` inputs, weights from ``seed``,
+    BatchNorm statistics from data; ``kwargs`` go to the model (``width``, ``dim``, ...)."""
     torch.manual_seed(seed)
-    return settle(MODELS[name]())
+    return settle(MODELS[name](size=size, **kwargs), size=size)
 
 
 def factory() -> nn.Module:

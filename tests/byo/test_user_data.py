@@ -39,7 +39,9 @@ def test_image_folder_recursive_skips_and_counts_unreadable(tmp_path):
 def test_class_folders_and_csv_give_labels(tmp_path):
     for k, name in enumerate(["cat", "dog"]):
         _write(tmp_path / "set" / name, images(5, k))
-    d = user.load(tmp_path / "set", card=CARD_OBJ)
+    plain = user.load(tmp_path / "set", card=CARD_OBJ)  # task none: folders are not classes
+    assert plain.labels is None and "sub-folders read as plain images" in plain.notes[0]
+    d = user.load(tmp_path / "set", card=cards.parse({**CARD, "task": "classification"}))
     assert d.classes == ("cat", "dog") and sorted(set(d.labels)) == [0, 1] and d.labels.count(1) == 5
     with_labels = cards.parse({**CARD, "labels": ["dog", "cat", "bird"]})
     assert user.load(tmp_path / "set", card=with_labels).labels[0] == 1  # the card's order wins
@@ -47,7 +49,7 @@ def test_class_folders_and_csv_give_labels(tmp_path):
         user.load(tmp_path / "set", card=cards.parse({**CARD, "labels": ["cat", "bird"]}))
     rows = [f"set/{n}/{i:03d}.png,{n}" for n in ("cat", "dog") for i in range(5)]
     (tmp_path / "labels.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
-    c = user.load(tmp_path / "labels.csv", card=CARD_OBJ)
+    c = user.load(tmp_path / "labels.csv", card=CARD_OBJ)  # a CSV is labelled by what it is
     assert len(c) == 10 and c.labels == d.labels
     (tmp_path / "evil.csv").write_text("../outside.png,cat\n")
     with pytest.raises(UserError, match="leaves the CSV's folder"):

@@ -85,3 +85,15 @@ def test_preprocessing_modes():
     assert crop[0, 2].min() == 200 and crop[0, 0].max() == 0  # no padding, BGR kept
     gray = cards.to_tensor(img, cards.parse({**base, "color": "GRAY", "layout": "NHWC"}))
     assert gray.shape == (1, 20, 20, 1)
+
+
+def test_zoo_card_preprocesses_exactly_like_the_zoo_task(tiny_onnx):
+    """The orientation classifier's own preprocessing (short side 256, area, centre 224) and its card agree."""
+    from edgedeploy import engines
+    from edgedeploy.tasks.orientation import OrientationClassifier
+
+    entry = zoo.entry("pplcnet-orientation")
+    img = (np.random.default_rng(0).random((300, 420, 3)) * 255).astype(np.uint8)
+    with engines.load(str(tiny_onnx)) as s:
+        want = OrientationClassifier(s, labels=entry.labels, preprocess=entry.preprocess).preprocess(img)
+    np.testing.assert_allclose(cards.to_tensor(img, cards.from_zoo(entry)), want, atol=1e-5)

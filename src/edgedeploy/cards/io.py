@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgedeploy.cards.schema import Color, Layout, ModelCard, Resize
+from edgedeploy.cards.schema import Color, Interpolation, Layout, ModelCard, Resize
 from edgedeploy.errors import UserError, did_you_mean
 from edgedeploy.vocab import Task
 
@@ -65,13 +65,19 @@ def find(model: str | Path | None, card: str | Path | ModelCard | None = None) -
     return None
 
 
+# How the zoo tasks resize (edgedeploy.tasks: the orientation classifier resizes the short side to
+# 256 with INTER_AREA and cuts the 224 centre, OrientationOptions' defaults; the others stretch).
+# tests/cards checks that these stay equal to the tasks' own options.
+ZOO_RESIZE = {"orientation": {"resize": Resize.CROP, "resize_short": 256, "interpolation": Interpolation.AREA}}
+
+
 def from_zoo(entry) -> ModelCard:
     """The card of a zoo model, read from the zoo registry's preprocessing (no second path)."""
     pre = entry.preprocess
     task = Task(entry.task) if entry.task in Task.__members__.values() else Task.NONE
     return ModelCard(size=tuple(entry.example_shape[2:4]), layout=Layout.NCHW, color=Color(pre.channel_order),
-                     scale=pre.scale, mean=pre.mean, std=pre.std, resize=Resize.STRETCH, task=task,
-                     labels=tuple(entry.labels))
+                     scale=pre.scale, mean=pre.mean, std=pre.std, task=task, labels=tuple(entry.labels),
+                     **ZOO_RESIZE.get(entry.task, {"resize": Resize.STRETCH}))
 
 
 def input_shape(model_path: str | Path, name: str | None = None) -> tuple[str, list[int | None]]:
@@ -154,6 +160,8 @@ scale: 0.00392156862745      # pixel (0..255) * scale, then (x - mean) / std per
 mean: {mean}   # ImageNet statistics: a guess, replace with yours
 std: {std}
 resize: stretch              # stretch | letterbox (keep ratio + pad_value) | crop (keep ratio + centre crop)
+# resize_short: 256          # crop only: the short side before the centre crop
+interpolation: linear        # nearest | linear | area | cubic | lanczos
 pad_value: 114
 task: none                   # classification | detection | segmentation | none (none: accuracy = agreement with FP32)
 # output_format: yolo        # detection only: yolo | ssd | db | ctc

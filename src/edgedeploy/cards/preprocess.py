@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgedeploy.cards.schema import Color, Layout, ModelCard, Resize
+from edgedeploy.cards.schema import Color, Interpolation, Layout, ModelCard, Resize
+
+
+def _flag(card: ModelCard) -> int:
+    import cv2
+
+    return {Interpolation.NEAREST: cv2.INTER_NEAREST, Interpolation.LINEAR: cv2.INTER_LINEAR,
+            Interpolation.AREA: cv2.INTER_AREA, Interpolation.CUBIC: cv2.INTER_CUBIC,
+            Interpolation.LANCZOS: cv2.INTER_LANCZOS4}[card.interpolation]
 
 
 def resize(img: np.ndarray, card: ModelCard) -> np.ndarray:
@@ -13,18 +21,20 @@ def resize(img: np.ndarray, card: ModelCard) -> np.ndarray:
 
     h, w = card.size
     ih, iw = img.shape[:2]
+    flag = _flag(card)
     if card.resize is Resize.STRETCH:
-        return cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
+        return cv2.resize(img, (w, h), interpolation=flag)
     if card.resize is Resize.LETTERBOX:
         r = min(h / ih, w / iw)
         nh, nw = max(1, round(ih * r)), max(1, round(iw * r))
         out = np.full((h, w, *img.shape[2:]), card.pad_value, dtype=img.dtype)
         top, left = (h - nh) // 2, (w - nw) // 2
-        out[top:top + nh, left:left + nw] = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)
+        out[top:top + nh, left:left + nw] = cv2.resize(img, (nw, nh), interpolation=flag)
         return out
-    r = max(h / ih, w / iw)  # crop: the short side fits, the centre is kept
+    # crop: the short side fits (or becomes resize_short), the centre is kept
+    r = max(h / ih, w / iw) if card.resize_short is None else max(card.resize_short / min(ih, iw), h / ih, w / iw)
     nh, nw = max(h, round(ih * r)), max(w, round(iw * r))
-    big = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    big = cv2.resize(img, (nw, nh), interpolation=flag)
     top, left = (nh - h) // 2, (nw - w) // 2
     return big[top:top + h, left:left + w]
 

@@ -11,6 +11,8 @@ A card is a small YAML file, ``MODEL.card.yaml`` beside the model (or any file g
     mean: [0.485, 0.456, 0.406]
     std: [0.229, 0.224, 0.225]
     resize: stretch          # stretch | letterbox (keep ratio, pad with pad_value) | crop (keep ratio, centre crop)
+    resize_short: 256        # crop only: the short side before the centre crop (default: just covers size)
+    interpolation: linear    # nearest | linear | area | cubic | lanczos
     pad_value: 114
     task: classification     # edgedeploy.vocab.Task: classification, detection, segmentation, none, ...
     output_format: yolo      # detection only: yolo, ssd, db, ctc
@@ -51,6 +53,16 @@ class Resize(StrEnum):
     CROP = "crop"  # keep the aspect ratio, scale the short side to fit, cut the centre
 
 
+class Interpolation(StrEnum):
+    """The resampling filter of the resize (OpenCV's)."""
+
+    NEAREST = "nearest"
+    LINEAR = "linear"
+    AREA = "area"
+    CUBIC = "cubic"
+    LANCZOS = "lanczos"
+
+
 class OutputFormat(StrEnum):
     """What a detector's (or recogniser's) outputs are."""
 
@@ -75,6 +87,8 @@ class ModelCard(BaseModel):
     mean: tuple[float, ...] = (0.0, 0.0, 0.0)
     std: tuple[float, ...] = (1.0, 1.0, 1.0)
     resize: Resize = Resize.STRETCH
+    resize_short: int | None = Field(default=None, ge=1, description="crop: short side before the centre crop")
+    interpolation: Interpolation = Interpolation.LINEAR
     pad_value: int = Field(default=114, ge=0, le=255)
     task: Task = Task.NONE
     output_format: OutputFormat | None = None
@@ -109,6 +123,9 @@ class ModelCard(BaseModel):
         if self.output_format is not None and self.task not in (Task.DETECTION, Task.DET, Task.LAYOUT, Task.REC):
             raise ValueError(f"output_format {self.output_format.value} is for detection/recognition models; "
                              f"task is {self.task.value}")
+        if self.resize_short is not None and (self.resize is not Resize.CROP or
+                                              (self.size is not None and self.resize_short < min(self.size))):
+            raise ValueError(f"resize_short {self.resize_short} is for resize crop, and at least the size's short side")
         if self.dynamic:
             bad = set(self.dynamic) - {"batch", "height", "width"}
             if bad:

@@ -4,8 +4,8 @@ Accepted ``path`` forms (:func:`load`):
 
 - a folder of images, searched recursively (any format OpenCV or Pillow reads); files that
   cannot be read are skipped and counted;
-- an ImageNet-style labelled folder: every image sits in a class sub-folder (``root/cat/1.jpg``);
-  class names map to the card's ``labels`` (or, without labels, to sorted folder names / integers);
+- an ImageNet-style labelled folder: every image sits in a class sub-folder (``root/cat/1.jpg``)
+  and the card's task classifies (or it has labels); class names map to the card's ``labels`` (or, without labels, to sorted folder names / integers);
 - a CSV file of ``path,label`` rows (paths relative to the CSV's folder, never outside it);
 - a video (every ``video_step``-th frame);
 - ``.npy`` / ``.npz`` tensors, fed as they are (a folder of them, or one file: N samples stacked).
@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from edgedeploy.errors import UserError
+from edgedeploy.vocab import Task
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".g
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 TENSOR_SUFFIXES = (".npy", ".npz")
 SPLIT_SEED = 0
+CLASSIFYING = (Task.CLASSIFICATION, Task.CLS, Task.ORIENTATION)
 MIN_SAMPLES = 8
 
 
@@ -133,11 +135,16 @@ def _folder(root: Path, card, what: str) -> UserData:
     if not candidates:
         raise UserError(f"{what} {root}: no images or tensors found (searched recursively)")
     parents = {f.parent for f in candidates}
-    labelled = all(p.parent == root for p in parents) and len(parents) >= 2
+    class_folders = all(p.parent == root for p in parents) and len(parents) >= 2
+    # Sub-folders are classes only when the card says the model classifies (a task or labels): an
+    # unlabelled set may be organised in folders too.
+    labelled = class_folders and card is not None and (card.labels or card.task in CLASSIFYING)
     imgs, kept, skipped = _images(candidates, card, what, root)
     if not labelled:
+        notes = [f"{root}: sub-folders read as plain images (the card's task is {card.task.value}; set task: "
+                 "classification to use them as class labels)"] if class_folders else []
         return UserData(imgs, f"{len(imgs)} images from {root} (recursive) through the card's preprocessing",
-                        skipped=skipped)
+                        skipped=skipped, notes=notes)
     names = [candidates[i].parent.name for i in kept]
     classes, labels = _label_ids(names, card, f"{what} {root}")
     return UserData(imgs, f"{len(imgs)} labelled images from {root} ({len(set(names))} class folders) through the "

@@ -33,7 +33,7 @@ def proportion_ci(hits: int, n: int) -> float:
     from scipy.stats import binomtest
 
     ci = binomtest(hits, n).proportion_ci(confidence_level=CONFIDENCE, method="wilson")
-    return (ci.high - ci.low) / 2
+    return float(ci.high - ci.low) / 2
 
 
 def mean_ci(values: np.ndarray) -> float:
