@@ -138,6 +138,7 @@ def optimize(model, out: str | Path, *, engine: str = "auto", precision: str = "
     from edgedeploy import engines, tasks, zoo
     from edgedeploy.ingest import load_model
     from edgedeploy.ingest.torch_export import resolve_source
+    from edgedeploy.util import sha256_file
 
     say = progress or (lambda msg: None)
     if str(precision).lower() not in PRECISIONS:
@@ -308,7 +309,8 @@ def optimize(model, out: str | Path, *, engine: str = "auto", precision: str = "
             latency_ms={k: v.to_dict() for k, v in lat.items()},
             latency_method=latency.method(threads=threads, rounds=latency_rounds),
             latency_before_label="ORT default FP32 (anchor)", latency_after_label=best.label,
-            fp32_baseline_label=baseline, goal=goal, source=str(exported or m.path),
+            fp32_baseline_label=baseline, goal=goal, source=str(source_path(out) if exported else m.path.resolve()),
+            source_sha256=sha256_file(exported or m.path),
             float_layers=trial.float_layers if trial else [], trials=trials, notes=notes,
             accuracy_before_by_engine={str(e): v for e, v in before.items()},
             candidate_accuracy={c.label: a for c, (_, a) in made.items()},

@@ -60,6 +60,7 @@ class OptimizeReport:
     fp32_baseline_label: str = ""  # the fastest FP32 configuration on the chosen engine, in latency_ms
     goal: str = "speed"
     source: str = ""  # the FP32 model the result was made from (a PyTorch model's ONNX export: OUT.fp32.onnx)
+    source_sha256: str = ""  # of that file, so that `bench A B` recognises A after a copy or a move
 
     @property
     def size_ratio(self) -> float:
