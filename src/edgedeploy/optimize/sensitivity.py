@@ -6,8 +6,9 @@ float tensor names and add Q/DQ after them). For each node of a type the quantiz
 (:data:`QUANT_OPS`: weight layers, and the eltwise/Concat/activation/attention ops whose
 outputs get their own quantizers — a detector's box head scales sigmoid outputs to pixels with
 Mul/Add and joins them to scores in a Concat) the error of its output is the noise-to-signal ratio
-``||q - f||² / ||f||²`` over the samples (SQNR = -10·log10 of it), taken per feature channel
-and averaged (:func:`channel_sums`): a tensor that joins pixel coordinates (hundreds) and scores
+``||q - f||² / ||f - mean||²`` over the samples (SQNR = -10·log10 of it; the mean is the
+channel's over all samples, so a common offset does not hide the error in what varies),
+taken per feature channel and averaged (:func:`channel_sums`): a tensor that joins pixel coordinates (hundreds) and scores
 (0..1) would otherwise hide the scores' error under the coordinates' energy; the layer's own
 *contribution* is that error minus the largest error already present at its inputs. Layers are then
 kept in float greedily, largest contribution first (:func:`rank`).
@@ -55,14 +56,25 @@ def feature_axis(ndim: int) -> int | None:
     return 1 if ndim == 4 else -1 if ndim in (2, 3) else None
 
 
-def channel_sums(f: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per feature channel: (sum of squared error, sum of squared reference), float64."""
+def _reduce_axes(ndim: int) -> tuple[int, ...]:
+    axis = feature_axis(ndim)
+    return tuple(range(ndim)) if axis is None else tuple(i for i in range(ndim) if i != axis % ndim)
+
+
+def channel_sums(f: np.ndarray, q: np.ndarray, center: np.ndarray | float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Per feature channel: (sum of squared error, sum of squared reference minus ``center``), float64."""
+    reduce = _reduce_axes(f.ndim)
     f64, d = f.astype(np.float64), q.astype(np.float64) - f
-    axis = feature_axis(f.ndim)
-    if axis is None:
-        return np.array([np.sum(d ** 2)]), np.array([np.sum(f64 ** 2)])
-    reduce = tuple(i for i in range(f.ndim) if i != axis % f.ndim)
-    return np.sum(d ** 2, axis=reduce), np.sum(f64 ** 2, axis=reduce)
+    if not isinstance(center, float):
+        center = float(center[0]) if feature_axis(f.ndim) is None else np.expand_dims(center, reduce)
+    return np.atleast_1d(np.sum(d ** 2, axis=reduce)), np.atleast_1d(np.sum((f64 - center) ** 2, axis=reduce))
+
+
+def channel_means(fs: list[np.ndarray]) -> np.ndarray:
+    """Per feature channel, the mean over every sample and position (float64)."""
+    reduce = _reduce_axes(fs[0].ndim)
+    n = sum(int(np.prod([f.shape[i] for i in reduce])) for f in fs)
+    return np.atleast_1d(sum(np.sum(f.astype(np.float64), axis=reduce) for f in fs) / max(n, 1))
 
 
 def channel_noise(num: np.ndarray, den: np.ndarray) -> float:
@@ -124,7 +136,11 @@ def layer_errors(float_path: Path, quant_path: Path, feeds: list[dict], *, threa
         qo = [{t: r[qmap[t]] for t in tensors} for r in _run_all(qp, feeds, [qmap[t] for t in tensors], threads)]
     noise = {}
     for t in tensors:
-        sums = [channel_sums(f[t], q[t]) for f, q in zip(fo, qo) if f[t].shape == q[t].shape]
+        # Error against each channel's variation over the samples, not its energy: a pooled feature
+        # with a large common offset and small differences between images (what a classifier's
+        # decision rests on) is ruined by a quantization step that is small next to the offset.
+        center = channel_means([f[t] for f in fo]) if len({f[t].shape for f in fo}) == 1 else 0.0
+        sums = [channel_sums(f[t], q[t], center) for f, q in zip(fo, qo) if f[t].shape == q[t].shape]
         if sums:
             noise[t] = channel_noise(sum(s[0] for s in sums), sum(s[1] for s in sums))
     users: dict[str, list] = {}
