@@ -71,3 +71,21 @@ def test_cli_from_torchscript_with_labelled_folder(tmp_path):
     assert main(["optimize", str(tmp_path / "net.pt"), "-o", str(tmp_path / "x.onnx"), "--calib", str(data),
                  "--data", str(bad), "--engine", "onnxruntime"]) == 2
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_deploy_yaml_takes_card_and_data(tmp_path):
+    """The deploy YAML has keys for the card and the calibration/evaluation data, validated like the rest."""
+    from edgedeploy.deploy.config import DeploymentConfig
+    from edgedeploy.errors import UserError
+
+    cfg = DeploymentConfig(model="net.onnx", card="net.card.yaml",
+                           evaluation={"calibration": "images/", "data": "labelled/", "max_accuracy_drop": "1%"})
+    assert cfg.card == "net.card.yaml" and cfg.evaluation.calibration == "images/"
+    assert 100 * cfg.evaluation.max_accuracy_drop == pytest.approx(1.0)  # the fraction, converted once to points
+    import yaml
+
+    from edgedeploy.deploy.config import load
+
+    (tmp_path / "d.yaml").write_text(yaml.safe_dump({"model": "net.onnx", "evaluation": {"calibraton": "x"}}))
+    with pytest.raises(UserError, match="calibraton"):
+        load(tmp_path / "d.yaml", check_model=False)
