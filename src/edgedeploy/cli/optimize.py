@@ -61,7 +61,9 @@ def optimize(model: str = typer.Argument(..., help=MODEL_HELP + " Also PyTorch: 
 
             def say(msg: str) -> None:
                 bar.update(job, description=msg)
-                phase.info("%s", msg)  # phase lines in logs, where no bar is drawn
+                phase.info("%s", msg)
+                if not json_ and not sys.stderr.isatty():  # no bar is drawn there: one line per phase instead
+                    print(f"optimize: {msg}", file=sys.stderr, flush=True)
 
             r = run(model, output, engine=engine, precision=precision, calib=calib, calib_method=calib_method,
                     calib_samples=calib_samples, task=task, like=like, card=card, data=data, goal=goal,

@@ -212,8 +212,8 @@ def check_outputs(path: Path, example_inputs, ref, name: str) -> float:
 
 def describe_failure(name: str, exc: Exception, opset: int, exporter: str = "torch.onnx.export") -> str:
     text = " ".join(str(exc).split())
-    op = re.search(r"(aten::\w+|aten\.\w+(?:\.\w+)?|operator '?([\w:.]+)'?)", text)
-    where = f"operator {op.group(2) or op.group(1)}" if op else "an operator"
+    op = re.search(r"(aten::\w+|aten\.\w+(?:\.\w+)?|operator '?([\w:.]+)'?|ONNX export of (\w+))", text)
+    where = f"operator {op.group(3) or op.group(2) or op.group(1)}" if op else "an operator"
     return (f"{exporter} could not convert {name} at opset {opset}: {where}: {type(exc).__name__}: {text[:300]}; "
             "try another opset (opset=...) or replace that operation in the module")
 
