@@ -8,7 +8,7 @@ calibration from an image folder written to disk, accuracy = agreement with FP32
 split by a fixed seed). A refusal (over budget, or not faster than the best FP32 configuration on
 its engine) is a row too: nothing is written then. Then a zoo model treated as a stranger: PP-LCNet
 orientation given only its ONNX file, a card, and an ImageNet-style folder of generated rotated
-pages, against the zoo path. Writes ``benchmarks/results/byo.{md,json}``.
+pages, against the zoo path. Writes ``benchmarks/results/byo.{md,json}`` (``byo-budgetB.*`` with ``--budget B``).
 
     PYTHONPATH=src:. .venv/bin/python benchmarks/byo_table.py [--size 160] [--images 320] [--models resnet yolo]
 """
@@ -158,8 +158,9 @@ def main() -> None:
         if not args.no_stranger:
             rows += _stranger(args, Path(work))
     OUT.mkdir(exist_ok=True)
-    (OUT / "byo.json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2, default=str))
-    (OUT / "byo.md").write_text(_markdown(rows, args))
+    stem = "byo" if args.budget == 1.0 else f"byo-budget{args.budget:g}"
+    (OUT / f"{stem}.json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2, default=str))
+    (OUT / f"{stem}.md").write_text(_markdown(rows, args))
     print(_markdown(rows, args))
 
 

@@ -211,3 +211,17 @@ def test_fp16_halves_the_weights(tmp_path):
     assert r.precision == "fp16" and r.accuracy_drop_points <= 1
     types = {t.data_type for t in onnx.load(str(tmp_path / "h.onnx")).graph.initializer if len(t.dims)}
     assert onnx.TensorProto.FLOAT16 in types and onnx.TensorProto.FLOAT not in types
+
+
+def test_cli_verdict_exits_1_with_one_line_and_figures(tmp_path, capsys):
+    from edgedeploy.cli import main
+
+    onnx.save(_hardswish_model(), tmp_path / "hs.onnx")
+    calib = _npy_folder(tmp_path / "cal", 24, (1, 3, 8, 8))
+    args = ["optimize", str(tmp_path / "hs.onnx"), "-o", str(tmp_path / "n.onnx"), "--engine", "onnxruntime",
+            "--calib", str(calib), "--max-accuracy-drop", "0", "--rounds", "1"]
+    assert main(args + ["--json"]) == 1
+    out, err = capsys.readouterr()
+    data = json.loads(out)
+    assert data["written"] is False and data["max_accuracy_drop_points"] == 0 and "onnxruntime" in data["accuracy_before"]
+    assert err.count("\n") == 1 and "nothing was written" in err and not (tmp_path / "n.onnx").exists()

@@ -10,7 +10,9 @@ Per-channel weights need opset 13 (``graph.optimize_graph`` upgrades older model
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from edgedeploy.errors import UserError
@@ -18,6 +20,24 @@ from edgedeploy.optimize.calibration import CalibrationSet
 
 WEIGHT_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 _METHODS = {"default": "MinMax", "minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+
+
+class _NoPreprocessAdvice(logging.Filter):
+    """ORT's quantizer advises shape pre-processing on the root logger at every call; graph.optimize_graph
+    has done that already, so the advice is noise on the user's terminal."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+
+@contextmanager
+def _quiet_advice():
+    root, f = logging.getLogger(), _NoPreprocessAdvice()
+    root.addFilter(f)  # scoped to the call, removed after: the process's logging is left as it was
+    try:
+        yield
+    finally:
+        root.removeFilter(f)
 
 
 def quantize_static(model: Path, out: Path, calib: CalibrationSet, *, exclude: Sequence[str] = (),
@@ -34,14 +54,15 @@ def quantize_static(model: Path, out: Path, calib: CalibrationSet, *, exclude: S
     if calib.method == "percentile":
         extra["CalibPercentile"] = 99.999
     try:
-        ort_quantize_static(
-            str(model), str(out), calib.reader(),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True, reduce_range=False,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            nodes_to_exclude=list(exclude) or None,
-            calibrate_method=getattr(CalibrationMethod, _METHODS[calib.method]),
-            extra_options=extra, calibration_cache_path=cache,
-        )
+        with _quiet_advice():
+            ort_quantize_static(
+                str(model), str(out), calib.reader(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True, reduce_range=False,
+                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                nodes_to_exclude=list(exclude) or None,
+                calibrate_method=getattr(CalibrationMethod, _METHODS[calib.method]),
+                extra_options=extra, calibration_cache_path=cache,
+            )
     except (ValueError, RuntimeError) as exc:
         raise UserError(f"onnxruntime could not quantize the model: {str(exc).splitlines()[0][:300]}") from None
