@@ -143,8 +143,10 @@ def over_budget_message(precision: str, trials, fallbacks: dict, before: dict, m
             drop = 100 * (before[t.engine] - t.accuracy)
             parity = "" if t.engine_parity_db is None else (
                 f"; its INT8 outputs are {t.engine_parity_db:.1f} dB SQNR from ONNX Runtime's on the same file")
+            kept = ", ".join(f"{f['op']} {f['name']}" for f in t.float_layers[:3])
+            kept += ", ..." if len(t.float_layers) > 3 else ""
             parts.append(f"{t.engine}: best {100 * t.accuracy:.2f} ({drop:.2f} points down) with "
-                         f"{len(t.float_layers)} layer(s) kept in float{parity}")
+                         f"{len(t.float_layers)} layer(s) kept in float{f' ({kept})' if kept else ''}{parity}")
     for label, (e, acc) in fallbacks.items():
         parts.append(f"{label}: {100 * acc:.2f} ({100 * (before[e] - acc):.2f} points down)")
     return (f"no {precision} model meets max_accuracy_drop {max_drop:g} points on {metric} (FP32: "
