@@ -61,17 +61,18 @@ def _own_models(args, work: Path) -> list[dict]:
     from edgedeploy.optimize import optimize
     from tests.byo.models import CARD, build, images, to_input
 
-    card_dict = {**CARD, "size": [args.size, args.size]}
-    card = cards.parse(card_dict)
     folder = work / "images"
     for i, im in enumerate(images(args.images, 21, args.size)):
-        sub = folder / f"part{i % 3}"  # nested: read recursively
+        sub = folder / "shots" / f"part{i % 3}"  # nested (read recursively), not class folders
         sub.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(sub / f"{i:04d}.jpg"), im)
     common = dict(engine=args.engine, calib=str(folder), max_accuracy_drop=args.budget, latency_rounds=args.rounds)
     rows = []
+    tasks = {"resnet": "classification", "transformer": "classification", "yolo": "detection", "unet": "segmentation"}
     for name in args.models:
         net = build(name, size=args.size)
+        card_dict = {**CARD, "size": [args.size, args.size], "task": tasks[name]}
+        card = cards.parse(card_dict)
         d = work / name
         d.mkdir()
         rows.append(_row(name, "nn.Module", lambda: optimize(net, d / "m.int8.onnx", card=card, **common)))
@@ -85,7 +86,8 @@ def _own_models(args, work: Path) -> list[dict]:
         from_torch(net, card=card, out=onnx_dir / "net.onnx")
         main(["card", "init", str(onnx_dir / "net.onnx")])  # the draft from the graph, then completed by hand:
         draft = yaml.safe_load((onnx_dir / "net.card.yaml").read_text())
-        (onnx_dir / "net.card.yaml").write_text(yaml.safe_dump({**draft, **{k: card_dict[k] for k in ("mean", "std")}}))
+        (onnx_dir / "net.card.yaml").write_text(yaml.safe_dump({**draft, **{k: card_dict[k]
+                                                                           for k in ("mean", "std", "task")}}))
         rows.append(_row(name, "ONNX + card init", lambda: optimize(onnx_dir / "net.onnx", d / "onnx.int8.onnx",
                                                                    **common)))
         print(rows[-1], flush=True)

@@ -89,3 +89,13 @@ def test_deploy_yaml_takes_card_and_data(tmp_path):
     (tmp_path / "d.yaml").write_text(yaml.safe_dump({"model": "net.onnx", "evaluation": {"calibraton": "x"}}))
     with pytest.raises(UserError, match="calibraton"):
         load(tmp_path / "d.yaml", check_model=False)
+
+
+def test_segmentation_card_scores_pixel_agreement(tmp_path):
+    net = build("unet")
+    data = _folder(tmp_path / "imgs", images(24, 4))
+    r = optimize(net, tmp_path / "seg.onnx", engine="onnxruntime", precision="fp16", calib=data,
+                 card=cards.parse({**CARD, "task": "segmentation"}), max_accuracy_drop=5, latency_rounds=1,
+                 goal="size")
+    assert r.metric.startswith("pixel agreement with FP32") and r.accuracy_before == 1.0
+    assert r.accuracy_drop_points <= 5 and r.accuracy_ci_points is not None

@@ -2,7 +2,8 @@
 
 The metric is the task's when labels exist (top-1 accuracy on a labelled folder or CSV), else
 agreement with the FP32 model's outputs on the held-out samples: top-1 agreement for
-classifier-shaped outputs (rank 2), else output fidelity: 1 - relative L2 error, per feature
+classifier-shaped outputs (rank 2), per-pixel class agreement for a card whose task is
+segmentation, else output fidelity: 1 - relative L2 error, per feature
 channel (:func:`edgedeploy.optimize.sensitivity.feature_axis`) and per sample, averaged — so a
 detector whose scores (0..1) are ruined beside box coordinates in pixels fails it, though the
 coordinates carry almost all of the output's energy. Every figure carries a 95% confidence interval (Wilson for proportions,
@@ -47,9 +48,12 @@ def mean_ci(values: np.ndarray) -> float:
 class HeldOutScorer:
     """Scores a model file on an engine against labels, or against the FP32 model, on held-out feeds."""
 
-    def __init__(self, feeds: list[dict], *, ref_path, labels: list[int] | None, source: str, threads: int = 2):
+    def __init__(self, feeds: list[dict], *, ref_path, labels: list[int] | None, source: str, threads: int = 2,
+                 task=None):
+        from edgedeploy.vocab import Task
+
         self.feeds, self.labels, self.threads = feeds, labels, threads
-        self.task = None
+        self.segmentation = task == Task.SEGMENTATION
         self.ref = None if labels is not None else self._outputs(ref_path, "onnxruntime")
         first = self._outputs(ref_path, "onnxruntime", feeds[:1])[0] if labels is not None else self.ref[0]
         self.rank2 = all(v.ndim == 2 for v in first.values())
@@ -60,7 +64,9 @@ class HeldOutScorer:
 
                 raise UserError(f"labels in {source} name class index {max(labels)}, but the model's first output "
                                 f"has {n_out} values per sample; labels must be classes the model has")
+        self.segmentation = self.segmentation and labels is None and all(v.ndim == 4 for v in first.values())
         self.metric = ("top-1 accuracy" if labels is not None else "top-1 agreement with FP32" if self.rank2
+                       else "pixel agreement with FP32 (per-pixel class, mean over images)" if self.segmentation
                        else "output fidelity with FP32 (1 - relative L2 error)")
         self.source = f"{self.metric} on {len(feeds)} held-out samples ({source})"
         self._cache: dict[tuple[str, str], Score] = {}
@@ -92,6 +98,10 @@ class HeldOutScorer:
             agree = np.concatenate([(np.argmax(o[k], -1) == np.argmax(r[k], -1)).ravel()
                                     for o, r in zip(outs, self.ref) for k in r])
             return Score(float(agree.mean()), proportion_ci(int(agree.sum()), agree.size), agree.size)
+        if self.segmentation:  # per image: the share of pixels whose class (argmax over channels) is FP32's
+            per = np.array([np.mean([np.mean(np.argmax(o[k], 1) == np.argmax(r[k], 1)) for k in r])
+                            for o, r in zip(outs, self.ref)])
+            return Score(float(per.mean()), mean_ci(per), len(per))
         fid = np.array([1.0 - min(1.0, float(np.mean([_relative_error(r[k], o[k]) for k in r])))
                         for o, r in zip(outs, self.ref)])
         return Score(float(fid.mean()), mean_ci(fid), len(fid))
