@@ -138,7 +138,10 @@ def _markdown(rows: list[dict], args) -> str:
                          f" | {r['speedup_vs_ort_default']}x | {r['size_ratio']}x | "
                          f"{', '.join(r['float_layers']) or '-'} | {r['time_s']} s |")
         else:
-            lines.append(f"| {r['model']} | {r['form']} | refused, nothing written | {r['verdict'][:160]} | | | | | |"
+            v = r["verdict"]
+            if "best reached — " in v:  # the figures that matter: what each engine reached, what it kept in float
+                v = f"{r.get('metric') or ''}: " + v.split("best reached — ", 1)[1].split("; nothing was written")[0]
+            lines.append(f"| {r['model']} | {r['form']} | refused, nothing written | {v[:330]} | | | | | |"
                          f" {r['time_s']} s |")
     return "\n".join(lines) + "\n"
 
@@ -153,7 +156,13 @@ def main() -> None:
     p.add_argument("--budget", type=float, default=1.0)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--no-stranger", action="store_true")
+    p.add_argument("--render", type=Path, help="Only rewrite the Markdown from this JSON results file.")
     args = p.parse_args()
+    if args.render:
+        data = json.loads(args.render.read_text())
+        args.__dict__.update(data["args"])
+        args.render.with_suffix(".md").write_text(_markdown(data["rows"], args))
+        return
     warnings.filterwarnings("ignore")
     with tempfile.TemporaryDirectory(prefix="byo-") as work:
         rows = _own_models(args, Path(work))
