@@ -64,7 +64,8 @@ class DeploymentPlan:
 
     precision: the deployment's precision — from the model file (an INT8 or FP16 file made by
         ``edgedeploy optimize``, run with ``options.precision`` fp32) or from ``options.precision``
-        (bf16/fp16: the engine lowers an FP32 model's arithmetic at run time); the two agree.
+        (bf16/fp16: the engine lowers an FP32 model's arithmetic at run time); the two agree,
+        except mixed INT8+BF16: an INT8 file whose float layers the engine runs in BF16.
     untuned: open the engine exactly as its users do (``open_default``): the anchor; ``options``
         are then the engine's own defaults and are not applied.
     """
@@ -90,7 +91,8 @@ class DeploymentPlan:
             object.__setattr__(self, "model", ModelFile.of(self.model))
         if isinstance(self.options, dict):
             object.__setattr__(self, "options", EngineOptions.from_dict(self.options))
-        if self.options.precision != Precision.FP32 and self.options.precision != precision:
+        mixed = precision == Precision.INT8 and self.options.precision == Precision.BF16  # INT8 layers, BF16 the rest
+        if self.options.precision != Precision.FP32 and self.options.precision != precision and not mixed:
             raise UserError(f"plan precision {precision.value} but options.precision {self.options.precision.value}: "
                             "an engine asked to lower the arithmetic runs at that precision, so the two must agree")
         if self.shape is not None:
@@ -112,7 +114,10 @@ class DeploymentPlan:
         """Short name for tables and logs, e.g. ``openvino bf16 t2 b1``."""
         if self.untuned:
             return f"{self.engine.value} default (anchor)"
-        return f"{self.engine.value} {self.precision.value} t{self.threads or 'default'} b{self.batch}"
+        precision = self.precision.value
+        if self.options.precision not in (Precision.FP32, self.precision):
+            precision += f"+{self.options.precision.value}"  # mixed: an INT8 model whose float layers run in BF16
+        return f"{self.engine.value} {precision} t{self.threads or 'default'} b{self.batch}"
 
     def with_batch(self, batch: int) -> DeploymentPlan:
         shape = (batch, *self.shape[1:]) if self.shape else None

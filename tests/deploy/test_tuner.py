@@ -6,6 +6,13 @@ import pytest
 
 from edgedeploy.deploy import config
 from edgedeploy.deploy.tuner import Measurement, Variant, check_targets, choose, tune
+from edgedeploy.engines.timing import clears_noise
+from edgedeploy.hardware.isa import Isa
+
+# a CPU with AVX-512 VNNI and BF16 (no AMX), and one with AVX2 only: the search must follow the ISA
+AVX512_BF16 = Isa(model="Test CPU", vendor="GenuineIntel", family=6, cores=2, clock_ghz=2.0,
+                  flags=frozenset({"avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16"}))
+AVX2 = Isa(model="Old CPU", vendor="GenuineIntel", family=6, cores=2, clock_ghz=2.0, flags=frozenset({"avx2", "fma"}))
 
 # latency at 1 thread, batch 1, per (engine, precision); memory MiB; W per thread
 SPEED = {("onnxruntime", "fp32"): 8.0, ("openvino", "fp32"): 6.0, ("openvino", "bf16"): 4.0, ("openvino", "fp16"): 4.4}
@@ -16,10 +23,12 @@ def fake_measure(calls, power_measured=True):
         out = []
         for c in cands:
             calls.append((stage, c.label))
-            lat = SPEED[(c.engine, c.precision)] / (1.6 if c.threads == 2 else 1) * (0.8 * c.batch if c.batch > 1 else 1)
+            threads = c.threads or 2  # an anchor: the engine's default, all cores
+            key = ("openvino", "bf16") if c.untuned and c.engine == "openvino" else (c.engine, c.options.precision)
+            lat = SPEED[key] / (1.6 if threads == 2 else 1) * (0.8 * c.batch if c.batch > 1 else 1)
             mem = (30 if c.engine == "onnxruntime" else 50) * 2**20 * c.batch
             out.append(Measurement(plan=c, ok=True, stage=stage, latency_ms={"p50": lat, "p99": lat * 1.2},
-                                   memory_bytes=mem, power_w=2.0 + 1.6 * c.threads, power_measured=power_measured,
+                                   memory_bytes=mem, power_w=2.0 + 1.6 * threads, power_measured=power_measured,
                                    throughput=1000 * c.batch / lat, accuracy=0.99 if c.precision == "fp32" else 0.985))
         return out
     return measure
@@ -43,7 +52,7 @@ def cfg(tmp_path, tiny_onnx, seed_yaml):
 def test_picks_fastest_that_meets_every_target_and_prunes(cfg):
     calls = []
     c = cfg()
-    r = tune(c, measure=fake_measure(calls), produce=produce, cores=2)
+    r = tune(c, measure=fake_measure(calls), produce=produce, cores=2, isa=AVX512_BF16)
     assert r.met
     # power ≤ 5 W rules out 2 threads (5.2 W); bf16 at 1 thread is the fastest that meets everything
     assert r.chosen.plan.label == "openvino bf16 t1 b1"
@@ -51,10 +60,17 @@ def test_picks_fastest_that_meets_every_target_and_prunes(cfg):
     assert "int8" in " ".join(pruned) and "paddle" in pruned
     assert "openvino fp16" in pruned and "dominated by openvino bf16" in pruned["openvino fp16"]
     assert sum(stage == "screen" for stage, _ in calls) == 4 and not any("fp16" in lbl for s, lbl in calls if s == "expand")
+    assert "memory_optimization is on" in pruned["engine defaults (anchors)"]  # the seed's YAML asks for it
+    # without it, the 2 engines' own defaults are screened too (5.2 W at all cores: over the 5 W target)
+    c = c.model_copy(update={"deployment": c.deployment.model_copy(update={"memory_optimization": False})})
+    calls.clear()
+    r = tune(c, measure=fake_measure(calls), produce=produce, cores=2, isa=AVX512_BF16)
+    assert {lbl for s, lbl in calls if s == "screen"} >= {"onnxruntime default (anchor)", "openvino default (anchor)"}
+    assert r.chosen.plan.label == "openvino bf16 t1 b1"
 
 
 def test_unmet_targets_give_the_closest(cfg):
-    r = tune(cfg(latency="1ms"), measure=fake_measure([]), produce=produce, cores=2)
+    r = tune(cfg(latency="1ms"), measure=fake_measure([]), produce=produce, cores=2, isa=AVX512_BF16)
     assert not r.met and r.chosen is not None
     assert r.chosen.plan.engine == "openvino" and not all(c.met for c in r.checks)
     assert any("already misses" in p.reason for p in r.pruned)
@@ -120,3 +136,34 @@ def test_a_latency_miss_the_machine_load_explains_is_unverifiable_not_missed(cfg
     assert {x.name: x.status for x in check_targets(busy, c, None)}["latency"] == "unverifiable"
     busy.latency_ms = {"p50": 30.0, "p50_low": 29.0, "p50_high": 31.0}  # 29 / 2 = 14.5 ms: a real miss
     assert {x.name: x.status for x in check_targets(busy, c, None)}["latency"] == "missed"
+
+
+def test_the_anchor_is_a_candidate_and_wins_unless_the_tuned_plan_clears_the_noise_band(cfg):
+    from edgedeploy.plan import DeploymentPlan
+
+    c = cfg()
+    anchor_plan = DeploymentPlan(engine="openvino", precision="fp32", model="x", untuned=True, shape=(1, 3))
+
+    def anchor(lat, band):
+        return Measurement(plan=anchor_plan, ok=True, latency_ms={"p50": lat, "p50_low": lat - band, "p50_high": lat + band},
+                           memory_bytes=30e6, power_w=1.0, power_measured=True, throughput=1000 / lat)
+
+    tuned = _m(1, 2.0, power=1, measured=True, band=0.2)
+    assert choose([tuned, anchor(2.3, 0.2)], c, None)[0].plan.untuned  # 1.8-2.2 vs 2.1-2.5: overlap, the anchor
+    assert choose([tuned, anchor(3.0, 0.2)], c, None)[0] is tuned  # 2.2 < 2.8: clears the band
+    assert clears_noise((1.8, 2.2), (2.8, 3.2)) and not clears_noise((1.8, 2.2), (2.1, 2.5))
+
+
+def test_the_search_follows_the_cpu_isa(cfg):
+    def with_int8(model, engine, precision):
+        return Variant(model=str(model.path), runtime_precision="fp32") if precision == "int8" else produce(model, engine, precision)
+
+    SPEED[("openvino", "int8")] = SPEED[("onnxruntime", "int8")] = 3.0  # runtime precision fp32 of an INT8 file
+    calls = []
+    r = tune(cfg(), measure=fake_measure(calls), produce=with_int8, cores=2, isa=AVX512_BF16)
+    screened = {lbl for s, lbl in calls if s == "screen"}
+    assert "openvino int8+bf16 t2 b1" in screened and "openvino bf16 t2 b1" in screened  # mixed INT8+BF16 with native BF16
+    calls = []
+    r = tune(cfg(), measure=fake_measure(calls), produce=with_int8, cores=2, isa=AVX2)
+    pruned = {p.what: p.reason for p in r.pruned}
+    assert "no native BF16" in pruned["openvino bf16"] and not any("+bf16" in lbl for _, lbl in calls)

@@ -3,7 +3,12 @@
 Search space: :class:`~edgedeploy.plan.DeploymentPlan` s — engine x precision x threads x batch
 (with the config's ``memory_optimization`` and ``operator_fusion`` in every plan's engine
 options, so they are measured), within what the config allows
-(:class:`~edgedeploy.deploy.config.Deployment`). Three stages:
+(:class:`~edgedeploy.deploy.config.Deployment`), shaped by the CPU's instruction set
+(:func:`candidate_variants`, :mod:`edgedeploy.hardware.isa`): BF16 only where the CPU has it
+natively (AVX512_BF16 or AMX), mixed INT8+BF16 on OpenVINO there (the INT8 model with
+``INFERENCE_PRECISION_HINT`` bf16 for the layers left in float). **Every engine's own default**
+(``open_default``, the anchor: the FP32 model opened as its users do) is a candidate too, so the
+result is at worst the best untuned engine. Three stages:
 
 1. **Static pruning**, nothing run: engines that cannot read the model or are not installed,
    precisions an engine has no way to run (no switch, and no optimiser to make such a model).
@@ -32,6 +37,11 @@ options, so they are measured), within what the config allows
   least disturbed repeat and small enough for that load to explain (the interval's lower end
   divided by the slowdown 1/(1 - b), at most 2x, within the target), never decides: its check is *unverifiable here*, the configuration's policy (``performance.estimated``: warn,
   fail, ignore) says what that does to the verdict, and the choice ignores it.
+- **Anchors win ties** (:func:`~edgedeploy.engines.timing.clears_noise`): a tuned plan is chosen over the best anchor that
+  meets the targets only when its throughput interval lies entirely above the anchor's (its
+  advantage clears the noise band of the two measurements); otherwise the anchor is chosen.
+  Every candidate is measured in its own fresh process, one after another, so no candidate's
+  spinning worker threads (ORT spins after a run by default) can slow another.
 - Choice: among plans that miss no target, the highest throughput; plans whose throughput
   intervals come within 3% of the best are tied; among those, the lowest latency (again
   with ties by interval), then the smallest memory (within 10% or 2 MiB: tied), then the plan that uses
@@ -53,6 +63,7 @@ from dataclasses import asdict, dataclass, field
 from edgedeploy import engines
 from edgedeploy.deploy.config import PRECISION_ORDER, DeploymentConfig
 from edgedeploy.engines import EngineOptions
+from edgedeploy.engines.timing import clears_noise
 from edgedeploy.errors import UserError, VerdictError
 from edgedeploy.plan import DeploymentPlan, ModelFile
 from edgedeploy.units import fmt_bytes, fmt_ms, fmt_watts
@@ -256,6 +267,17 @@ def _tied(ms: list[Measurement], interval) -> list[Measurement]:
     return [m for m in ms if interval(m)[0] <= interval(best)[1]]
 
 
+def _prefer_anchor(chosen: Measurement, feasible: list[Measurement]) -> Measurement:
+    """The best feasible anchor instead of ``chosen`` unless ``chosen``'s advantage clears the noise band."""
+    anchors = [m for m in feasible if m.plan.untuned]
+    if chosen.plan.untuned or not anchors:
+        return chosen
+    best = max(anchors, key=lambda m: m.throughput_interval()[0])
+    lo, hi = chosen.throughput_interval()
+    a_lo, a_hi = best.throughput_interval()
+    return chosen if clears_noise((-hi, -lo), (-a_hi, -a_lo)) else best  # higher throughput: negated, lower is better
+
+
 def choose(measured: list[Measurement], cfg: DeploymentConfig, reference_accuracy: float | None
            ) -> tuple[Measurement | None, bool]:
     """(best measurement, whether it passes every target under the policy for estimates); see the
@@ -273,7 +295,7 @@ def choose(measured: list[Measurement], cfg: DeploymentConfig, reference_accurac
     least_memory = min(m.memory_bytes or 0 for m in tied)
     tied = [m for m in tied if (m.memory_bytes or 0) <= max(least_memory * (1 + MEMORY_TIE[0]),
                                                           least_memory + MEMORY_TIE[1])]
-    chosen = min(tied, key=lambda m: _least(m.plan))
+    chosen = _prefer_anchor(min(tied, key=lambda m: _least(m.plan)), feasible)
     return chosen, verdict(check_targets(chosen, cfg, reference_accuracy), cfg.performance.estimated)
 
 
@@ -298,8 +320,9 @@ def usable_cores() -> int:
 
 
 def tune(cfg: DeploymentConfig, *, measure: Measure | None = None, produce: Produce | None = None,
-         cores: int | None = None, progress: Callable[[str, int, int], None] | None = None) -> TuneResult:
-    """Search, prune and choose; see the module docstring. ``progress(stage, done, total)``."""
+         cores: int | None = None, progress: Callable[[str, int, int], None] | None = None, isa=None) -> TuneResult:
+    """Search, prune and choose; see the module docstring. ``progress(stage, done, total)``;
+    ``isa``: the CPU's :class:`~edgedeploy.hardware.isa.Isa` (default: this machine's)."""
     from edgedeploy.benchmarking import resolve_shape
     from edgedeploy.ingest import load_model
 
@@ -323,31 +346,34 @@ def tune(cfg: DeploymentConfig, *, measure: Measure | None = None, produce: Prod
         notes.append(f"thread_num {max(dep.thread_num)} > the {cores} cores usable here: tried up to {cores}")
     batches = dep.batches()
 
-    # 1. static pruning
+    # 1. static pruning; every runnable engine's own default is a candidate (the anchor)
+    from edgedeploy.hardware.isa import detect
+
+    isa = isa or detect()
+    notes.append(f"CPU: {isa.model} ({isa.kind}); search shaped by its ISA")
     variants: list[tuple[str, str, Variant]] = []
+    anchors: list[DeploymentPlan] = []
+    no_anchor = _anchor_excluded(dep, cores)
+    if no_anchor:
+        pruned.append(Pruned("engine defaults (anchors)", no_anchor))
     for e in dep.engines or list(engines.ENGINES):
         why = engines.runnable(e, model.format) or (None if engines.available(e) else
                                                     f"not installed: {engines.spec(e).install}")
         if why:
             pruned.append(Pruned(e, why))
             continue
-        for p in dep.precisions():
-            if p not in engines.spec(e).precisions:
-                pruned.append(Pruned(f"{e} {p}", f"{e} supports {', '.join(engines.spec(e).precisions)}"))
-                continue
-            v = produce(model, e, p)
-            if isinstance(v, str):
-                pruned.append(Pruned(f"{e} {p}", v))
-            else:
-                variants.append((e, p, v))
+        if not no_anchor:
+            anchors.append(DeploymentPlan(engine=e, precision="fp32", model=ModelFile.of(cfg.model, cfg.params),
+                                          untuned=True, shape=tuple(shape1)))
+        variants += _variants(e, dep.precisions(), model, produce, isa, pruned)
 
     def plan(e: str, p: str, v: Variant, t: int, b: int) -> DeploymentPlan:
         options = EngineOptions(threads=t, graph_optimization=dep.operator_fusion,
                                 memory_optimization=dep.memory_optimization, precision=v.runtime_precision)
         return DeploymentPlan(engine=e, precision=p, model=v.model, options=options, batch=b, shape=(b, *shape1[1:]))
 
-    # 2. screen: best case per variant
-    screen = [plan(e, p, v, max(threads), 1) for e, p, v in variants]
+    # 2. screen: best case per variant, and the anchors
+    screen = [plan(e, p, v, max(threads), 1) for e, p, v in variants] + anchors
     accuracy_of = {(e, p): v.accuracy for e, p, v in variants}
     if progress:
         progress("screening engines x precisions", 0, len(screen))
@@ -383,7 +409,7 @@ def tune(cfg: DeploymentConfig, *, measure: Measure | None = None, produce: Prod
     # 3. expand survivors: threads, then batches while they meet the latency target
     measured = list(screened)
     todo = [DeploymentPlan(**{**vars(m.plan), "options": m.plan.options.replace(threads=t)})
-            for m in survivors for t in threads]
+            for m in survivors if not m.plan.untuned for t in threads]  # an anchor is the engine's defaults, as is
     if progress:
         progress("measuring thread counts", 0, len(todo))
     expanded = measure(todo, "expand") if todo else []
@@ -399,7 +425,7 @@ def tune(cfg: DeploymentConfig, *, measure: Measure | None = None, produce: Prod
             progress(f"measuring batch {b}", 0, len(grow))
         prev = measure(grow, "expand")
         measured += prev
-    final = [m for m in measured if m.stage == "expand"] or measured
+    final = [m for m in measured if m.stage == "expand"] + [m for m in survivors if m.plan.untuned] or measured
     screened_accuracy = {(s.plan.engine, s.plan.precision): (s.accuracy, s.accuracy_metric)
                          for s in screened if s.accuracy is not None}
     for m in final:  # accuracy was measured per variant at the screen; it holds for every thread/batch
@@ -457,8 +483,50 @@ def _reference_accuracy(screened: list[Measurement], model) -> float | None:
     """Accuracy of the FP32 model on its native engine (else any FP32 row)."""
     native = engines.resolve("auto", model.format)
     fp32 = [m for m in screened if m.ok and m.accuracy is not None and m.plan.precision == "fp32"]
-    fp32.sort(key=lambda m: m.plan.engine != native)
+    fp32.sort(key=lambda m: (m.plan.untuned, m.plan.engine != native))  # an untuned OpenVINO may run BF16
     return fp32[0].accuracy if fp32 else None
+
+
+def _anchor_excluded(dep, cores: int) -> str | None:
+    """Why the engines' own defaults cannot be candidates here: the config fixes a setting they ignore."""
+    if dep.memory_optimization:
+        return "memory_optimization is on: an engine's defaults do not honour it"
+    if not dep.operator_fusion:
+        return "operator_fusion is off: an engine's defaults fuse operators"
+    if dep.thread_num != "auto" and cores not in dep.threads(cores):
+        return f"thread_num {dep.thread_num} leaves out {cores} threads, which an engine's defaults use"
+    if 1 not in dep.batches():
+        return "batch 1 is not allowed, and an anchor runs batch 1"
+    return None
+
+
+def isa_skip(isa, engine: str, precision: str) -> str | None:
+    """Why (engine, precision) does not pay on this CPU (None if it may): BF16 without native BF16 is emulated."""
+    if precision == "bf16" and not isa.native_bf16:
+        return f"no native BF16 on this CPU ({isa.kind}; needs AVX512_BF16 or AMX): emulated, slower than FP32"
+    return None
+
+
+def _variants(engine: str, precisions: list[str], model, produce: Produce, isa, pruned: list[Pruned]
+              ) -> list[tuple[str, str, Variant]]:
+    """The (engine, precision, variant) candidates on ``engine`` this CPU makes worth measuring; the rest
+    into ``pruned`` with the reason. Mixed INT8+BF16 (OpenVINO, CPUs with native BF16): the INT8 model with
+    the float layers it kept run in BF16."""
+    out = []
+    for p in precisions:
+        if p not in engines.spec(engine).precisions:
+            pruned.append(Pruned(f"{engine} {p}", f"{engine} supports {', '.join(engines.spec(engine).precisions)}"))
+            continue
+        why = isa_skip(isa, engine, p)
+        v = why or produce(model, engine, p)
+        if isinstance(v, str):
+            pruned.append(Pruned(f"{engine} {p}", v))
+            continue
+        out.append((engine, p, v))
+        if p == "int8" and "precision" in engines.spec(engine).options and "bf16" in engines.spec(engine).precisions \
+                and isa.native_bf16:
+            out.append((engine, p, Variant(model=v.model, runtime_precision="bf16", accuracy=v.accuracy)))
+    return out
 
 
 def default_produce(cfg: DeploymentConfig, workdir: str) -> Produce:

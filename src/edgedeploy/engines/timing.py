@@ -7,7 +7,9 @@ the benchmark worker) comes from :func:`time_runs`, so they mean the same thing.
 distribution-free 95% confidence interval: the order statistics that bracket the quantile
 with 95% probability under the binomial distribution of how many runs fall below it
 (no assumption about the shape of the latency distribution). A latency *target* is met only
-when the interval's upper end is at or below it (:meth:`Timing.upper`).
+when the interval's upper end is at or below it (:meth:`Timing.upper`). One configuration is
+*faster* than another only when its interval lies entirely below the other's
+(:func:`clears_noise`): the rule by which edgedeploy prefers anything to an engine's default.
 """
 
 from __future__ import annotations
@@ -90,6 +92,12 @@ def time_runs(run: Callable[[dict], object], feeds: dict, *, runs: int, warmup: 
         run(feeds)
         times.append((time.perf_counter() - t) * 1000)
     return Timing(tuple(times), time.perf_counter() - start)
+
+
+def clears_noise(faster: tuple[float, float], slower: tuple[float, float]) -> bool:
+    """Whether latency interval ``faster`` (low, high) lies entirely below ``slower``: an advantage beyond the
+    noise band of both measurements."""
+    return faster[1] < slower[0]
 
 
 def merge(timings: list[Timing]) -> Timing:

@@ -283,7 +283,8 @@ def optimize(model, out: str | Path, *, engine: str = "auto", precision: str = "
         path, acc = allowed[best]
         baseline = _fp32_baseline(best.engine, lat_plans, ms)
         size_before = m.size_bytes()
-        verdict = _never_worse(best, goal, ms, baseline, path.stat().st_size, size_before)
+        verdict = _never_worse(best, goal, ms, baseline, path.stat().st_size, size_before) or \
+            _behind_anchor(best, goal, lat, [k for k, p in lat_plans.items() if p.untuned and p.engine in targets])
         if verdict:
             figures["latency_ms"] = {k: round(v, 3) for k, v in ms.items()}
             figures["size_before"], figures["size_after"] = size_before, path.stat().st_size
@@ -342,6 +343,23 @@ def _never_worse(best: Candidate, goal: str, ms: dict[str, float], baseline: str
                 f"{best.engine} ({baseline}: {ms[baseline]:.2f} ms; {ms[baseline] / ms[best.label]:.2f}x) — use "
                 "goal size for a smaller model, or another engine")
     return ""
+
+
+def _behind_anchor(best: Candidate, goal: str, lat: dict, anchors: list[str]) -> str:
+    """Why ``best`` must not be handed back ('' when it may): its latency does not clear the noise band of the
+    fastest untuned engine among the targets (the same FP32 model opened with the engine's defaults)."""
+    if goal == "size" or not anchors or (best.precision is Precision.FP32 and best.graph):
+        return ""
+    from edgedeploy.engines.timing import clears_noise
+
+    a = min(anchors, key=lambda k: lat[k].median_ms)
+    mine, theirs = lat[best.label], lat[a]
+    if clears_noise(mine.interval, theirs.interval):
+        return ""
+    return (f"{best.label} runs at {mine.median_ms:.2f} ms (95% interval {mine.interval[0]:.2f}-{mine.interval[1]:.2f}), "
+            f"not faster beyond the noise band than the best untuned engine, {a}: {theirs.median_ms:.2f} ms "
+            f"({theirs.interval[0]:.2f}-{theirs.interval[1]:.2f}) — run the FP32 model on it as it is (edgedeploy deploy "
+            "considers it too), or use goal size for a smaller model")
 
 
 def _parity(src: Path, g_session, feeds: list[dict], threads: int) -> float:

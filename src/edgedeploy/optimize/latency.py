@@ -5,13 +5,17 @@ engine's anchor for an ``untuned`` plan, e.g. ``onnxruntime.InferenceSession(pat
 ``rounds`` rounds time each candidate in turn with :func:`edgedeploy.engines.timing.time_runs`:
 2 untimed runs, then ``block`` timed runs. Interleaving spreads load from other processes
 evenly over the candidates, so their ratios stay fair on a busy machine; the figure is the
-median of all timed runs (and the minimum, the least disturbed run, is kept too). The
+median of all timed runs with its 95% interval (and the minimum, the least disturbed run, is
+kept too). Before each block the process sleeps :data:`SETTLE_S`, so worker threads the
+previous candidate left spinning (ONNX Runtime spins after a run by default) have gone idle
+and cannot slow the next candidate. The
 benchmark harness (``edgedeploy.benchmarking``) measures one plan per fresh process, one after
 another — better for memory and cold start, worse for A/B under shared load.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +26,10 @@ from edgedeploy.engines import EngineOptions
 from edgedeploy.engines.timing import Timing, merge, time_runs
 from edgedeploy.plan import DeploymentPlan, ModelFile
 
-METHOD = "in-process, interleaved: {rounds} rounds x {block} timed runs per candidate after 2 warm-up runs each; " \
-         "median of all timed runs (the minimum is kept in the JSON); {threads} threads"
+SETTLE_S = 0.05  # well beyond ORT's spin-then-block wait: the previous candidate's threads are asleep
+METHOD = "in-process, interleaved: {rounds} rounds x {block} timed runs per candidate after 2 warm-up runs each " \
+         "and a 50 ms pause (spinning threads of the previous candidate go idle); median of all timed runs with its " \
+         "95% interval (the minimum is kept in the JSON); {threads} threads"
 
 
 def plan_for(path: str | Path, engine: str, *, threads: int = 2, anchor: bool = False,
@@ -39,13 +45,15 @@ class Latency:
     median_ms: float
     min_ms: float
     runs: int
+    interval: tuple[float, float] = (0.0, 0.0)  # 95% interval of the median (ms)
 
     @classmethod
     def of(cls, timing: Timing) -> Latency:
-        return cls(timing.stat("p50"), timing.stat("min"), timing.runs)
+        return cls(timing.stat("p50"), timing.stat("min"), timing.runs, timing.interval("p50"))
 
     def to_dict(self) -> dict:
-        return {"median_ms": round(self.median_ms, 3), "min_ms": round(self.min_ms, 3), "runs": self.runs}
+        return {"median_ms": round(self.median_ms, 3), "min_ms": round(self.min_ms, 3), "runs": self.runs,
+                "p50_low": round(self.interval[0], 3), "p50_high": round(self.interval[1], 3)}
 
 
 def measure(plans: dict[str, DeploymentPlan], x: np.ndarray, *, rounds: int = 5, block: int = 5,
@@ -60,6 +68,7 @@ def measure(plans: dict[str, DeploymentPlan], x: np.ndarray, *, rounds: int = 5,
         if progress:
             progress(f"latency round {r + 1}/{rounds}")
         for label, (s, feeds) in sessions.items():
+            time.sleep(SETTLE_S)
             blocks[label].append(time_runs(s.run, feeds, runs=block, warmup=2))
     for s, _ in sessions.values():
         s.release()
