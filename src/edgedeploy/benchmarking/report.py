@@ -13,13 +13,14 @@ import io
 import json
 from pathlib import Path
 
+from edgedeploy.benchmarking import headroom
 from edgedeploy.benchmarking.plan import Skipped
 from edgedeploy.benchmarking.runner import BenchResult
 from edgedeploy.util import atomic_write
 
 COLUMNS = ["model", "shape", "scheme", "threads", "p50 ms", "p99 ms", "cold start ms", "items/s", "memory MiB",
-           "power W", "size MiB", "size ratio", "accuracy", "speed-up", "status"]
-NUMERIC = tuple(COLUMNS[4:14])
+           "power W", "size MiB", "size ratio", "accuracy", "speed-up", "GFLOP/s", "% peak", "status"]
+NUMERIC = tuple(COLUMNS[4:16])
 NOISY = 0.10  # other processes' share of the CPUs during the timed runs above which a row is marked noisy
 
 METHOD = ("latency: p50/p99 of timed runs after warm-up, each row in a fresh process; memory: peak RSS above "
@@ -37,12 +38,19 @@ def _num(v: float | None, digits: int = 1) -> str:
     return f"{v:.{digits}f}" if abs(v) >= 10 else f"{v:.{digits + 1}f}"
 
 
-def cells(r: BenchResult) -> list[str]:
-    """One result as the table's strings, in :data:`COLUMNS` order."""
+def method_text(peak: headroom.Peak | None = None) -> str:
+    """The method statement, with the headroom's (and the peak's estimate) when a peak is given."""
+    return METHOD + (f"; {headroom.METHOD} ({peak.method})" if peak is not None else "")
+
+
+def cells(r: BenchResult, peak: headroom.Peak | None = None) -> list[str]:
+    """One result as the table's strings, in :data:`COLUMNS` order; ``peak``: the CPU's peak for '% peak'."""
     c = r.config
     head = [r.model_name, c.shape_str, r.scheme, "default" if c.threads is None else str(c.threads)]
     if not r.ok:
-        return head + ["-"] * 10 + [f"failed: {r.reason}"]
+        return head + ["-"] * 12 + [f"failed: {r.reason}"]
+    h = headroom.of(r, peak)
+    room = ["-", "-"] if h is None else [_num(h.gflops), "-" if h.share is None else f"{h.share:.1%} {h.precision}"]
     power = "-" if r.power_w is None else _num(r.power_w) + ("" if r.power_measured else " est.")
     acc = "-" if r.accuracy is None else f"{r.accuracy:.1%}"
     speed = "-" if r.speedup is None else ("1.00x (ref)" if r.scheme == r.anchor_scheme else f"{r.speedup:.2f}x")
@@ -50,7 +58,7 @@ def cells(r: BenchResult) -> list[str]:
     status = f"ok (noisy: other processes {busy:.0%} CPU)" if busy > NOISY else "ok"
     return head + [_num(r.p50), _num(r.latency_ms.get("p99")), _num(r.cold_start_ms), _num(r.throughput_ips),
                    _num(r.model_memory_mb), power, _num(r.size_bytes / 2**20 if r.size_bytes else None),
-                   "-" if r.size_ratio is None else f"{r.size_ratio:.2f}x", acc, speed,
+                   "-" if r.size_ratio is None else f"{r.size_ratio:.2f}x", acc, speed, *room,
                    status]
 
 
@@ -59,20 +67,25 @@ def skipped_lines(skipped: list[Skipped]) -> list[str]:
     return [f"skipped {s.model} {s.shape} {s.engine} {s.precision}: {s.reason}" for s in skipped]
 
 
-def rich_table(results: list[BenchResult], title: str = "benchmark"):
+def rich_table(results: list[BenchResult], title: str = "benchmark", peak: headroom.Peak | None = None):
     """The rows as a rich Table (failed rows in red, with their reason); print :func:`skipped_lines` after it."""
     from rich.table import Table
 
-    t = Table(title=title, title_justify="left", caption=METHOD, caption_justify="left")
+    t = Table(title=title, title_justify="left", caption=method_text(peak), caption_justify="left")
     for col in COLUMNS:
         t.add_column(col, justify="right" if col in NUMERIC else "left", overflow="fold")
     for r in results:
-        t.add_row(*cells(r), style=None if r.ok else "red")
+        t.add_row(*cells(r, peak), style=None if r.ok else "red")
     return t
 
 
-def to_json(results: list[BenchResult], skipped: list[Skipped] = (), machine: dict | None = None) -> str:
-    return json.dumps({"method": METHOD, "machine": machine, "results": [r.to_dict() for r in results],
+def to_json(results: list[BenchResult], skipped: list[Skipped] = (), machine: dict | None = None,
+            peak: headroom.Peak | None = None) -> str:
+    rows = []
+    for r in results:
+        h = headroom.of(r, peak)
+        rows.append({**r.to_dict(), "headroom": h.to_dict() if h else None})
+    return json.dumps({"method": method_text(peak), "machine": machine, "results": rows,
                        "skipped": [s.to_dict() for s in skipped]}, indent=2, default=str) + "\n"
 
 
@@ -88,14 +101,16 @@ def to_csv(results: list[BenchResult], skipped: list[Skipped] = ()) -> str:
     return buf.getvalue()
 
 
-def to_markdown(results: list[BenchResult], skipped: list[Skipped] = (), method: str = METHOD) -> str:
+def to_markdown(results: list[BenchResult], skipped: list[Skipped] = (), method: str | None = None,
+                peak: headroom.Peak | None = None) -> str:
     """The method paragraph, then the table, then one line per skipped combination."""
     def esc(s: str) -> str:
         return s.replace("|", "\\|")
 
-    lines = [f"Method: {method.rstrip('.')}.", "", "| " + " | ".join(COLUMNS) + " |",
+    text = method or method_text(peak)
+    lines = [f"Method: {text.rstrip('.')}.", "", "| " + " | ".join(COLUMNS) + " |",
              "|" + "|".join("---:" if c in NUMERIC else "---" for c in COLUMNS) + "|"]
-    lines += ["| " + " | ".join(esc(v) for v in cells(r)) + " |" for r in results]
+    lines += ["| " + " | ".join(esc(v) for v in cells(r, peak)) + " |" for r in results]
     notes = [f"- {esc(line)}" for line in skipped_lines(list(skipped))]
     return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
 
@@ -145,11 +160,13 @@ def plot(results: list[BenchResult], path: str | Path, title: str = "latency vs 
 
 
 def write(results: list[BenchResult], skipped: list[Skipped] = (), *, json_path=None, csv_path=None,
-          markdown_path=None, plot_path=None, machine: dict | None = None) -> list[Path]:
+          markdown_path=None, plot_path=None, machine: dict | None = None, peak: headroom.Peak | None = None
+          ) -> list[Path]:
     """Write whichever outputs are given a path; returns the paths written."""
     written = []
-    for path, text in ((json_path, lambda: to_json(results, skipped, machine)), (csv_path, lambda: to_csv(results, skipped)),
-                       (markdown_path, lambda: to_markdown(results, skipped))):
+    for path, text in ((json_path, lambda: to_json(results, skipped, machine, peak)),
+                       (csv_path, lambda: to_csv(results, skipped)),
+                       (markdown_path, lambda: to_markdown(results, skipped, peak=peak))):
         if path:
             with atomic_write(path, "w") as f:
                 f.write(text())

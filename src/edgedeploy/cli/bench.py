@@ -57,16 +57,20 @@ def bench(models: list[str] = typer.Argument(..., help=MODEL_HELP + " Several ma
             bar.update(task, completed=i, description=f"{cfg.model} {cfg.shape_str} {cfg.scheme}" if cfg else "done")
 
         results = run_bench(configs, progress=step)
-    report.write(results, skipped, json_path=json_file, csv_path=csv, markdown_path=markdown, plot_path=plot)
+    from edgedeploy.hardware.isa import detect
+
+    peak = detect()  # the CPU's estimated peak per precision, for each row's GFLOP/s and share of it
+    report.write(results, skipped, json_path=json_file, csv_path=csv, markdown_path=markdown, plot_path=plot,
+                 peak=peak)
     from edgedeploy.optimize.lineage import lines as lineage_lines
 
     derived_lines, derived = lineage_lines(models, results)  # B made from A by optimize: B against A
     if json_:
         import json
 
-        emit_json({**json.loads(report.to_json(results, skipped)), "derived": derived})
+        emit_json({**json.loads(report.to_json(results, skipped, peak=peak)), "derived": derived})
     else:
-        console.print(report.rich_table(results))
+        console.print(report.rich_table(results, peak=peak))
         for line in derived_lines:
             console.print(line, markup=False, highlight=False)
         for line in report.skipped_lines(skipped):

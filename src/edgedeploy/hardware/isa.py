@@ -49,6 +49,11 @@ class Isa:
         return flag in self.flags
 
     @property
+    def method(self) -> str:
+        """How :meth:`peak_gflops` is estimated (for reports)."""
+        return f"{METHOD}; here: {self.cores} cores x {self.clock_ghz:g} GHz, {self.kind}"
+
+    @property
     def amx(self) -> bool:
         return self.has("amx_tile") and (self.has("amx_bf16") or self.has("amx_int8"))
 
