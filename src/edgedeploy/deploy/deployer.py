@@ -116,9 +116,34 @@ def deploy(config_path: str | Path, out_dir: str | Path | None = None, *, measur
                       "measurements": [m.to_dict() for m in result.measurements],
                       "pruned": [asdict(p) for p in result.pruned]}
             written = manifest.write(out_dir, model=model, resolved=resolved_config(cfg), record=record, plan=plan)
+            png, page = write_pareto(result, written)
+            notes.append(f"every candidate tried: {png} and {page} (beside the deployment, outside what it signs)")
         elif out_dir is not None:
             notes.append(f"nothing written to {out_dir}: a deployment is written only when every target is met")
     return DeployReport(cfg, result, written, est, advice, notes)
+
+
+def write_pareto(result: TuneResult, directory: Path) -> tuple[Path, Path]:
+    """``<directory>.pareto.png`` and ``<directory>.report.html``: every plan measured (each by its least
+    disturbed measurement), latency vs accuracy, marker ~ memory, the chosen plan marked."""
+    from edgedeploy.benchmarking import pareto
+
+    best: dict[str, Measurement] = {}
+    for m in result.measurements:
+        if m.ok and m.latency() is not None:
+            key = m.plan.label
+            if key not in best or m.interval()[1] < best[key].interval()[1]:
+                best[key] = m
+    chosen = result.plan.label if result.plan else None
+    points = [pareto.Point(label=k, latency_ms=m.latency(), accuracy=m.accuracy, anchor=m.plan.untuned,
+                           memory_mb=None if m.memory_bytes is None else m.memory_bytes / 2**20,
+                           chosen=k == chosen, interval=m.interval(), note=m.method) for k, m in best.items()]
+    rule = ("among plans meeting every target: the highest throughput (ties within 3% and the 95% intervals), then "
+            "the lowest latency, the least memory, the plan using least; an engine's own default (anchor) is kept "
+            "unless a tuned plan's throughput interval lies entirely above it (edgedeploy.deploy.tuner)")
+    return pareto.write(points, directory, title=f"deploy {result.model}: every plan measured", rule=rule,
+                        method="each plan in its own fresh process (edgedeploy.benchmarking), the least disturbed "
+                               "of its repeats; memory: model-attributable peak RSS")
 
 
 def _named_estimate(cfg, result: TuneResult):

@@ -386,7 +386,7 @@ def tune(cfg: DeploymentConfig, *, measure: Measure | None = None, produce: Prod
     survivors = []
     for m in screened:
         c = m.plan
-        what = f"{c.engine} {c.precision}"
+        what = c.label if c.untuned else f"{c.engine} {c.precision}"
         if not m.ok:
             pruned.append(Pruned(what, f"failed: {m.reason}"))
             continue
@@ -401,7 +401,7 @@ def tune(cfg: DeploymentConfig, *, measure: Measure | None = None, produce: Prod
         better = _dominated(m, [s for s in screened if s.ok])
         if better is not None:
             b = better.plan
-            pruned.append(Pruned(what, f"dominated by {b.engine} {b.precision}: {fmt_ms(better.latency())} vs "
+            pruned.append(Pruned(what, f"dominated by {b.label if b.untuned else f'{b.engine} {b.precision}'}: {fmt_ms(better.latency())} vs "
                                        f"{fmt_ms(m.latency())}, {fmt_bytes(better.memory_bytes)} vs {fmt_bytes(m.memory_bytes)}"))
             continue
         survivors.append(m)

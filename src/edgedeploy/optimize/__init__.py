@@ -319,7 +319,30 @@ def optimize(model, out: str | Path, *, engine: str = "auto", precision: str = "
             candidate_accuracy={c.label: a for c, (_, a) in made.items()},
         )
         _write(path, out, report, exported)
+        scored = {c.label: v for c, v in made.items()}  # the FP32 model as is: the accuracy measured before
+        scored |= {k: (Path(p.model.path), before[p.engine]) for k, p in lat_plans.items()
+                   if k not in scored and p.engine in before and not (p.untuned and p.engine is not Engine.ONNXRUNTIME)}
+        _pareto(out, best, lat, lat_plans, scored, latency_rounds, threads)
     return report
+
+
+def _pareto(out: Path, best: Candidate, lat: dict, lat_plans: dict, made: dict, rounds: int, threads: int) -> None:
+    """Every candidate timed (latency vs accuracy, marker ~ model file size) beside the output:
+    ``OUT.pareto.png`` and ``OUT.report.html``."""
+    from edgedeploy.benchmarking import pareto
+
+    points = []
+    for label, plan in lat_plans.items():
+        path, acc = made.get(label, (Path(plan.model.path), None))
+        points.append(pareto.Point(label=label, latency_ms=lat[label].median_ms, accuracy=acc,
+                                   memory_mb=Path(path).stat().st_size / 2**20, anchor=plan.untuned,
+                                   chosen=label == best.label, interval=lat[label].interval,
+                                   note="the engine's defaults" if plan.untuned else ""))
+    rule = ("the fastest candidate within the accuracy budget, handed back only when it is faster than the best "
+            "FP32 configuration on its engine and, beyond the noise band (its 95% interval entirely below), than the "
+            "untuned engines (edgedeploy.engines.timing.clears_noise)")
+    pareto.write(points, Path(out).with_suffix(""), title=f"optimize {Path(out).name}: every candidate",
+                 rule=rule, method=latency.method(threads=threads, rounds=rounds), size_label="model file (MiB)")
 
 
 def _fp32_baseline(engine: Engine, lat_plans: dict, ms: dict[str, float]) -> str:
