@@ -38,3 +38,5 @@ def test_demo_command_prints_the_agreement_table(capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert out.count("agrees") >= 4 and "n/a" in out and "latency" in out
+    # and the best untuned engine next to edgedeploy's choice, per model, measured side by side
+    assert "best untuned engine vs edgedeploy's choice" in out and out.count("(anchor)") >= 2 and "x" in out

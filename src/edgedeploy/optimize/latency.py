@@ -46,23 +46,33 @@ class Latency:
     min_ms: float
     runs: int
     interval: tuple[float, float] = (0.0, 0.0)  # 95% interval of the median (ms)
+    memory_mb: float | None = None  # resident memory the session added (open + first run), in this process
 
     @classmethod
-    def of(cls, timing: Timing) -> Latency:
-        return cls(timing.stat("p50"), timing.stat("min"), timing.runs, timing.interval("p50"))
+    def of(cls, timing: Timing, memory_mb: float | None = None) -> Latency:
+        return cls(timing.stat("p50"), timing.stat("min"), timing.runs, timing.interval("p50"), memory_mb)
 
     def to_dict(self) -> dict:
         return {"median_ms": round(self.median_ms, 3), "min_ms": round(self.min_ms, 3), "runs": self.runs,
-                "p50_low": round(self.interval[0], 3), "p50_high": round(self.interval[1], 3)}
+                "p50_low": round(self.interval[0], 3), "p50_high": round(self.interval[1], 3),
+                "memory_mb": None if self.memory_mb is None else round(self.memory_mb, 1)}
 
 
 def measure(plans: dict[str, DeploymentPlan], x: np.ndarray, *, rounds: int = 5, block: int = 5,
             progress: Callable[[str], None] | None = None) -> dict[str, Latency]:
-    """Label → :class:`Latency` for each plan on input ``x`` (fed to each model's first input)."""
-    sessions = {}
+    """Label → :class:`Latency` for each plan on input ``x`` (fed to each model's first input); its memory is
+    the growth of this process's resident set while the session opened and ran once (sessions opened one
+    after another, so each figure is that session's own, engine libraries loaded by the first excepted)."""
+    import psutil
+
+    proc = psutil.Process()
+    sessions, memory = {}, {}
     for label, plan in plans.items():
+        before = proc.memory_info().rss
         s = plan.open()
         sessions[label] = (s, {s.inputs[0].name: x})
+        s.run(sessions[label][1])
+        memory[label] = max(proc.memory_info().rss - before, 0) / 2**20
     blocks: dict[str, list[Timing]] = {k: [] for k in sessions}
     for r in range(rounds):
         if progress:
@@ -72,7 +82,7 @@ def measure(plans: dict[str, DeploymentPlan], x: np.ndarray, *, rounds: int = 5,
             blocks[label].append(time_runs(s.run, feeds, runs=block, warmup=2))
     for s, _ in sessions.values():
         s.release()
-    return {k: Latency.of(merge(v)) for k, v in blocks.items()}
+    return {k: Latency.of(merge(v), memory[k]) for k, v in blocks.items()}
 
 
 def method(*, threads: int = 2, rounds: int = 5, block: int = 5) -> str:
