@@ -78,12 +78,16 @@ INT8_TARGET = "openvino"
 MAX_ACCURACY_DROP = 0.5  # percentage points (optimize's unit): the project's "<= 0.5 points lost" target
 # same-size targets of issue 17 (edgedeploy's choice vs the best untuned engine)
 TARGETS = {"ppocrv6-det": 1.5, "picodet-layout": 1.5, "pplcnet-orientation": 1.2}
+# structured pruning + distillation before INT8 (fully convolutional models only; PP-LCNet and PicoDet
+# have MatMul/Softmax heads, which `optimize --prune` refuses)
+PRUNE = {"ppocrv6-det": 0.3}
 # a small model is overhead-bound: one thread (no fork/join per operator) may beat two
 EXTRA_THREADS = {"pplcnet-orientation": (1,)}
 
 
-def int8_model(name: str, *, max_drop: float = MAX_ACCURACY_DROP, threads: int = 2) -> Path:
-    """The INT8 model of zoo model ``name`` from ``optimize(..., engine="openvino", precision="int8")``.
+def int8_model(name: str, *, max_drop: float = MAX_ACCURACY_DROP, threads: int = 2, prune: float = 0.0) -> Path:
+    """The INT8 model of zoo model ``name`` from ``optimize(..., engine="openvino", precision="int8")``
+    (``prune``: a fraction of channels removed first, then distilled — fewer operations, same input size).
 
     Made once and kept under the edgedeploy cache (never the source tree), keyed by the source
     model's content hash and the settings; the optimize report sits beside it (``.report.json``).
@@ -96,14 +100,15 @@ def int8_model(name: str, *, max_drop: float = MAX_ACCURACY_DROP, threads: int =
 
     src = load_model(name)
     out = (cache_dir() / "bench-int8" /
-           f"{name}-{src.content_hash()[:16]}-{INT8_TARGET}-int8-drop{max_drop:g}-goalsize.onnx")
+           f"{name}-{src.content_hash()[:16]}-{INT8_TARGET}-int8-drop{max_drop:g}-goalsize"
+           f"{f'-prune{prune:g}' if prune else ''}.onnx")
     if out.exists() and report_path(out).exists():
         print(f"[int8] {name}: cached {out}", file=sys.stderr, flush=True)
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
     optimize(name, out, engine=INT8_TARGET, precision="int8", task=zoo.entry(name).task,
-             max_accuracy_drop=max_drop, threads=threads, goal="size",
+             max_accuracy_drop=max_drop, threads=threads, goal="size", prune=prune,
              progress=lambda msg: print(f"[int8] {name}: {msg}", file=sys.stderr, flush=True))
     print(f"[int8] {name}: made {out} in {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
     return out
@@ -200,24 +205,27 @@ def repeatability(runs: list[list]) -> list[dict]:
     return out
 
 
-def int8_rows(name: str, fp32_rows: list[BenchConfig], threads: int,
-              made: dict[str, Path]) -> tuple[list[BenchConfig], list[Skipped]]:
-    """Rows for the INT8 model of ``name``, one per engine in :data:`INT8_ENGINES`, like ``fp32_rows``
-    (same shape, settings, accuracy data); a model optimize refuses becomes skipped rows with the reason.
-    ``made`` collects name -> INT8 file."""
+def int8_rows(name: str, fp32_rows: list[BenchConfig], threads: int, made: dict[str, Path],
+              prune: float = 0.0) -> tuple[list[BenchConfig], list[Skipped]]:
+    """Rows for the INT8 model of ``name`` (pruned by ``prune`` first, if not 0), one per engine in
+    :data:`INT8_ENGINES` (the pruned one on OpenVINO only), plus mixed INT8+BF16 on OpenVINO where the CPU
+    has native BF16, like ``fp32_rows`` (same shape, settings, accuracy data); a model optimize refuses
+    becomes skipped rows with the reason. ``made`` collects key -> INT8 file."""
     base = fp32_rows[0]
+    kind = f"pruned {prune:.0%} + int8" if prune else "int8"
+    targets = ("openvino",) if prune else INT8_ENGINES
     try:
-        path = int8_model(name, threads=threads)
+        path = int8_model(name, threads=threads, prune=prune)
     except (UserError, VerdictError) as exc:
-        reason = f"edgedeploy optimize made no INT8 model: {' '.join(str(exc).split())}"
-        return [], [Skipped(name, base.shape_str, e, "int8", reason) for e in INT8_ENGINES]
-    made[name] = path
+        reason = f"edgedeploy optimize made no {kind} model: {' '.join(str(exc).split())}"
+        return [], [Skipped(name, base.shape_str, e, kind, reason) for e in targets]
+    made[f"{name} ({kind})"] = path
     rows = [dataclasses.replace(base, model=str(path), source=name, engine=e, untuned=False, precision="fp32",
-                                threads=threads, label=f"{e} int8 (edgedeploy optimize)") for e in INT8_ENGINES]
+                                threads=threads, label=f"{e} {kind} (edgedeploy optimize)") for e in targets]
     if detect().native_bf16:  # mixed: INT8 layers, and the layers NNCF kept in float in BF16
         rows.append(dataclasses.replace(base, model=str(path), source=name, engine="openvino", untuned=False,
                                         precision="bf16", threads=threads,
-                                        label="openvino int8+bf16 (edgedeploy optimize)"))
+                                        label=f"openvino {kind}+bf16 (edgedeploy optimize)"))
     return rows, []
 
 
@@ -392,6 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", nargs="*", help="only these zoo models (default: all of the table)")
     ap.add_argument("--no-int8", action="store_true", help="leave out the INT8 rows (edgedeploy optimize)")
     ap.add_argument("--no-resolution", action="store_true", help="leave out the resolution search")
+    ap.add_argument("--no-prune", action="store_true", help="leave out the pruned + INT8 rows")
     ap.add_argument("--quick", action="store_true",
                     help="development: 8 runs / 1 s per row, 1 warm-up, no repeats, no quiet wait (noisy figures)")
     args = ap.parse_args(argv)
@@ -416,6 +425,10 @@ def main(argv: list[str] | None = None) -> int:
                 for t in threads:
                     extra, s8 = int8_rows(name, [x for x in c if not x.untuned], t, int8_paths)
                     c, s = c + extra, s + (s8 if t == threads[0] else [])
+                if name in PRUNE and not args.no_prune:
+                    extra, s8 = int8_rows(name, [x for x in c if not x.untuned], args.threads, int8_paths,
+                                          prune=PRUNE[name])
+                    c, s = c + extra, s + s8
             configs += c
             skipped += s
             if name == REPEATED:
