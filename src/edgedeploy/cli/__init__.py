@@ -17,6 +17,7 @@ from edgedeploy.cli import bench as bench_cmd
 from edgedeploy.cli import demo as demo_cmd
 from edgedeploy.cli import deploy as deploy_cmds
 from edgedeploy.cli import eval as eval_cmd
+from edgedeploy.cli import fleet as fleet_cmds
 from edgedeploy.cli import model as model_cmds
 from edgedeploy.cli import optimize as optimize_cmd
 from edgedeploy.cli import pipeline as pipeline_cmd
@@ -48,6 +49,7 @@ app.command("serve")(serve_cmds.serve)
 app.command("pipeline")(pipeline_cmd.pipeline)
 app.command("gate-video")(pipeline_cmd.gate_video)
 app.add_typer(serve_cmds.ab_app, name="ab")
+app.command("agent")(fleet_cmds.agent); app.add_typer(fleet_cmds.fleet_app, name="fleet")  # noqa: E702
 
 
 def _version(value: bool):
