@@ -65,6 +65,17 @@ class AgentSettings:
     download_retries: int = 30
 
 
+def _temperature() -> float | None:
+    """The hottest sensor psutil can read (None where there are none, as in most VMs)."""
+    import psutil
+
+    try:
+        temps = [t.current for ts in (psutil.sensors_temperatures() or {}).values() for t in ts if t.current]
+    except (AttributeError, OSError):
+        return None
+    return max(temps) if temps else None
+
+
 class _AgentServer(ModelServer):
     """The serving runtime, counting every inference (ok/failed, latency) for the health report."""
 
@@ -152,12 +163,22 @@ class Agent:
 
     # -- reporting -------------------------------------------------------------------------------
     def _probe(self) -> dict:
-        from edgedeploy.hardware.profiles import local
+        """Identity without importing every engine (``hardware.local`` probes GPUs through them: ~300 MB)."""
+        import os
+        import platform
 
-        p = local(bandwidth=False)
-        return {"hardware": {"name": p.name, "cpu": p.cpu, "isa": list(p.isa), "memory_bytes": p.memory_bytes.value,
-                             "accelerators": [u.name for u in p.accelerators]},
-                "engines": list(p.edgedeploy_engines)}
+        import psutil
+
+        from edgedeploy import engines
+        from edgedeploy.benchmarking.power import cpu_model
+        from edgedeploy.hardware.profiles import ISA_FLAGS, _cpuinfo
+
+        flags = set(" ".join(line.split(":", 1)[-1] for line in _cpuinfo().splitlines()
+                             if line.startswith(("flags", "Features"))).split())
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else psutil.cpu_count()
+        return {"hardware": {"name": f"{platform.machine()} {cpu_model()}", "cpu": f"{cores} usable cores, {cpu_model()}",
+                             "isa": [f for f in ISA_FLAGS if f in flags], "memory_bytes": psutil.virtual_memory().total},
+                "engines": [e for e in engines.ENGINES if engines.available(e)]}
 
     def health(self, window_s: float = 60.0) -> dict:
         from edgedeploy.serving.memory import rss_bytes
@@ -167,7 +188,7 @@ class Agent:
         ms = [c[1] for c in recent if c[2]]
         return {"window_s": window_s, "inferences": len(recent), "errors": sum(not c[2] for c in recent),
                 "p50_ms": gates.percentile(ms, 50), "p99_ms": gates.percentile(ms, 99),
-                "rss_bytes": rss_bytes(), "served_total": self.server.served_total,
+                "rss_bytes": rss_bytes(), "temperature_c": _temperature(), "served_total": self.server.served_total,
                 "failed_total": self.server.failed_total}
 
     def state(self) -> dict:
@@ -263,7 +284,8 @@ class Agent:
         if not ok:
             if not held:
                 shutil.rmtree(self.server.repo.root / d.model / str(d.version), ignore_errors=True)
-            return out | {"status": "rolled_back" if current is not None else "failed", "reason": reason,
+            soaked = out["figures"].get("error_rate") is not None  # it served, then failed: rolled back
+            return out | {"status": "rolled_back" if soaked and current is not None else "failed", "reason": reason,
                           "serving": current}
         self._prune(d.model)
         return out | {"ok": True, "status": "serving", "from_slot": held}
@@ -289,10 +311,9 @@ class Agent:
         self.bytes_downloaded += got
         staging = self.dir / "staging" / f"{d.model}-{d.version}"
         manifest = artifacts.unpack_verified(tar, staging, self.trusted)
-        extra = manifest.get("extra") or {}
-        if (extra.get("model"), extra.get("version")) != (d.model, d.version):
+        if (manifest.get("model"), manifest.get("version")) != (d.model, d.version):
             shutil.rmtree(staging, ignore_errors=True)
-            raise artifacts.ArtifactRefused(f"artifact {d.artifact}: signed for {extra.get('model')} v{extra.get('version')}, "
+            raise artifacts.ArtifactRefused(f"artifact {d.artifact}: signed for {manifest.get('model')} v{manifest.get('version')}, "
                                             f"not {d.model} v{d.version}; refused")
         artifacts.install(staging, self.server.repo.root / d.model / str(d.version), self.dir / "manifests")
         tar.unlink()
