@@ -47,6 +47,8 @@ class Broker:
         self.binary, self.port, self.dir = binary, free_port(), directory
         directory.mkdir(parents=True, exist_ok=True)
         conf = [f"listener {self.port} 127.0.0.1", "persistence false", f"log_dest file {directory / 'mosquitto.log'}"]
+        if os.geteuid() == 0:  # as root mosquitto drops to user 'mosquitto', who cannot read pytest's private tmp dirs
+            conf.append("user root")
         if users:
             pw = directory / "passwd"
             pw.write_text("".join(f"{u}:{p}\n" for u, p in users.items()))

@@ -124,14 +124,14 @@ class Agent:
 
     # -- life cycle ------------------------------------------------------------------------------
     def start(self) -> Agent:
-        self.server.start()
         s = self.settings
         offline = json.dumps({"device": s.device_id, "online": False}).encode()
         self.link = Link(s.broker, f"edgedeploy-agent-{s.device_id}", will=(device_topic(s.device_id, "state"), offline))
         self.link.subscribe(device_topic(s.device_id, "desired"), self._on_desired)
         self.link.subscribe(group_topic(s.group), self._on_desired)
         self.link.on_connect(self.publish_state)
-        self.link.open()
+        self.link.open()  # first: a wrong address or bad credentials stops here, with nothing started
+        self.server.start()
         for name, target in (("apply", self._apply_loop), ("heartbeat", self._heartbeat_loop), ("load", self._load_loop)):
             t = threading.Thread(target=target, name=f"agent-{s.device_id}-{name}", daemon=True)
             t.start()

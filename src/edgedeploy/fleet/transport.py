@@ -64,6 +64,7 @@ class Link:
         self._refused: str | None = None
         self._first = threading.Event()
         self.connects = 0
+        self._closing = False
         self._client = None
 
     @property
@@ -115,6 +116,7 @@ class Link:
 
     def close(self) -> None:
         if self._client is not None:
+            self._closing = True
             self._client.disconnect()
             self._client.loop_stop()
 
@@ -139,7 +141,7 @@ class Link:
             log.info("%s: reconnected to %s", self.client_id, self.address)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties=None) -> None:
-        if self._connected.is_set():
+        if self._connected.is_set() and not self._closing:
             log.warning("%s: connection to %s lost (%s); reconnecting", self.client_id, self.address, reason_code)
         self._connected.clear()
 
