@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -15,16 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgedeploy.fleet.broker import LocalBroker, mosquitto_binary
 from tests.conftest import build_tiny_onnx
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 TINY_CONFIG = {"warmup": {"input": "1x3x8x8"}}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
@@ -37,47 +30,10 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-class Broker:
-    """mosquitto on 127.0.0.1:<port>; ``users`` turns anonymous access off (a password file)."""
-
-    def __init__(self, directory: Path, *, users: dict[str, str] | None = None):
-        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        if not Path(binary).exists():
-            pytest.skip("mosquitto is not installed (apt-get install -y mosquitto)")
-        self.binary, self.port, self.dir = binary, free_port(), directory
-        directory.mkdir(parents=True, exist_ok=True)
-        conf = [f"listener {self.port} 127.0.0.1", "persistence false", f"log_dest file {directory / 'mosquitto.log'}"]
-        if os.geteuid() == 0:  # as root mosquitto drops to user 'mosquitto', who cannot read pytest's private tmp dirs
-            conf.append("user root")
-        if users:
-            pw = directory / "passwd"
-            pw.write_text("".join(f"{u}:{p}\n" for u, p in users.items()))
-            subprocess.run(["mosquitto_passwd", "-U", str(pw)], check=True)
-            conf += ["allow_anonymous false", f"password_file {pw}"]
-        else:
-            conf.append("allow_anonymous true")
-        self.conf = directory / "mosquitto.conf"
-        self.conf.write_text("\n".join(conf) + "\n")
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> Broker:
-        self.proc = subprocess.Popen([self.binary, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: _port_open(self.port), 5, "the broker to listen")
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()  # as a crash: no clean goodbye to the clients
-            self.proc.wait(5)
-            self.proc = None
-
-
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
+def Broker(directory: Path, **kw) -> LocalBroker:  # noqa: N802  (reads as the class it returns)
+    if mosquitto_binary() is None:
+        pytest.skip("mosquitto is not installed (apt-get install -y mosquitto)")
+    return LocalBroker(directory, **kw)
 
 
 def tiny_model(path: Path, *, bias: float = 0.0) -> Path:
