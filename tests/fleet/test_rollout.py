@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,7 @@ from tests.fleet.conftest import TINY_CONFIG, AgentProc, Broker, golden_for, tin
 
 pytestmark = pytest.mark.timeout(300)
 N = 5
+TOKEN = "s3cret-token"
 GATES = {"golden_max_diff": 1e-4, "p99_ms": "2s", "rss_mb": "4GB", "error_rate": 0.0}
 
 
@@ -33,7 +35,8 @@ class Fleet:
         self.golden = golden_for(self.good, root / "golden.npz")
 
     def new_controller(self) -> Controller:
-        return Controller(self.root / "ctl", BrokerAddress(port=self.broker.port), http_port=0, tick_s=0.2).start()
+        return Controller(self.root / "ctl", BrokerAddress(port=self.broker.port), http_port=0, tick_s=0.2,
+                          token=TOKEN).start()
 
     @property
     def store(self):
@@ -179,3 +182,59 @@ def test_agent_with_wrong_broker_or_bad_credentials_is_one_line(tmp_path, capsys
         assert "refused the connection" in err and "\n" not in err
     finally:
         locked.stop()
+
+
+def _chromium():
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed (requirements-test.lock)")
+    browser, driver = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
+    if not browser or not driver:
+        pytest.skip("Chromium not installed: apt-get install -y chromium chromium-driver (scripts/setup.sh --test)")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1500,1100"):
+        options.add_argument(arg)
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+def test_dashboard_in_headless_chromium(fleet, tmp_path):
+    """The page a person opens: fleet table, rollouts by stage with gate figures, latency plots;
+    screenshots kept (EDGEDEPLOY_SCREENSHOTS=DIR copies them there). Changes need the token."""
+    import os
+
+    import httpx
+    from selenium.webdriver.common.by import By
+
+    url = f"http://127.0.0.1:{fleet.controller.http_port}"
+    wait_for(lambda: all(len(fleet.store.health(f"dev{i}")) >= 2 for i in range(N)), 20, "health history")
+    browser = _chromium()
+    try:
+        browser.get(url + "/")
+        rows = browser.find_elements(By.CSS_SELECTOR, "#fleet tr.device")
+        assert len([r for r in rows if r.get_attribute("id").startswith("dev-dev")]) == N
+        assert all("tiny v" in r.text for r in rows if r.get_attribute("id").startswith("dev-dev"))
+        assert browser.find_elements(By.CSS_SELECTOR, "#fleet svg.plot polyline"), "no latency plot drawn"
+        r1 = browser.find_element(By.ID, "rollout-r1")
+        assert "done" in r1.find_element(By.CLASS_NAME, "state").text
+        halted = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "section.rollout .state")]
+        assert "rolled_back" in halted and "halted" in halted
+        assert "golden_max_diff" in browser.find_element(By.TAG_NAME, "body").text  # gate figures per device
+        shots = [tmp_path / "fleet.png"]
+        browser.save_screenshot(str(shots[0]))
+        browser.execute_script("document.getElementById('rollout-r1').scrollIntoView()")
+        shots.append(tmp_path / "rollout.png")
+        browser.save_screenshot(str(shots[1]))
+    finally:
+        browser.quit()
+    for shot in shots:
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+        if os.environ.get("EDGEDEPLOY_SCREENSHOTS"):
+            shutil.copy2(shot, Path(os.environ["EDGEDEPLOY_SCREENSHOTS"]) / shot.name)
+    # read-only unless authenticated
+    name, _ = fleet.plan(fleet.good, stages=[{"percent": 100}])
+    assert httpx.post(f"{url}/api/rollouts/{name}/abort").status_code == 401
+    assert httpx.post(f"{url}/api/rollouts/{name}/abort", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    r = httpx.post(f"{url}/api/rollouts/{name}/abort", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert r.status_code == 200, r.text
+    wait_for(lambda: fleet.store.rollout(name)["state"] == "aborted", 10, "the abort")

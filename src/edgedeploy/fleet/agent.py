@@ -110,7 +110,7 @@ class Agent:
         saved = json.loads(self._state_file.read_text()) if self._state_file.is_file() else {}
         self.last_seq: int = saved.get("last_seq", 0)
         self.last_apply: dict = saved.get("last_apply", {})
-        self.bytes_downloaded = 0
+        self.bytes_downloaded: int = saved.get("bytes_downloaded", 0)
         self.server = _AgentServer(self.dir / "repo", ServerSettings(poll_s=0, threads=s.threads,
                                                                      memory_budget=s.memory_budget),
                                    check=self._gate_check)
@@ -257,7 +257,7 @@ class Agent:
             self.last_seq = result["seq"]
         self.last_apply = {**result, "at": time.time()}
         with atomic_write(self._state_file, "w") as f:
-            json.dump({"last_seq": self.last_seq, "last_apply": self.last_apply}, f)
+            json.dump({"last_seq": self.last_seq, "last_apply": self.last_apply, "bytes_downloaded": self.bytes_downloaded}, f)
         self.publish_state()
 
     def apply(self, d: Desired) -> dict:

@@ -53,7 +53,7 @@ def create_rollout(store: Store, plan_path: Path, *, state_dir: Path, key) -> di
         raise UserError(f"plan {plan_path}: target {plan.target.model_dump(exclude_defaults=True) or 'all'} matches none of "
                         f"the {len(seen)} devices seen ({', '.join(d['device'] for d in seen[:8]) or 'none yet'}); "
                         "check group/labels/hardware, or start the agents and the controller first")
-    golden = (base / plan.golden) if plan.golden else None
+    golden = (base / Path(plan.golden).expanduser()) if plan.golden else None
     config = None
     if plan.config is not None:
         import yaml
@@ -62,7 +62,7 @@ def create_rollout(store: Store, plan_path: Path, *, state_dir: Path, key) -> di
 
         make_config(plan.config, plan_path)  # the same checks the devices will make
         config = yaml.safe_dump(plan.config)
-    art = artifacts.pack(base / plan.artifact, model=plan.model, version=plan.version, out_dir=state_dir / "artifacts",
+    art = artifacts.pack(base / Path(plan.artifact).expanduser(), model=plan.model, version=plan.version, out_dir=state_dir / "artifacts",
                          key=key, golden=golden, config=config)
     store.publish(plan.model, plan.version, art.sha256, art.size, art.path.name)
     targets = sorted(d["device"] for d in devices)
