@@ -34,8 +34,8 @@ class Fleet:
         self.good = tiny_model(root / "good.onnx")
         self.golden = golden_for(self.good, root / "golden.npz")
 
-    def new_controller(self) -> Controller:
-        return Controller(self.root / "ctl", BrokerAddress(port=self.broker.port), http_port=0, tick_s=0.2,
+    def new_controller(self, http_port: int = 0) -> Controller:
+        return Controller(self.root / "ctl", BrokerAddress(port=self.broker.port), http_port=http_port, tick_s=0.2,
                           token=TOKEN).start()
 
     @property
@@ -149,8 +149,9 @@ def test_controller_restart_resumes(fleet):
     name, v = fleet.plan(fleet.good, stages=[{"devices": 1}, {"percent": 100}], soak="2s")
     control(fleet.store, name, "start")
     wait_for(lambda: fleet.store.assignments(name), 10, "the canary to be sent")
+    port = fleet.controller.http_port
     fleet.controller.stop()
-    fleet.controller = fleet.new_controller()  # the same database: it carries on where it was
+    fleet.controller = fleet.new_controller(port)  # same database and address (devices may be downloading from it)
     wait_for(lambda: fleet.store.rollout(name)["state"] != "running", 60, "the rollout to finish")
     assert status(fleet.store, name)["state"] == "done"
     wait_for(lambda: set(fleet.serving().values()) == {v}, 20, "every device to serve v%d" % v)

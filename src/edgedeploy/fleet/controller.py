@@ -147,7 +147,12 @@ class Controller:
         if self.link:
             self.link.close()
         if self._http is not None:
+            from edgedeploy.fleet.broker import port_open
+
             self._http.should_exit = True
+            deadline = time.monotonic() + 10
+            while port_open(self.http_port, self.http_host) and time.monotonic() < deadline:
+                time.sleep(0.05)  # the address is free again when stop returns (a restart may take it)
 
     def _republish(self) -> None:
         for row in self.store.tx("SELECT device, payload FROM desired"):

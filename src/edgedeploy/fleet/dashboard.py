@@ -5,7 +5,6 @@ Reading is open on the listening address (loopback by default); changing a rollo
 (``POST /api/rollouts/NAME/ACTION``) needs ``Authorization: Bearer TOKEN``, the controller's token.
 """
 
-from __future__ import annotations
 
 import hmac
 import html
@@ -53,10 +52,11 @@ def render(controller) -> str:
     sections = []
     for r in reversed(store.rollouts()):
         st = status(store, r["name"])
+        done = [sum(x["serving"] for x in st["stages"][: i + 1]) for i in range(len(st["stages"]))]  # stages are cumulative
         stages = "".join(
             f'<tr class="stage"><td>{s["stage"]}. {_fmt(s["name"])}</td><td>{s["reach"]}</td><td>{s["serving"]}</td>'
             f'<td>{s["failed"]}</td><td>{s["pending"]}</td><td><progress max="{max(s["reach"], 1)}" '
-            f'value="{s["serving"]}"></progress></td></tr>' for s in st["stages"])
+            f'value="{d}"></progress></td></tr>' for s, d in zip(st["stages"], done))
         devs = "".join(
             f'<tr><td>{_fmt(d["device"])}</td><td>{d["stage"]}</td><td>{_fmt(d["status"])}</td><td>'
             + ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(d["figures"].items())) + f'</td><td>{_fmt(d["reason"])}</td></tr>'
