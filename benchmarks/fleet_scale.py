@@ -59,13 +59,11 @@ def host(ids: list[str], state: Path, broker_port: int, trust: Path, max_rate: f
         a.stop()
 
 
-class Host:
-    def __init__(self, ids, state, broker_port, trust, max_rate=None):
-        self.ids = ids
-        self.args = [sys.executable, __file__, "--host", ",".join(ids), "--state", str(state), "--broker-port",
-                     str(broker_port), "--trust", str(trust)] + (["--max-rate", str(max_rate)] if max_rate else [])
-        self.log = state / f"host-{ids[0]}.log"
-        self.proc = None
+class Proc:
+    """A child process of this run, its output in ``log``; killed with the run whatever happens."""
+
+    def __init__(self, args: list[str], log: Path):
+        self.args, self.log, self.proc = args, log, None
 
     def start(self):
         self.proc = subprocess.Popen(self.args, env=_env(), stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
@@ -85,32 +83,24 @@ class Host:
                 self.kill()
 
 
-class ControllerProc:
-    def __init__(self, state, broker_port, http_port):
-        self.args = [sys.executable, "-c", "import sys; from edgedeploy.cli import main; sys.exit(main(sys.argv[1:]))",
-                     "fleet", "controller", "--dir", str(state), "--broker", f"127.0.0.1:{broker_port}",
-                     "--http-port", str(http_port), "--json"]
-        self.log = state.parent / "controller.log"
-        self.proc = None
-
-    def start(self):
-        self.proc = subprocess.Popen(self.args, env=_env(), stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
-        STARTED.append(self.proc)
-        return self
-
-    def kill(self):
-        self.proc.kill()
-        self.proc.wait(10)
+def agent_host(ids, state, broker_port, trust, max_rate=None) -> Proc:
+    return Proc([sys.executable, __file__, "--host", ",".join(ids), "--state", str(state), "--broker-port", str(broker_port),
+                 "--trust", str(trust)] + (["--max-rate", str(max_rate)] if max_rate else []), state / f"host-{ids[0]}.log")
 
 
-def wait_for(predicate, timeout, what, interval=0.25):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = predicate()
-        if v:
-            return v
-        time.sleep(interval)
-    raise SystemExit(f"fleet_scale: timed out after {timeout:.0f} s waiting for {what}")
+def controller(state, broker_port, http_port) -> Proc:
+    return Proc([sys.executable, "-c", "import sys; from edgedeploy.cli import main; sys.exit(main(sys.argv[1:]))",
+                 "fleet", "controller", "--dir", str(state), "--broker", f"127.0.0.1:{broker_port}",
+                 "--http-port", str(http_port), "--json"], state.parent / "controller.log")
+
+
+def wait_for(predicate, timeout, what):
+    from edgedeploy.fleet.broker import wait_for as poll
+
+    try:
+        return poll(predicate, timeout, what, 0.25)
+    except TimeoutError as exc:
+        raise SystemExit(f"fleet_scale: {exc}") from None
 
 
 def bad_model(src: Path, dst: Path) -> Path:
@@ -187,7 +177,7 @@ def run(args) -> None:
     broker = LocalBroker(work / "broker").start()
     STARTED.append(broker.proc)
     http_port = free_port()
-    ctl = ControllerProc(ctl_dir, broker.port, http_port).start()
+    ctl = controller(ctl_dir, broker.port, http_port).start()
     wait_for(lambda: (ctl_dir / "keys" / "edgedeploy.pub").is_file() and (ctl_dir / "fleet.db").is_file(), 60, "the controller")
     store = Store(ctl_dir / "fleet.db")
     trust = ctl_dir / "keys" / "edgedeploy.pub"
@@ -195,10 +185,10 @@ def run(args) -> None:
     n = args.agents
     ids = [f"dev{i:02d}" for i in range(n)]
     fragile, offline = ids[1:6], ids[-5:]  # fragile: in stage 2 (25%), killed mid-download; offline: in stage 3
-    hosts = [Host(fragile, work / "agents", broker.port, trust, max_rate=1_000_000)]
+    hosts = [agent_host(fragile, work / "agents", broker.port, trust, max_rate=1_000_000)]
     rest = [i for i in ids if i not in fragile and i not in offline]
-    hosts += [Host(rest[k:k + PER_PROCESS], work / "agents", broker.port, trust) for k in range(0, len(rest), PER_PROCESS)]
-    offline_host = Host(offline, work / "agents", broker.port, trust)
+    hosts += [agent_host(rest[k:k + PER_PROCESS], work / "agents", broker.port, trust) for k in range(0, len(rest), PER_PROCESS)]
+    offline_host = agent_host(offline, work / "agents", broker.port, trust)
     t0 = time.monotonic()
     for h in [*hosts, offline_host]:
         h.start()
@@ -263,7 +253,7 @@ def run(args) -> None:
     ctl.kill()
     faults["controller_killed_at_s"] = time.time() - t_good
     time.sleep(1)
-    ctl = ControllerProc(ctl_dir, broker.port, http_port).start()
+    ctl = controller(ctl_dir, broker.port, http_port).start()
     st = finished("v2", 600)
     good_s = time.time() - t_good
     assert st["state"] == "done", st

@@ -7,27 +7,16 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from edgedeploy.fleet.broker import LocalBroker, mosquitto_binary
+from edgedeploy.fleet.broker import LocalBroker, mosquitto_binary, wait_for  # noqa: F401  (the tests' poller)
 from tests.conftest import build_tiny_onnx
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 TINY_CONFIG = {"warmup": {"input": "1x3x8x8"}}
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def Broker(directory: Path, **kw) -> LocalBroker:  # noqa: N802  (reads as the class it returns)

@@ -32,6 +32,17 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
+def wait_for(predicate, timeout_s: float, what: str, interval_s: float = 0.1):
+    """Poll ``predicate`` until it returns something true (returned) or ``timeout_s`` passes (TimeoutError)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise TimeoutError(f"timed out after {timeout_s:g} s waiting for {what}")
+
+
 def mosquitto_binary() -> str | None:
     return shutil.which("mosquitto") or next((p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
                                               if Path(p).exists()), None)
