@@ -239,3 +239,14 @@ def test_dashboard_in_headless_chromium(fleet, tmp_path):
     r = httpx.post(f"{url}/api/rollouts/{name}/abort", headers={"Authorization": f"Bearer {TOKEN}"})
     assert r.status_code == 200, r.text
     wait_for(lambda: fleet.store.rollout(name)["state"] == "aborted", 10, "the abort")
+
+
+def test_remote_bench_rows_come_back_marked_by_device(fleet, capsys):
+    base = ["fleet", "bench", "tiny", "--dir", str(fleet.root / "ctl"), "--broker", f"127.0.0.1:{fleet.broker.port}"]
+    assert main([*base, "--on", "dev1", "--runs", "5", "--time-budget", "2", "--timeout", "120", "--json"]) == 0
+    answers = json.loads(capsys.readouterr().out)
+    assert [a["device"] for a in answers] == ["dev1"] and answers[0]["version"] == fleet.serving()["dev1"]
+    row = answers[0]["results"][0]
+    assert row["status"] == "ok" and row["latency_ms"]["p50"] > 0 and row["config"]["shape"] == [1, 3, 8, 8]
+    assert main([*base, "--on", "nowhere"]) == 2
+    assert "--on 'nowhere' names no online device or group" in capsys.readouterr().err

@@ -12,7 +12,7 @@ import pytest
 
 from edgedeploy.fleet import artifacts
 from edgedeploy.fleet.dashboard import start_http
-from edgedeploy.fleet.messages import Desired, MessageRefused, open_desired, sign_desired
+from edgedeploy.fleet.messages import Desired, Job, MessageRefused, open_desired, open_job, seal, sign_desired
 from edgedeploy.security.keys import generate_keypair, load_private_key, load_public_keys
 from tests.fleet.conftest import golden_for, tiny_model
 
@@ -37,6 +37,18 @@ def test_desired_state_signature_sequence_and_expiry(keys):
     forged = sign_desired(d, key).replace(b'"version": 2', b'"version": 3')
     with pytest.raises(MessageRefused, match="does not verify"):
         open_desired(forged, trusted, last_seq=0)
+
+
+def test_jobs_are_signed_once_only_and_expire(keys):
+    key, trusted, rogue = keys
+    job = Job(id="j1", model="m", expires=time.time() + 60)
+    assert open_job(seal("job", job.to_dict(), key), trusted, done=set()) == job
+    with pytest.raises(MessageRefused, match="replayed"):
+        open_job(seal("job", job.to_dict(), key), trusted, done={"j1"})
+    with pytest.raises(MessageRefused, match="not trust"):
+        open_job(seal("job", job.to_dict(), rogue), trusted, done=set())
+    with pytest.raises(MessageRefused, match="expired"):
+        open_job(seal("job", Job(id="j2", model="m", expires=time.time() - 1).to_dict(), key), trusted, done=set())
 
 
 @pytest.fixture

@@ -174,3 +174,32 @@ def _print_status(st: dict, json_: bool) -> None:
     console.print(table("devices", ["device", "stage", "status", "gate figures", "reason"],
                         [[d["device"], d["stage"], d["status"], ", ".join(f"{k} {v:.3g}" for k, v in sorted(d["figures"].items())),
                           d["reason"]] for d in st["devices"]]))
+
+
+@fleet_app.command("bench")
+def bench(model: str = typer.Argument(..., help="The model name the devices serve (the plan's `model`)."),
+          on: str = typer.Option(..., "--on", help="A device id or a group."),
+          state_dir: Path = DIR, broker: str = BROKER,
+          username: str = typer.Option(None, "--username"),
+          password: str = typer.Option(None, "--password", envvar="EDGEDEPLOY_MQTT_PASSWORD"),
+          ca: Path = typer.Option(None, "--ca", help="CA file for TLS to the broker."),
+          engine: str = typer.Option(None, "--engine", help="Engine to measure (default: the one serving it)."),
+          runs: int = typer.Option(20, min=1, help="Timed runs per device."),
+          time_budget: float = typer.Option(10.0, "--time-budget", min=0.01, help="Seconds of timed runs at most."),
+          timeout: float = typer.Option(300.0, min=1, help="Seconds to wait for the devices' answers."),
+          json_: bool = JSON):
+    """`bench` on the devices themselves: each measures the version it serves; rows marked by device."""
+    from edgedeploy.benchmarking.report import COLUMNS, cells
+    from edgedeploy.fleet.remote import remote_bench
+
+    _store(state_dir).close()
+    answers = remote_bench(state_dir, _address(broker, username, password, ca), model, on, runs=runs, engine=engine,
+                           time_budget_s=time_budget, timeout_s=timeout)
+    if json_:
+        return emit_json([{**a, "results": [r.to_dict() for r in a["results"]]} for a in answers])
+    rows = []
+    for a in answers:
+        rows += [[a["device"], a["version"], *cells(r)] for r in a["results"]]
+        if not a["results"]:
+            rows.append([a["device"], a["version"] or "-", model] + ["-"] * (len(COLUMNS) - 2) + [f"no row: {a['reason']}"])
+    console.print(table(f"bench {model} on {on}", ["device", "version", *COLUMNS], rows))

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgedeploy.errors import UserError
-from edgedeploy.fleet import artifacts, gates
-from edgedeploy.fleet.messages import Desired, MessageRefused, device_topic, group_topic, open_desired
+from edgedeploy.fleet import artifacts, gates, remote
+from edgedeploy.fleet.messages import Desired, MessageRefused, device_topic, group_topic, open_desired, open_job
 from edgedeploy.fleet.transport import BrokerAddress, Link
 from edgedeploy.serving.server import ModelServer, ServerSettings
 from edgedeploy.util import atomic_write
@@ -117,6 +117,8 @@ class Agent:
         self._gates: dict | None = None  # the gates of the apply in progress (the swap's check reads them)
         self._figures: dict = {}
         self._inbox: queue.Queue[bytes] = queue.Queue()
+        self._jobs: queue.Queue[bytes] = queue.Queue()
+        self._jobs_done: set[str] = set()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.link: Link | None = None
@@ -129,10 +131,13 @@ class Agent:
         self.link = Link(s.broker, f"edgedeploy-agent-{s.device_id}", will=(device_topic(s.device_id, "state"), offline))
         self.link.subscribe(device_topic(s.device_id, "desired"), self._on_desired)
         self.link.subscribe(group_topic(s.group), self._on_desired)
+        for topic in (device_topic(s.device_id, "jobs"), group_topic(s.group, "jobs")):
+            self.link.subscribe(topic, lambda t, raw: self._jobs.put(raw))
         self.link.on_connect(self.publish_state)
         self.link.open()  # first: a wrong address or bad credentials stops here, with nothing started
         self.server.start()
-        for name, target in (("apply", self._apply_loop), ("heartbeat", self._heartbeat_loop), ("load", self._load_loop)):
+        for name, target in (("apply", self._apply_loop), ("heartbeat", self._heartbeat_loop), ("load", self._load_loop),
+                             ("jobs", self._job_loop)):
             t = threading.Thread(target=target, name=f"agent-{s.device_id}-{name}", daemon=True)
             t.start()
             self._threads.append(t)
@@ -226,6 +231,26 @@ class Agent:
                     self.server.infer(name, None, body, n, None, time.perf_counter())
                 except Exception as exc:  # counted by the server; the load goes on
                     log.warning("agent %s: inference on %s failed: %s", self.settings.device_id, name, exc)
+
+    # -- remote measurement ------------------------------------------------------------------------
+    def _job_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                raw = self._jobs.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            try:
+                job = open_job(raw, self.trusted, done=self._jobs_done)
+            except MessageRefused as exc:
+                log.warning("agent %s: %s", self.settings.device_id, exc)
+                continue
+            self._jobs_done.add(job.id)
+            answer = {"job": job.id, "device": self.settings.device_id, "model": job.model}
+            try:
+                answer |= remote.measure(self.server, job, device=self.settings.device_id, threads=self.settings.threads)
+            except Exception as exc:  # the answer says why; the agent goes on
+                answer |= {"results": [], "reason": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}
+            self.link.publish(device_topic(self.settings.device_id, "results"), json.dumps(answer, default=str).encode())
 
     # -- desired state ---------------------------------------------------------------------------
     def _on_desired(self, topic: str, raw: bytes) -> None:

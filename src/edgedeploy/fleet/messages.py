@@ -30,8 +30,8 @@ def device_topic(device: str, kind: str) -> str:
     return f"{PREFIX}/devices/{device}/{kind}"
 
 
-def group_topic(group: str) -> str:
-    return f"{PREFIX}/groups/{group}/desired"
+def group_topic(group: str, kind: str = "desired") -> str:
+    return f"{PREFIX}/groups/{group}/{kind}"
 
 
 class MessageRefused(UserError):
@@ -60,32 +60,63 @@ class Desired:
         return asdict(self)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Job:
+    """A measurement the controller asks a device to make on the version of ``model`` it serves
+    (``edgedeploy fleet bench --on``); answered on ``PREFIX/devices/ID/results``."""
+
+    id: str
+    model: str
+    runs: int = 20
+    engine: str | None = None
+    time_budget_s: float = 10.0
+    expires: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
 def _canonical(payload: dict) -> bytes:
     return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
 
 
+def seal(kind: str, payload: dict, key: Ed25519PrivateKey) -> bytes:
+    """``payload`` under ``kind``, with its Ed25519 signature and the signer's key id."""
+    return json.dumps({kind: payload, "key_id": key_id(key.public_key()),
+                       "sig": base64.b64encode(key.sign(_canonical(payload))).decode()}).encode()
+
+
+def unseal(kind: str, raw: bytes, trusted: list[Ed25519PublicKey]) -> dict:
+    """The payload of a sealed ``kind`` message, or MessageRefused (malformed, untrusted key, bad signature)."""
+    try:
+        msg = json.loads(raw)
+        payload, kid, sig = msg[kind], msg["key_id"], base64.b64decode(msg["sig"])
+        if not isinstance(payload, dict):
+            raise TypeError(f"{kind} is not an object")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise MessageRefused(f"not a signed edgedeploy {kind} message ({exc})") from None
+    key = next((k for k in trusted if key_id(k) == kid), None)
+    if key is None:
+        raise MessageRefused(f"{kind} {payload.get('seq', payload.get('id'))} is signed by key {kid}, which this device does not trust")
+    try:
+        key.verify(sig, _canonical(payload))
+    except InvalidSignature:
+        raise MessageRefused(f"{kind} {payload.get('seq', payload.get('id'))}: the signature does not verify (changed in transit)") from None
+    return payload
+
+
 def sign_desired(desired: Desired, key: Ed25519PrivateKey) -> bytes:
     """The MQTT payload: the desired state, its signature and the signer's key id."""
-    payload = desired.to_dict()
-    return json.dumps({"desired": payload, "key_id": key_id(key.public_key()),
-                       "sig": base64.b64encode(key.sign(_canonical(payload))).decode()}).encode()
+    return seal("desired", desired.to_dict(), key)
 
 
 def open_desired(raw: bytes, trusted: list[Ed25519PublicKey], *, last_seq: int, now: float | None = None) -> Desired:
     """Verify a desired-state payload: trusted signer, sequence above ``last_seq``, not expired."""
+    payload = unseal("desired", raw, trusted)
     try:
-        msg = json.loads(raw)
-        payload, kid, sig = msg["desired"], msg["key_id"], base64.b64decode(msg["sig"])
         desired = Desired(**payload)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise MessageRefused(f"desired state is not a signed edgedeploy message ({exc})") from None
-    key = next((k for k in trusted if key_id(k) == kid), None)
-    if key is None:
-        raise MessageRefused(f"desired state seq {desired.seq} is signed by key {kid}, which this device does not trust")
-    try:
-        key.verify(sig, _canonical(payload))
-    except InvalidSignature:
-        raise MessageRefused(f"desired state seq {desired.seq}: the signature does not verify (changed in transit)") from None
+    except TypeError as exc:
+        raise MessageRefused(f"desired state is not a desired state ({exc})") from None
     if desired.seq <= last_seq:
         raise MessageRefused(f"desired state seq {desired.seq} is not above the last accepted ({last_seq}); "
                              "a replayed older state is refused")
@@ -93,3 +124,17 @@ def open_desired(raw: bytes, trusted: list[Ed25519PublicKey], *, last_seq: int, 
         raise MessageRefused(f"desired state seq {desired.seq} expired at {time.ctime(desired.expires)}; "
                              "the controller must re-issue it (a withheld update is refused)")
     return desired
+
+
+def open_job(raw: bytes, trusted: list[Ed25519PublicKey], *, done: set[str], now: float | None = None) -> Job:
+    """Verify a job: trusted signer, not done before (replay), not expired."""
+    payload = unseal("job", raw, trusted)
+    try:
+        job = Job(**payload)
+    except TypeError as exc:
+        raise MessageRefused(f"job is not a job ({exc})") from None
+    if job.id in done:
+        raise MessageRefused(f"job {job.id} was done already; a replayed job is refused")
+    if not job.expires or (now or time.time()) > job.expires:
+        raise MessageRefused(f"job {job.id} has expired; ask again")
+    return job
