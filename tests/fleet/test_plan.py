@@ -23,6 +23,7 @@ BASE = dict(name="r1", model="tiny", version=2, artifact="m.onnx", stages=[{"dev
     ({"thresholds": {"sucess": "90%"}}, "thresholds: unknown key 'sucess' (did you mean 'success'?)"),
     ({"stages": [{"percent": 50}, {"percent": 25}]}, "below the previous stage's 50"),
     ({"on_failure": "panic"}, "on_failure"),
+    ({"stages": [{"devices": 1, "ab": {"min_sample": 5}}]}, "stage 1: ab: unknown key 'min_sample' (did you mean 'min_samples'?)"),
 ])
 def test_bad_plan_is_one_clear_line(change, expected):
     with pytest.raises(UserError) as err:

@@ -250,3 +250,16 @@ def test_remote_bench_rows_come_back_marked_by_device(fleet, capsys):
     assert row["status"] == "ok" and row["latency_ms"]["p50"] > 0 and row["config"]["shape"] == [1, 3, 8, 8]
     assert main([*base, "--on", "nowhere"]) == 2
     assert "--on 'nowhere' names no online device or group" in capsys.readouterr().err
+
+
+def test_ab_stage_compares_candidate_devices_with_the_rest(fleet):
+    # the same model as the baseline: no real difference, so the statistics must let it through
+    name, v = fleet.plan(fleet.good, stages=[{"name": "ab", "devices": 2, "ab": {"min_samples": 30, "max_slowdown": 1.0}},
+                                             {"percent": 100}])
+    st = fleet.run(name)
+    assert st["state"] == "done", st
+    ab = st["stages"][0]["ab"]
+    assert ab["recommendation"] == "promote", ab
+    assert ab["candidate"]["version"] == v and ab["baseline"]["version"] != v
+    assert ab["candidate"]["requests"] >= 30 and ab["baseline"]["requests"] >= 30
+    assert "Mann-Whitney" in ab["method"]

@@ -83,6 +83,7 @@ class _AgentServer(ModelServer):
         super().__init__(*a, **kw)
         self.calls: deque[tuple[float, float, bool]] = deque(maxlen=4096)  # (time, ms, ok)
         self.failed_total = self.served_total = 0
+        self.per_version: dict[tuple[str, int], dict] = {}  # for fleet A/B stages: requests, errors, recent latencies
 
     def infer(self, name, version, body, header_length, key, arrived):
         try:
@@ -90,9 +91,30 @@ class _AgentServer(ModelServer):
         except Exception:
             self.calls.append((time.time(), (time.perf_counter() - arrived) * 1000, False))
             self.failed_total += 1
+            self._count(name, version or self.serving.table().get(name), None)
             raise
-        self.calls.append((time.time(), (time.perf_counter() - arrived) * 1000, True))
+        ms = (time.perf_counter() - arrived) * 1000
+        self.calls.append((time.time(), ms, True))
         self.served_total += 1
+        self._count(name, out[2], ms)
+        return out
+
+    def _count(self, name: str, version: int | None, ms: float | None) -> None:
+        s = self.per_version.setdefault((name, version), {"requests": 0, "errors": 0, "latencies_ms": deque(maxlen=200)})
+        s["requests"] += 1
+        if ms is None:
+            s["errors"] += 1
+        else:
+            s["latencies_ms"].append(round(ms, 3))
+
+    def samples(self) -> dict:
+        """Per model, the serving version's request count, errors and recent latencies (the A/B stages' input)."""
+        out = {}
+        for name, v in self.serving.table().items():
+            s = self.per_version.get((name, v))
+            if s:
+                out[name] = {"version": v, "requests": s["requests"], "errors": s["errors"],
+                             "latencies_ms": list(s["latencies_ms"])}
         return out
 
 
@@ -201,7 +223,7 @@ class Agent:
         return {"device": s.device_id, "online": True, "group": s.group, "labels": s.labels, **self._identity,
                 "serving": self.server.serving.table(),
                 "slots": {n: self.server.repo.versions(n) for n in self.server.repo.names()},
-                "health": self.health(), "last_seq": self.last_seq, "last_apply": self.last_apply,
+                "health": self.health(), "samples": self.server.samples(), "last_seq": self.last_seq, "last_apply": self.last_apply,
                 "bytes_downloaded": self.bytes_downloaded, "at": time.time()}
 
     def publish_state(self) -> None:

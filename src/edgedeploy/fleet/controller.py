@@ -100,7 +100,9 @@ def status(store: Store, name: str) -> dict:
     stages = []
     for i, s in enumerate(RolloutPlan(**plan).stages):
         mine = [a for a in rows if a["stage"] == i]
+        ab = store.tx("SELECT value FROM meta WHERE key=?", f"ab:{name}:{i}")
         stages.append({"stage": i + 1, "name": s.name or f"stage {i + 1}", "reach": s.reach(len(targets)),
+                       "ab": json.loads(ab[0]["value"]) if ab else None,
                        "devices": len(mine), "serving": sum(a["status"] == "serving" for a in mine),
                        "failed": sum(a["status"] in FAILED for a in mine),
                        "pending": sum(a["status"] == "pending" for a in mine)})
@@ -251,12 +253,54 @@ class Controller:
                   f"{failed[0]['detail'].get('reason', failed[0]['status'])})"
             self._fail(name, plan, stage, why)
         elif passed * 100 >= plan.thresholds.success * len(rows) and rows:
+            verdict = self._ab(name, plan, stage, targets, assigned, devices) if plan.stages[stage].ab else "promote"
+            if verdict == "keep" and time.time() - (r["stage_started"] or r["updated"]) > plan.stage_timeout_s:
+                self._fail(name, plan, stage, f"A/B stage {stage + 1} had too few samples to decide in {plan.stage_timeout_s:g} s")
+            if verdict != "promote":
+                return
             if stage + 1 < len(plan.stages):
                 self.store.set_state(name, "running", stage=stage + 1)
             else:
                 self.store.set_state(name, "done", f"{passed} of {len(targets)} devices serve v{plan.version}")
         elif time.time() - (r["stage_started"] or r["updated"]) > plan.stage_timeout_s:
             self._fail(name, plan, stage, f"stage {stage + 1} did not reach its success threshold in {plan.stage_timeout_s:g} s")
+
+    def _ab(self, name: str, plan: RolloutPlan, stage: int, targets: list[str], assigned: dict, devices: dict) -> str:
+        """An A/B stage: the stage's devices (candidate) against the target's devices not yet switched
+        (baseline), pooled, judged by ``serve ab``'s report; returns promote, keep or rollback."""
+        from edgedeploy.serving.ab import report
+
+        ab = plan.stages[stage].ab
+        rows = self.store.assignments(name)
+        candidates = [a["device"] for a in rows if a["status"] == "serving"]
+        olds = [a["from_version"] for a in rows if a["from_version"] is not None]
+        baseline_v = max(set(olds), key=olds.count) if olds else None
+        baselines = [t for t in targets if t not in {a["device"] for a in rows} and devices.get(t, {}).get("online", True)]
+        if not baselines or baseline_v is None:
+            self.store.event(name, None, f"A/B stage {stage + 1}: no device left on the old version to compare with; promoted")
+            return "promote"
+
+        def pool(devs: list[str], version: int) -> dict:
+            out = {"version": version, "requests": 0, "errors": 0, "compared": 0, "agreed": 0, "max_diff": 0.0,
+                   "latencies_ms": []}
+            for d in devs:
+                s = ((devices.get(d) or {}).get("samples") or {}).get(plan.model)
+                if s and s.get("version") == version:
+                    out["requests"] += s["requests"]
+                    out["errors"] += s["errors"]
+                    out["latencies_ms"] += s["latencies_ms"]
+            return out
+
+        data = {"model": plan.model, "weight": len(candidates) / (len(candidates) + len(baselines)),
+                "variants": {"baseline": pool(baselines, baseline_v), "candidate": pool(candidates, plan.version)}}
+        rep = report(data, min_samples=ab.min_samples, max_slowdown=ab.max_slowdown, alpha=ab.alpha)
+        self.store.tx("INSERT OR REPLACE INTO meta VALUES (?, ?)", f"ab:{name}:{stage}", json.dumps(rep, default=float))
+        if rep["recommendation"] == "rollback":
+            self._fail(name, plan, stage, f"A/B stage {stage + 1}: " + "; ".join(rep["reasons"]))
+        elif rep["recommendation"] == "promote":
+            self.store.event(name, None, f"A/B stage {stage + 1}: promote (candidate p50 {rep['candidate']['p50_ms']:.3g} ms "
+                                         f"vs {rep['baseline']['p50_ms']:.3g} ms, p={rep['latency_p']:.3g})")
+        return rep["recommendation"]
 
     def _fail(self, name: str, plan: RolloutPlan, stage: int, why: str) -> None:
         policy = plan.on_failure

@@ -27,6 +27,14 @@ def _svg(points: list[tuple[float, float]], *, width: int = 240, height: int = 4
             f'stroke-width="1.5" points="{xy}"/><text x="2" y="10" font-size="9">max {top:.2f} ms</text></svg>')
 
 
+def _ab(rep: dict | None) -> str:
+    if not rep:
+        return ""
+    b, c = rep["baseline"], rep["candidate"]
+    return _fmt(f"{rep['recommendation']}: p50 {c['p50_ms'] or 0:.3g} vs {b['p50_ms'] or 0:.3g} ms, "
+                f"{c['requests']} vs {b['requests']} requests, p={rep['latency_p']:.3g}")
+
+
 def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
@@ -56,7 +64,7 @@ def render(controller) -> str:
         stages = "".join(
             f'<tr class="stage"><td>{s["stage"]}. {_fmt(s["name"])}</td><td>{s["reach"]}</td><td>{s["serving"]}</td>'
             f'<td>{s["failed"]}</td><td>{s["pending"]}</td><td><progress max="{max(s["reach"], 1)}" '
-            f'value="{d}"></progress></td></tr>' for s, d in zip(st["stages"], done))
+            f'value="{d}"></progress></td><td class="ab">{_ab(s["ab"])}</td></tr>' for s, d in zip(st["stages"], done))
         devs = "".join(
             f'<tr><td>{_fmt(d["device"])}</td><td>{d["stage"]}</td><td>{_fmt(d["status"])}</td><td>'
             + ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(d["figures"].items())) + f'</td><td>{_fmt(d["reason"])}</td></tr>'
@@ -64,7 +72,7 @@ def render(controller) -> str:
         sections.append(
             f'<section class="rollout" id="rollout-{_fmt(st["rollout"])}"><h3>{_fmt(st["rollout"])}: {_fmt(st["model"])} '
             f'v{st["version"]} <span class="state">{_fmt(st["state"])}</span></h3><p>{_fmt(st["reason"])}</p>'
-            f'<table><tr><th>stage</th><th>reach</th><th>serving</th><th>failed</th><th>pending</th><th></th></tr>{stages}</table>'
+            f'<table><tr><th>stage</th><th>reach</th><th>serving</th><th>failed</th><th>pending</th><th></th><th>A/B</th></tr>{stages}</table>'
             f'<table><tr><th>device</th><th>stage</th><th>status</th><th>gate figures</th><th>reason</th></tr>{devs}</table></section>')
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>edgedeploy fleet</title>
 <meta http-equiv="refresh" content="5"><style>body{{font-family:sans-serif;margin:1em}} table{{border-collapse:collapse;margin:.5em 0}}

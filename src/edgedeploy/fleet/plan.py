@@ -9,7 +9,7 @@
     target: {group: port-a, labels: {zone: north}, hardware: x86}
     stages:
       - {name: canary, devices: 1}
-      - {name: quarter, percent: 25}
+      - {name: quarter, percent: 25, ab: {min_samples: 200, max_slowdown: 0.1}}   # an A/B stage
       - {name: all, percent: 100}
     gates: {golden_max_diff: 0.001, p99_ms: 50ms, rss_mb: 800MB, error_rate: 0.0}
     soak: 2s                       # serve this long after the swap before the error rate is read
@@ -46,11 +46,24 @@ class Target(BaseModel):
                 and (self.devices is None or device.get("device") in self.devices))
 
 
+class ABStage(BaseModel):
+    """The stage's devices run the candidate while the rest of the target still runs the old version;
+    the controller pools their request latencies and errors and decides with ``serve ab``'s statistics
+    (Mann-Whitney U on latency, two-proportion z-test on errors): promote → next stage, rollback → the
+    failure policy, too few samples → wait (up to the stage timeout)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    min_samples: int = Field(default=100, ge=10)  # successful requests per side before deciding
+    max_slowdown: float = Field(default=0.10, ge=0)  # median latency may grow this much (0.10: 10%)
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+
+
 class Stage(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str = ""
     devices: int | None = Field(default=None, ge=1)
     percent: float | None = None
+    ab: ABStage | None = None
 
     @model_validator(mode="after")
     def _one(self) -> Stage:
@@ -145,6 +158,8 @@ def parse_plan(data: dict, where: str = "plan") -> RolloutPlan:
     for i, stage in enumerate(data.get("stages") or []):
         if isinstance(stage, dict):
             _check_keys(stage, list(Stage.model_fields), f"{where}: stage {i + 1}")
+            if isinstance(stage.get("ab"), dict):
+                _check_keys(stage["ab"], list(ABStage.model_fields), f"{where}: stage {i + 1}: ab")
     gates = data.get("gates") or {}
     if not isinstance(gates, dict):
         raise UserError(f"{where}: gates: expected metric: limit pairs, got {gates!r}")
