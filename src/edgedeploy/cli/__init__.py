@@ -49,7 +49,8 @@ app.command("serve")(serve_cmds.serve)
 app.command("pipeline")(pipeline_cmd.pipeline)
 app.command("gate-video")(pipeline_cmd.gate_video)
 app.add_typer(serve_cmds.ab_app, name="ab")
-app.command("agent")(fleet_cmds.agent); app.add_typer(fleet_cmds.fleet_app, name="fleet")  # noqa: E702
+app.command("agent")(fleet_cmds.agent)
+app.add_typer(fleet_cmds.fleet_app, name="fleet")
 
 
 def _version(value: bool):

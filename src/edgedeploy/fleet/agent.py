@@ -21,15 +21,15 @@ import re
 import shutil
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgedeploy.errors import UserError
 from edgedeploy.fleet import artifacts, gates, remote
 from edgedeploy.fleet.messages import Desired, MessageRefused, device_topic, group_topic, open_desired, open_job
+from edgedeploy.fleet.runtime import CountingServer, temperature
 from edgedeploy.fleet.transport import BrokerAddress, Link
-from edgedeploy.serving.server import ModelServer, ServerSettings
+from edgedeploy.serving.server import ServerSettings
 from edgedeploy.util import atomic_write
 
 log = logging.getLogger(__name__)
@@ -65,59 +65,6 @@ class AgentSettings:
     download_retries: int = 30
 
 
-def _temperature() -> float | None:
-    """The hottest sensor psutil can read (None where there are none, as in most VMs)."""
-    import psutil
-
-    try:
-        temps = [t.current for ts in (psutil.sensors_temperatures() or {}).values() for t in ts if t.current]
-    except (AttributeError, OSError):
-        return None
-    return max(temps) if temps else None
-
-
-class _AgentServer(ModelServer):
-    """The serving runtime, counting every inference (ok/failed, latency) for the health report."""
-
-    def __init__(self, *a, **kw):
-        super().__init__(*a, **kw)
-        self.calls: deque[tuple[float, float, bool]] = deque(maxlen=4096)  # (time, ms, ok)
-        self.failed_total = self.served_total = 0
-        self.per_version: dict[tuple[str, int], dict] = {}  # for fleet A/B stages: requests, errors, recent latencies
-
-    def infer(self, name, version, body, header_length, key, arrived):
-        try:
-            out = super().infer(name, version, body, header_length, key, arrived)
-        except Exception:
-            self.calls.append((time.time(), (time.perf_counter() - arrived) * 1000, False))
-            self.failed_total += 1
-            self._count(name, version or self.serving.table().get(name), None)
-            raise
-        ms = (time.perf_counter() - arrived) * 1000
-        self.calls.append((time.time(), ms, True))
-        self.served_total += 1
-        self._count(name, out[2], ms)
-        return out
-
-    def _count(self, name: str, version: int | None, ms: float | None) -> None:
-        s = self.per_version.setdefault((name, version), {"requests": 0, "errors": 0, "latencies_ms": deque(maxlen=200)})
-        s["requests"] += 1
-        if ms is None:
-            s["errors"] += 1
-        else:
-            s["latencies_ms"].append(round(ms, 3))
-
-    def samples(self) -> dict:
-        """Per model, the serving version's request count, errors and recent latencies (the A/B stages' input)."""
-        out = {}
-        for name, v in self.serving.table().items():
-            s = self.per_version.get((name, v))
-            if s:
-                out[name] = {"version": v, "requests": s["requests"], "errors": s["errors"],
-                             "latencies_ms": list(s["latencies_ms"])}
-        return out
-
-
 class Agent:
     def __init__(self, settings: AgentSettings):
         from edgedeploy.security.keys import load_public_keys
@@ -133,7 +80,7 @@ class Agent:
         self.last_seq: int = saved.get("last_seq", 0)
         self.last_apply: dict = saved.get("last_apply", {})
         self.bytes_downloaded: int = saved.get("bytes_downloaded", 0)
-        self.server = _AgentServer(self.dir / "repo", ServerSettings(poll_s=0, threads=s.threads,
+        self.server = CountingServer(self.dir / "repo", ServerSettings(poll_s=0, threads=s.threads,
                                                                      memory_budget=s.memory_budget),
                                    check=self._gate_check)
         self._gates: dict | None = None  # the gates of the apply in progress (the swap's check reads them)
@@ -215,7 +162,7 @@ class Agent:
         ms = [c[1] for c in recent if c[2]]
         return {"window_s": window_s, "inferences": len(recent), "errors": sum(not c[2] for c in recent),
                 "p50_ms": gates.percentile(ms, 50), "p99_ms": gates.percentile(ms, 99),
-                "rss_bytes": rss_bytes(), "temperature_c": _temperature(), "served_total": self.server.served_total,
+                "rss_bytes": rss_bytes(), "temperature_c": temperature(), "served_total": self.server.served_total,
                 "failed_total": self.server.failed_total}
 
     def state(self) -> dict:

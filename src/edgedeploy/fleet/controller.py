@@ -161,9 +161,13 @@ class Controller:
             self.link.publish(device_topic(row["device"], "desired"), bytes(row["payload"]), retain=True)
 
     def _loop(self) -> None:
+        pruned = 0.0
         while not self._stop.wait(self.tick_s):
             try:
                 self.tick()
+                if time.monotonic() - pruned > 60:
+                    self.store.prune_health()
+                    pruned = time.monotonic()
             except Exception:
                 log.exception("controller tick failed")
 

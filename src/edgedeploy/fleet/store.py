@@ -127,6 +127,10 @@ class Store:
         return [dict(r) | {"detail": json.loads(r["detail"])}
                 for r in self.tx("SELECT * FROM assignments WHERE rollout=? ORDER BY stage, device", rollout)]
 
+    def prune_health(self, keep_s: float = 86400.0) -> None:
+        """Heartbeats older than ``keep_s`` go (the dashboard plots the recent ones)."""
+        self.tx("DELETE FROM health WHERE t < ?", time.time() - keep_s)
+
     def health(self, device: str, limit: int = 300) -> list[dict]:
         rows = self.tx("SELECT * FROM health WHERE device=? ORDER BY t DESC LIMIT ?", device, limit)
         return [dict(r) for r in reversed(rows)]
