@@ -38,6 +38,18 @@ def test_unknown_stage_is_one_line_and_nonzero(cli, tmp_path, video, capsys):
     assert err.count("\n") == 0 and "did you mean 'container_track'" in err
 
 
+def test_python_stage_needs_allow_python(cli, tmp_path, video, capsys):
+    config = tmp_path / "p.yaml"
+    config.write_text(f"source: {{url: {video}}}\nstages: [{{type: python, target: 'os:system'}}]\n")
+    assert cli(["pipeline", str(config)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "'os:system' is refused" in err
+    target = "tests.pipelines.test_config:brightness"
+    config.write_text(f"source: {{url: {video}}}\nstages: [{{type: python, target: '{target}'}}]\n")
+    assert cli(["pipeline", str(config), "--allow-python", "tests.pipelines", "--json", "--max-frames", "3"]) == 0
+    assert json.loads(capsys.readouterr().out)["stats"]["processed"] == 3
+
+
 def test_missing_video_is_one_line(cli, tmp_path, capsys):
     config = tmp_path / "p.yaml"
     config.write_text("source: {url: nowhere.mp4}\nstages: [{type: resize}]\n")

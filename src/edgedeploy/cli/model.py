@@ -36,7 +36,7 @@ def info(model: str = typer.Argument(..., help=MODEL_HELP),
          shape: str = typer.Option(None, help="Input shape for FLOPs when the model's is dynamic, e.g. 1x3x640x640."),
          json_: bool = typer.Option(False, "--json", help="Machine-readable output.")):
     """Inputs, outputs, opset, parameters, size, FLOPs, operator histogram, and which engines run it."""
-    from edgedeploy.inspect import describe
+    from edgedeploy.modelinfo import describe
 
     i = describe(model, shape=parse_shape(shape))
     if json_:

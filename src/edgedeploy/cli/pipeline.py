@@ -21,6 +21,9 @@ def pipeline(config: Path = typer.Argument(..., help="Pipeline YAML (see example
              source: str | None = typer.Option(None, "--source", "-s", help="Replace the config's source url."),
              max_frames: int | None = typer.Option(None, "--max-frames", help="Stop after this many frames."),
              duration: float | None = typer.Option(None, "--duration", help="Stop after this many seconds."),
+             allow_python: list[str] = typer.Option([], "--allow-python", metavar="MODULE",
+                                                    help="Let `python` stages run code from this module (and its "
+                                                         "submodules); repeat for more. Off by default."),
              json_: bool = typer.Option(False, "--json", help="Machine-readable output.")):
     """Run a pipeline: source → stages (concurrent, bounded queues, latest-frame-wins) → sinks.
 
@@ -32,7 +35,8 @@ def pipeline(config: Path = typer.Argument(..., help="Pipeline YAML (see example
         if not json_:
             err_console.print(_live_line(stats), highlight=False)
 
-    report = run_config(config, source=source, max_frames=max_frames, duration=duration, on_stats=live)
+    report = run_config(config, source=source, max_frames=max_frames, duration=duration, on_stats=live,
+                        allow_python=allow_python)
     if json_:
         return emit_json(report.to_dict())
     s = report.stats
@@ -62,7 +66,7 @@ def gate_video(out: Path = typer.Argument(..., help="Video to write (.mp4/.mkv/.
     """Generate a gate-camera video of containers passing, with their ISO 6346 codes as truth."""
     from dataclasses import asdict
 
-    from edgedeploy.pipelines.gate_video import make_gate_video, truth_path
+    from edgedeploy.datasets.gate_video import make_gate_video, truth_path
 
     truth = make_gate_video(out, containers=containers, seed=seed)
     if json_:

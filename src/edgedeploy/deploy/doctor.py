@@ -250,7 +250,7 @@ def _operators(model, engine, base, run, installed, cfg, full) -> list[Finding]:
     import re
 
     from edgedeploy.hardware import get
-    from edgedeploy.inspect import describe
+    from edgedeploy.modelinfo import describe
 
     out = []
     info = describe(model, shape=tuple(full))

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from edgedeploy import engines
+from edgedeploy.errors import UserError
 from edgedeploy.ingest import Model, load_model
 
 MAC_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
@@ -224,8 +225,6 @@ def node_costs(source, *, shape: tuple[int, ...] | None = None) -> CostBreakdown
     Raises :class:`~edgedeploy.errors.UserError` when the shape cannot be fixed.
     """
     import onnx
-
-    from edgedeploy.errors import UserError
 
     model = load_model(source)
     shape = shape or (model.zoo.example_shape if model.zoo else None)
