@@ -158,7 +158,7 @@ def run(args) -> None:
     import yaml
 
     from edgedeploy.fleet.broker import LocalBroker, free_port
-    from edgedeploy.fleet.controller import control, status
+    from edgedeploy.fleet.rollouts import control, status
     from edgedeploy.fleet.store import Store
     from edgedeploy.security.keys import generate_keypair, load_private_key
     from edgedeploy.security.signing import sign_directory

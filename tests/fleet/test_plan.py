@@ -6,7 +6,7 @@ import pytest
 
 from edgedeploy.cli import main
 from edgedeploy.errors import UserError
-from edgedeploy.fleet.controller import create_rollout, signing_key
+from edgedeploy.fleet.rollouts import create_rollout, signing_key
 from edgedeploy.fleet.plan import parse_plan
 from edgedeploy.fleet.store import Store
 from tests.fleet.conftest import tiny_model, write_plan

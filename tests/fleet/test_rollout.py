@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from edgedeploy.cli import main
-from edgedeploy.fleet.controller import Controller, control, create_rollout, status
+from edgedeploy.fleet.controller import Controller
+from edgedeploy.fleet.rollouts import control, create_rollout, status
 from edgedeploy.fleet.transport import BrokerAddress
 from edgedeploy.security.keys import generate_keypair, load_private_key
 from edgedeploy.security.signing import sign_directory

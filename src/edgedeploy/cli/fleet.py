@@ -125,7 +125,7 @@ def devices(state_dir: Path = DIR, json_: bool = JSON):
 def create(plan: Path = typer.Argument(..., help="The rollout plan (YAML)."), state_dir: Path = DIR,
            start: bool = typer.Option(False, "--start", help="Start it at once."), json_: bool = JSON):
     """Validate PLAN, select its devices, sign and publish its artifact; --start to begin."""
-    from edgedeploy.fleet.controller import control, create_rollout, signing_key
+    from edgedeploy.fleet.rollouts import control, create_rollout, signing_key
 
     store = _store(state_dir)
     out = create_rollout(store, plan, state_dir=state_dir, key=signing_key(state_dir))
@@ -141,7 +141,7 @@ def create(plan: Path = typer.Argument(..., help="The rollout plan (YAML)."), st
 def _control(action: str):
     def command(name: str = typer.Argument(..., help="The rollout."), state_dir: Path = DIR, json_: bool = JSON,
                 rollback: bool = typer.Option(False, "--rollback", help="abort only: send every device back too.")):
-        from edgedeploy.fleet.controller import control
+        from edgedeploy.fleet.rollouts import control
 
         if rollback and action != "abort":
             raise UserError("--rollback goes with abort only")
@@ -159,7 +159,7 @@ for _action in ("start", "pause", "resume", "abort"):
 @rollout_app.command("status")
 def status_(name: str = typer.Argument(..., help="The rollout."), state_dir: Path = DIR, json_: bool = JSON):
     """The rollout's state, stages and each device's gate figures."""
-    from edgedeploy.fleet.controller import status
+    from edgedeploy.fleet.rollouts import status
 
     _print_status(status(_store(state_dir), name), json_)
 

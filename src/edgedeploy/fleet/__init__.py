@@ -11,6 +11,7 @@
 | ``broker`` | a private mosquitto on loopback for tests, demos and benchmarks |
 | ``agent`` | ``edgedeploy agent``: reports, follows its desired state, two slots, swaps and rolls back |
 | ``plan`` | the YAML rollout plan, validated once |
+| ``rollouts`` | create a rollout from a plan, start/pause/resume/abort it, read its status (CLI, dashboard) |
 | ``store`` | the controller's SQLite state (devices, rollouts, assignments, sequence) |
 | ``controller`` | drives rollouts stage by stage (A/B stages too) and applies the failure policy |
 | ``dashboard`` | the controller's HTTP: artifacts (Range requests), JSON API, web dashboard |

@@ -43,7 +43,7 @@ def _fmt(v) -> str:
 
 def render(controller) -> str:
     """The dashboard page: server-side HTML, no scripts beyond a reload every few seconds."""
-    from edgedeploy.fleet.controller import status
+    from edgedeploy.fleet.rollouts import status
 
     store = controller.store
     rows = []
@@ -87,7 +87,7 @@ def create_app(controller):
     from fastapi import FastAPI, Request
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
-    from edgedeploy.fleet.controller import control, status
+    from edgedeploy.fleet.rollouts import control, status
 
     app = FastAPI(title="edgedeploy fleet", docs_url=None, redoc_url=None, openapi_url=None)
     art_dir = (controller.dir / "artifacts").resolve()

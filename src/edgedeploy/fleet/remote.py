@@ -48,7 +48,7 @@ def remote_bench(state_dir: Path, broker: BrokerAddress, model: str, on: str, *,
                  engine: str | None = None, time_budget_s: float = 10.0, timeout_s: float = 300.0) -> list[dict]:
     """Ask the devices named by ``on`` (a device id or a group) to measure ``model``; one answer per
     device: ``{"device", "version", "results": [BenchResult], "reason"}`` (reason: why there is no row)."""
-    from edgedeploy.fleet.controller import signing_key
+    from edgedeploy.fleet.rollouts import signing_key
     from edgedeploy.fleet.store import Store
 
     store = Store(state_dir / "fleet.db")
