@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from edgedeploy.cli import main
+from edgedeploy.errors import UserError
 from edgedeploy.fleet.controller import Controller
 from edgedeploy.fleet.rollouts import control, create_rollout, status
 from edgedeploy.fleet.transport import BrokerAddress
@@ -264,3 +265,25 @@ def test_ab_stage_compares_candidate_devices_with_the_rest(fleet):
     assert ab["candidate"]["version"] == v and ab["baseline"]["version"] != v
     assert ab["candidate"]["requests"] >= 30 and ab["baseline"]["requests"] >= 30
     assert "Mann-Whitney" in ab["method"]
+
+
+def test_agent_over_tls_with_credentials(tmp_path, fleet):
+    """TLS (the broker's certificate checked against --ca) and a user name and password."""
+    from edgedeploy.fleet.agent import Agent, AgentSettings
+    from edgedeploy.fleet.broker import self_signed
+    from edgedeploy.fleet.transport import BrokerAddress as Address
+
+    b = Broker(tmp_path / "tls", users={"box": "pw"}, tls=True).start()
+    try:
+        address = Address(port=b.port, tls_ca=str(b.ca), username="box", password="pw")
+        agent = Agent(AgentSettings(device_id="secure", broker=address, state_dir=tmp_path / "secure",
+                                    trusted_keys=(str(fleet.root / "ctl" / "keys"),))).start()
+        assert agent.link.connected
+        agent.stop()
+        (tmp_path / "other").mkdir()
+        other, _, _ = self_signed(tmp_path / "other")  # another CA: the broker's certificate does not verify
+        with pytest.raises(UserError, match="CERTIFICATE_VERIFY_FAILED"):
+            Agent(AgentSettings(device_id="wary", broker=Address(port=b.port, tls_ca=str(other), username="box", password="pw"),
+                                state_dir=tmp_path / "wary", trusted_keys=(str(fleet.root / "ctl" / "keys"),))).start()
+    finally:
+        b.stop()

@@ -48,13 +48,46 @@ def mosquitto_binary() -> str | None:
                                               if Path(p).exists()), None)
 
 
+def self_signed(directory: Path) -> tuple[Path, Path, Path]:
+    """A throw-away CA and a server certificate for 127.0.0.1 signed by it: (ca.pem, server.pem, server.key)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def cert(subject: str, key, issuer: str, issuer_key, ca: bool):
+        b = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+             .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)])).public_key(key.public_key())
+             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+             .not_valid_after(now + datetime.timedelta(days=2))
+             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if not ca:
+            b = b.add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        return b.sign(issuer_key, hashes.SHA256())
+
+    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = cert("edgedeploy test CA", ca_key, "edgedeploy test CA", ca_key, True)
+    server = cert("127.0.0.1", server_key, "edgedeploy test CA", ca_key, False)
+    paths = directory / "ca.pem", directory / "server.pem", directory / "server.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(server_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                  serialization.NoEncryption()))
+    return paths
+
+
 class LocalBroker:
     """mosquitto on 127.0.0.1:``port`` with its own config in ``directory``; ``users`` (name → password)
     turns anonymous access off. ``persistence=False``: a restart loses retained messages and sessions
     (the harsher case: the controller must re-publish what it sent)."""
 
     def __init__(self, directory: Path, *, port: int | None = None, users: dict[str, str] | None = None,
-                 persistence: bool = False):
+                 persistence: bool = False, tls: bool = False):
         binary = mosquitto_binary()
         if binary is None:
             raise UserError("mosquitto is not installed; apt-get install -y mosquitto (scripts/setup.sh does it)")
@@ -64,6 +97,10 @@ class LocalBroker:
                 f"persistence_location {self.dir}/", f"log_dest file {self.dir / 'mosquitto.log'}"]
         if os.geteuid() == 0:  # as root mosquitto drops to user 'mosquitto', who may not read private temp dirs
             conf.append("user root")
+        self.ca: Path | None = None
+        if tls:  # TLS only on this listener, with a certificate for 127.0.0.1 from a CA made here
+            self.ca, cert, key = self_signed(self.dir)
+            conf += [f"cafile {self.ca}", f"certfile {cert}", f"keyfile {key}"]
         if users:
             pw = self.dir / "passwd"
             pw.write_text("".join(f"{u}:{p}\n" for u, p in users.items()))
