@@ -38,6 +38,10 @@ sys.path.insert(0, str(SRC))
 PER_PROCESS = 5
 STARTED: list[subprocess.Popen] = []  # every process this run starts (hosts, controllers, the broker)
 LIMIT_S = 15 * 60
+# 55 devices check their gates at once on 2 shared cores: p99 of PP-LCNet there reaches seconds
+# (measured up to 2.4 s under other users' load), so the latency gate is set for that contention;
+# the bad model is caught by its golden input, not by latency.
+P99_LIMIT = "10s"
 
 
 def _env() -> dict:
@@ -206,7 +210,7 @@ def run(args) -> None:
         p.write_text(yaml.safe_dump({"name": name, "model": "lcnet", "version": version, "artifact": artifact,
                                      "golden": "golden.npz", "config": {"warmup": {"x": "1x3x224x224"}, "memory_optimization": False},
                                      "target": {"group": "port"}, "stages": stages,
-                                     "gates": {"golden_max_diff": 1e-4, "p99_ms": "2s", "rss_mb": "4GB", "error_rate": 0.0},
+                                     "gates": {"golden_max_diff": 1e-4, "p99_ms": P99_LIMIT, "rss_mb": "4GB", "error_rate": 0.0},
                                      "soak": "2s", "thresholds": {"success": success, "errors": 1}, **kw}))
         out = subprocess.run([sys.executable, "-c", "import sys; from edgedeploy.cli import main; sys.exit(main(sys.argv[1:]))",
                               "fleet", "rollout", "create", str(p), "--dir", str(ctl_dir), "--json", *(["--start"] if start else [])],
@@ -225,7 +229,8 @@ def run(args) -> None:
     # 1. baseline
     t = plan("v1", 1, "lcnet.onnx", [{"percent": 100}])
     st = finished("v1", 600)
-    assert st["state"] == "done", st
+    if st["state"] != "done":
+        raise SystemExit(f"fleet_scale: baseline rollout {st['state']}: {st['reason']}")
     results["baseline_s"] = time.time() - t
     print(f"baseline v1 on {n} devices in {results['baseline_s']:.1f} s", flush=True)
 
@@ -256,7 +261,8 @@ def run(args) -> None:
     ctl = controller(ctl_dir, broker.port, http_port).start()
     st = finished("v2", 600)
     good_s = time.time() - t_good
-    assert st["state"] == "done", st
+    if st["state"] != "done":
+        raise SystemExit(f"fleet_scale: rollout v2 {st['state']}: {st['reason']}")
     online = [i for i in ids if i not in offline]
     wait_for(lambda: all(serving().get(i) == 2 for i in online), 60, "every online device on v2")
     t_back = time.time()
@@ -313,6 +319,7 @@ def run(args) -> None:
         print(f"{how} v{version}: {results[how]['refused']} of {results[how]['asked']} refused", flush=True)
     assert all(v == 2 for v in serving().values()), serving()
 
+    results["artifact_tar_bytes"] = store.published("lcnet", 2)["size"]
     results["rss_mb"] = {"controller": rss_mb(ctl.proc.pid),
                          "agent_process_of_5": [rss_mb(h.proc.pid) for h in [*hosts, offline_host]]}
     results["total_s"] = time.monotonic() - t_start
@@ -347,7 +354,7 @@ PP-LCNet x1_0 orientation (ONNX, {r['artifact_bytes'] / 1e6:.1f} MB), 1 inferenc
 | devices that applied v2 twice | {len(g['served_twice'])} |
 | every device on v2 at the end | {g['all_on_v2']} |
 | broker killed (stage 2 start) | at {g['faults']['broker_down_at_s']:.1f} s, restarted 2 s later |
-| 5 devices killed mid-download (1 MB/s) | on disk when killed: {', '.join(f'{k} {v / 1e6:.1f} MB' for k, v in g['faults']['killed_mid_download'].items())}; fetched after the restart: {', '.join(f'{k} {v / 1e6:.1f} MB' for k, v in g['fragile_bytes'].items())} (the artifact is {r['artifact_bytes'] / 1e6:.1f} MB of model + golden/config: the rest came with a Range request) |
+| 5 devices killed mid-download (1 MB/s) | on disk when killed: {', '.join(f'{k} {v / 1e6:.1f} MB' for k, v in g['faults']['killed_mid_download'].items())}; fetched after the restart: {', '.join(f'{k} {v / 1e6:.1f} MB' for k, v in g['fragile_bytes'].items())} (the artifact: {r['artifact_tar_bytes'] / 1e6:.1f} MB, model + golden input + config; the rest came with a Range request) |
 | controller killed (SIGKILL) at stage 3 | at {g['faults']['controller_killed_at_s']:.1f} s; restarted, resumed |
 | 5 devices offline for the whole rollout | converged {g['offline_converged_s']:.1f} s after coming back |
 | bytes downloaded for v2 | {g['bytes'] / 1e6:.0f} MB |

@@ -304,13 +304,15 @@ class Agent:
             raise UserError(f"artifact {d.artifact}: {self.settings.download_retries} tries failed")
         self.bytes_downloaded += got
         staging = self.dir / "staging" / f"{d.model}-{d.version}"
-        manifest = artifacts.unpack_verified(tar, staging, self.trusted)
-        if (manifest.get("model"), manifest.get("version")) != (d.model, d.version):
-            shutil.rmtree(staging, ignore_errors=True)
-            raise artifacts.ArtifactRefused(f"artifact {d.artifact}: signed for {manifest.get('model')} v{manifest.get('version')}, "
-                                            f"not {d.model} v{d.version}; refused")
-        artifacts.install(staging, self.server.repo.root / d.model / str(d.version), self.dir / "manifests")
-        tar.unlink()
+        try:
+            manifest = artifacts.unpack_verified(tar, staging, self.trusted)
+            if (manifest.get("model"), manifest.get("version")) != (d.model, d.version):
+                shutil.rmtree(staging, ignore_errors=True)
+                raise artifacts.ArtifactRefused(f"artifact {d.artifact}: signed for {manifest.get('model')} "
+                                                f"v{manifest.get('version')}, not {d.model} v{d.version}; refused")
+            artifacts.install(staging, self.server.repo.root / d.model / str(d.version), self.dir / "manifests")
+        finally:
+            tar.unlink(missing_ok=True)  # installed, or refused: either way the archive has served its purpose
         return got
 
     def _swap(self, model: str, version: int, current: int | None) -> tuple[bool, str]:
