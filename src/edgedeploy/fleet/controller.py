@@ -233,7 +233,15 @@ class Controller:
         for a in self.store.assignments(name):
             take = a["status"] == "pending" or (not pending_only and a["status"] == "serving"
                                                 and (stage is None or a["stage"] == stage))
-            if not take or a["from_version"] is None:
+            if not take:
+                continue
+            if a["from_version"] is None:  # nothing to go back to: at least no device still to come gets it
+                if a["status"] == "pending":
+                    self.store.tx("DELETE FROM desired WHERE device=?", a["device"])
+                    self.store.tx("UPDATE assignments SET status='cancelled', updated=? WHERE rollout=? AND device=?",
+                                  time.time(), name, a["device"])
+                    if self.link is not None:
+                        self.link.publish(device_topic(a["device"], "desired"), b"", retain=True)  # clears the retained state
                 continue
             d = self._desired(plan, name, a["from_version"])
             self.store.tx("UPDATE assignments SET status='reverted', seq=?, updated=? WHERE rollout=? AND device=?",
