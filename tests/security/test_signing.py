@@ -106,8 +106,8 @@ FORGERIES = {
 }
 REASONS = {
     "bad signature": "bad signature", "missing": "manifest.sig is missing", "extra file": "unlisted file 'evil.py'",
-    "symlink": "link is a symlink", "symlink listed": "model.onnx is a symlink", "tampered": "sha256",
-    "truncated": "has 1 bytes", "deleted": "'sub/labels.txt' is missing", "empty list": "file list is empty",
+    "symlink": "link is a symlink", "symlink listed": "model.onnx is a symlink", "tampered": "model.onnx does not match manifest.json \\(sha256",
+    "truncated": r"model.onnx does not match manifest.json \(1 bytes", "deleted": "sub/labels.txt is missing", "empty list": "file list is empty",
     "files not object": "expected an object", "bytes as string": "integer", "absolute path": "absolute path",
     "outside path": "leaves the directory",
 }

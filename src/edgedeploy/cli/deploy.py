@@ -197,26 +197,41 @@ def doctor(target: str = typer.Argument(..., help="A model, a deployment YAML, o
         raise TargetsNotMet(f"doctor found {report.problems} problem(s) in {report.subject}: see the findings above")
 
 
+TRUSTED_KEY_HELP = "Public key (.pub) or key directory the deployment must be signed by (repeatable)."
+
+
+def _trusted(paths: list[Path] | None):
+    if not paths:
+        return None
+    from edgedeploy.security.keys import load_public_keys
+
+    return load_public_keys(paths)
+
+
 @deployment_app.command("verify")
 def verify(directory: Path = typer.Argument(..., help="A deployment directory."),
+           trusted_key: list[Path] = typer.Option(None, "--trusted-key", help=TRUSTED_KEY_HELP),
            json_: bool = typer.Option(False, "--json", help="Machine-readable output.")):
-    """Check every file of a deployment against its manifest (sha256); name the first that differs."""
+    """Check the deployment's signature (with --trusted-key) and every file against its manifest; name
+    the first problem."""
     from edgedeploy.deploy import manifest
 
-    m = manifest.verify(directory)
+    m = manifest.verify(directory, _trusted(trusted_key))
+    signed = f", signed by key {m['_key_id']}" if m.get("_key_id") else " (signature not checked: no --trusted-key)"
     if json_:
-        return emit_json({"ok": True, "files": m["files"]})
-    _say(f"{directory}: {len(m['files'])} files match the manifest")
+        return emit_json({"ok": True, "key_id": m.get("_key_id"), "files": m["files"]})
+    _say(f"{directory}: {len(m['files'])} files match the manifest{signed}")
 
 
 @deployment_app.command("run")
 def run_deployment(directory: Path = typer.Argument(..., help="A deployment directory."),
                    runs: int = typer.Option(200, min=1, help="Inferences on a seeded example input."),
+                   trusted_key: list[Path] = typer.Option(None, "--trusted-key", help=TRUSTED_KEY_HELP),
                    json_: bool = typer.Option(False, "--json", help="Machine-readable output.")):
     """Verify, open as deployed, and run; monitoring (log level, metrics) as its config says."""
     from edgedeploy.deploy.runtime import open_deployment
 
-    with open_deployment(directory) as d:
+    with open_deployment(directory, trusted_keys=_trusted(trusted_key)) as d:
         shape = tuple(int(x) for x in d.config.deployment.input_shape.split("x"))
         feeds = d.session.example_feeds(shape)
         for _ in range(runs):

@@ -56,7 +56,9 @@ def _walk(d: Path) -> Iterable[tuple[str, os.stat_result]]:
             yield p.relative_to(d).as_posix(), p.lstat()
 
 
-def _signed_files(d: Path) -> dict[str, dict]:
+def list_files(d: Path) -> dict[str, dict]:
+    """sha256 and size of every regular file under ``d`` (relative POSIX paths), the manifest's own
+    files excepted; a symlink anywhere is refused."""
     files = {}
     for rel, st in sorted(_walk(d)):
         if stat.S_ISLNK(st.st_mode):
@@ -80,7 +82,7 @@ def sign_directory(directory: str | os.PathLike, private_key: Ed25519PrivateKey,
     clash = sorted(set(extra) & {"format", "files"})
     if clash:
         raise ValueError(f"extra may not set {clash}: they are the manifest's own fields")
-    files = _signed_files(d)
+    files = list_files(d)
     if not files:
         raise UserError(f"{d} holds no files to sign")
     body = canonical({**extra, "format": FORMAT, "files": files})
@@ -94,8 +96,8 @@ def sign_directory(directory: str | os.PathLike, private_key: Ed25519PrivateKey,
 
 
 def _fail(d: Path, reason: str) -> VerificationError:
-    return VerificationError(f"{d}: verification failed: {reason}; refusing to load it — re-sign or "
-                             "re-deploy it from a trusted source")
+    return VerificationError(f"{d}: verification failed: {reason}; refusing to run or load it — re-sign it "
+                             "or deploy it again from a trusted source")
 
 
 def _no_constants(token: str):
@@ -145,7 +147,8 @@ def _check_path(d: Path, rel) -> None:
         raise _fail(d, f"{MANIFEST} lists its own file {rel!r}")
 
 
-def _check_files(d: Path, files) -> None:
+def check_files(d: Path, files) -> None:
+    """Every entry of ``files`` well-formed, present, the same size and sha256, and nothing unlisted."""
     if not isinstance(files, dict):
         raise _fail(d, f"'files' is a {type(files).__name__}, expected an object")
     if not files:
@@ -169,12 +172,12 @@ def _check_files(d: Path, files) -> None:
     for rel, want in sorted(files.items()):
         st = present.get(rel)
         if st is None:
-            raise _fail(d, f"listed file {rel!r} is missing")
+            raise _fail(d, f"{rel} is missing (listed in {MANIFEST})")
         if st.st_size != want["bytes"]:
-            raise _fail(d, f"{rel!r} has {st.st_size} bytes, manifest says {want['bytes']}")
+            raise _fail(d, f"{rel} does not match {MANIFEST} ({st.st_size} bytes, recorded {want['bytes']})")
         got = sha256_file(d / rel)
         if got != want["sha256"]:
-            raise _fail(d, f"{rel!r} sha256 {got[:12]}… does not match the manifest's {want['sha256'][:12]}…")
+            raise _fail(d, f"{rel} does not match {MANIFEST} (sha256 {got[:12]}… ≠ recorded {want['sha256'][:12]}…)")
 
 
 def verify_directory(directory: str | os.PathLike,
@@ -199,5 +202,5 @@ def verify_directory(directory: str | os.PathLike,
         raise _fail(d, f"{MANIFEST} is a {type(manifest).__name__}, expected an object")
     if manifest.get("format") != FORMAT:
         raise _fail(d, f"manifest format {manifest.get('format')!r}, expected {FORMAT}")
-    _check_files(d, manifest.get("files"))
+    check_files(d, manifest.get("files"))
     return {**manifest, "_key_id": kid}
