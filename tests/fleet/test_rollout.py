@@ -292,3 +292,20 @@ def test_agent_over_tls_with_credentials(tmp_path, fleet):
                                 state_dir=tmp_path / "wary", trusted_keys=(str(fleet.root / "ctl" / "keys"),))).start()
     finally:
         b.stop()
+
+
+def test_rollback_comes_from_the_previous_slot_without_a_download(fleet):
+    before = fleet.serving()
+    name, v = fleet.plan(fleet.good, stages=[{"devices": 2}])
+    assert fleet.run(name)["state"] == "done"
+    switched = [d["device"] for d in status(fleet.store, name)["devices"]]
+    wait_for(lambda: all(fleet.serving()[d] == v for d in switched), 10, "the two devices to report v%d" % v)
+    downloaded = {d["device"]: d["bytes_downloaded"] for d in fleet.store.devices() if d["device"] in switched}
+    control(fleet.store, name, "abort", rollback=True)  # after the fact: everything back
+    wait_for(lambda: fleet.serving() == before, 20, "the two devices to go back")
+    st = status(fleet.store, name)
+    assert st["state"] == "aborted" and {d["status"] for d in st["devices"]} == {"reverted"}
+    for d in fleet.store.devices():
+        if d["device"] in switched:
+            assert d["last_apply"]["from_slot"] is True and d["bytes_downloaded"] == downloaded[d["device"]]
+            assert v not in d["slots"]["tiny"] and before[d["device"]] in d["slots"]["tiny"]  # two slots, v gone

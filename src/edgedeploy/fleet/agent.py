@@ -7,7 +7,7 @@ the gates on the new version *before* it serves (golden input, p99, RSS), hot-sw
 the error rate, and roll back to the previous slot on any failure. Two slots per model (the
 version serving and the one before), so a rollback never downloads.
 
-    STATE_DIR/repo/MODEL/VERSION/   the slots (a serving repository)
+    STATE_DIR/repo/MODEL/VERSION/   the slots (a serving repository requiring trusted signatures)
     STATE_DIR/downloads/            partial and finished downloads (resume after a crash)
     STATE_DIR/agent.json            last accepted sequence number and last apply (survives restarts)
 """
@@ -29,6 +29,7 @@ from edgedeploy.fleet import artifacts, gates, remote
 from edgedeploy.fleet.messages import Desired, MessageRefused, device_topic, group_topic, open_desired, open_job
 from edgedeploy.fleet.runtime import CountingServer, temperature
 from edgedeploy.fleet.transport import BrokerAddress, Link
+from edgedeploy.serving.repository import Repository
 from edgedeploy.serving.server import ServerSettings
 from edgedeploy.util import atomic_write
 
@@ -80,9 +81,10 @@ class Agent:
         self.last_seq: int = saved.get("last_seq", 0)
         self.last_apply: dict = saved.get("last_apply", {})
         self.bytes_downloaded: int = saved.get("bytes_downloaded", 0)
-        self.server = CountingServer(self.dir / "repo", ServerSettings(poll_s=0, threads=s.threads,
-                                                                     memory_budget=s.memory_budget),
-                                   check=self._gate_check)
+        # the slots are a serving repository that takes only versions signed by a trusted key, at every load
+        self.server = CountingServer(Repository(self.dir / "repo", trusted_keys=self.trusted),
+                                     ServerSettings(poll_s=0, threads=s.threads, memory_budget=s.memory_budget),
+                                     check=self._gate_check)
         self._gates: dict | None = None  # the gates of the apply in progress (the swap's check reads them)
         self._figures: dict = {}
         self._inbox: queue.Queue[bytes] = queue.Queue()
@@ -310,7 +312,7 @@ class Agent:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise artifacts.ArtifactRefused(f"artifact {d.artifact}: signed for {manifest.get('model')} "
                                                 f"v{manifest.get('version')}, not {d.model} v{d.version}; refused")
-            artifacts.install(staging, self.server.repo.root / d.model / str(d.version), self.dir / "manifests")
+            artifacts.install(staging, self.server.repo.root / d.model / str(d.version))
         finally:
             tar.unlink(missing_ok=True)  # installed, or refused: either way the archive has served its purpose
         return got

@@ -150,22 +150,11 @@ def unpack_verified(tar_path: Path, dest: Path, trusted_keys) -> dict:
         raise ArtifactRefused(f"artifact {tar_path.name}: {exc}") from None
 
 
-def install(staging: Path, slot: Path, manifests: Path) -> Path:
-    """Move a verified directory into its slot: the signed manifest goes to ``manifests/`` (kept as
-    the record of who signed what) and ``SHA256SUMS`` stays in the slot, so the serving repository
-    checks every file again at each load."""
-    import json
+def install(staging: Path, slot: Path) -> Path:
+    """Move a verified directory, signed manifest and all, into its slot (one rename). The device's
+    serving repository requires signatures, so the manifest is checked again at every load."""
     import os
 
-    from edgedeploy.security.signing import MANIFEST
-    from edgedeploy.serving.repository import SUMS
-
-    manifest = json.loads((staging / MANIFEST).read_text())
-    with atomic_write(staging / SUMS, "w") as f:
-        f.writelines(f"{meta['sha256']}  {name}\n" for name, meta in sorted(manifest["files"].items()))
-    manifests.mkdir(parents=True, exist_ok=True)
-    for name in (MANIFEST, SIGNATURE):
-        os.replace(staging / name, manifests / f"{slot.parent.name}-{slot.name}.{name}")
     slot.parent.mkdir(parents=True, exist_ok=True)
     if slot.exists():
         shutil.rmtree(slot)

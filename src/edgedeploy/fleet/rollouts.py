@@ -64,7 +64,9 @@ def create_rollout(store: Store, plan_path: Path, *, state_dir: Path, key) -> di
 def control(store: Store, name: str, action: str, *, rollback: bool = False) -> dict:
     """start | pause | resume | abort: a state change the running controller acts on."""
     r = store.rollout(name)
-    allowed = {"start": ("created",), "pause": ("running",), "resume": ("paused",), "abort": ("created", "running", "paused")}
+    allowed = {"start": ("created",), "pause": ("running",), "resume": ("paused",),
+               # an emergency stop; with rollback also after the fact: every device goes back to its previous slot
+               "abort": ("created", "running", "paused") + (("done", "halted") if rollback else ())}
     if r["state"] not in allowed[action]:
         raise UserError(f"rollout {name} is {r['state']}; {action} needs it {' or '.join(allowed[action])}")
     if action == "start":
