@@ -360,7 +360,7 @@ PP-LCNet x1_0 orientation (ONNX, {r['artifact_bytes'] / 1e6:.1f} MB), 1 inferenc
 | bytes downloaded for v2 | {g['bytes'] / 1e6:.0f} MB |
 | bad model v3 (bias shifted) | **{b['state']}** {b['halt_s']:.1f} s after start; asked: {', '.join(b['asked'])}; serving v3: {len(b['serving_v3'])}; reason: {b['reason'][:90]} |
 | tampered artifact v4 | **{r['tampered']['refused']} of {r['tampered']['asked']}** refused ({r['tampered']['reason'].split(': ', 1)[-1][:110]}) |
-| wrongly signed v5 | **{r['wrongly signed']['refused']} of {r['wrongly signed']['asked']}** refused ({r['wrongly signed']['reason'].split('verification failed: ', 1)[-1][:110]}) |
+| wrongly signed v5 | **{r['wrongly signed']['refused']} of {r['wrongly signed']['asked']}** refused ({r['wrongly signed']['reason'].split('verification failed: ', 1)[-1].split(';')[0]}) |
 | RSS | controller {r['rss_mb']['controller']:.0f} MB; agent process of 5: {min(procs):.0f}-{max(procs):.0f} MB |
 """
     (out / "fleet.md").write_text(md)
