@@ -6,8 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import typer
-from typer.testing import CliRunner
 
 from edgedeploy.errors import UserError
 from edgedeploy.serving import ab
@@ -67,7 +65,7 @@ def test_compare_outputs():
     assert not ab.compare_outputs(a, {"p": a["p"][:1]})[0]
 
 
-def test_ab_test_over_http_and_the_report_command(repo):
+def test_ab_test_over_http_and_the_report_command(repo, edgedeploy_cli):
     ms = ModelServer(repo, ServerSettings(**MANAGED, poll_s=0))
     with live_server(ms) as (client, _):
         add_version(repo, "tiny", 2, bias=4.0)  # disagrees with v1 on some inputs
@@ -88,12 +86,8 @@ def test_ab_test_over_http_and_the_report_command(repo):
             client.get("/metrics").text
         assert client.delete("/v2/ab/tiny", params={"winner": "candidate"}).status_code == 200
         assert ms.serving.current("tiny") == 2
-    app = typer.Typer()
-    from edgedeploy.cli.serve import ab_app
-
-    app.add_typer(ab_app, name="ab")
-    result = CliRunner().invoke(app, ["ab", "report", "tiny", str(repo), "--json"])
+    result = edgedeploy_cli(["ab", "report", "tiny", str(repo), "--json"])
     assert result.exit_code == 0, result.output
-    r = json.loads(result.output)
+    r = json.loads(result.stdout)
     assert r["recommendation"] == "keep" and r["baseline"]["version"] == 1 and r["candidate"]["version"] == 2
     assert "Mann-Whitney" in r["method"]

@@ -33,6 +33,7 @@ from pathlib import Path
 import yaml
 
 from edgedeploy.errors import UserError
+from edgedeploy.fsio import match_umask, sweep_partials
 from edgedeploy.util import sha256_file
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,9 @@ def write(out_dir: str | Path, *, model, resolved: dict, record: dict, signing_k
         raise UserError(f"{out} exists and is not a deployment directory (no {MANIFEST}); choose an empty or new "
                         "directory with -o")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part"))
+    sweep_partials(out.parent, out.name)  # what a killed deploy left
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.{os.getpid()}.", suffix=".part"))
+    match_umask(tmp)
     try:
         names = []
         for src in model.files():

@@ -19,6 +19,7 @@ is written. Accuracy budgets are in points of the metric (0..100 scale) everywhe
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -162,7 +163,7 @@ def optimize(model, out: str | Path, *, engine: str = "auto", precision: str = "
     if not targets:
         raise UserError("no engine that runs optimised ONNX models is installed: pip install onnxruntime")
 
-    with tempfile.TemporaryDirectory(prefix="edgedeploy-opt-") as work:
+    with tempfile.TemporaryDirectory(prefix=f"edgedeploy-opt-{os.getpid()}-") as work:
         work = Path(work)
         m, card_obj, exported = resolve_source(model, card=card, workdir=work, progress=say)
         m = load_model(m)
