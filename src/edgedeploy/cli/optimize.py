@@ -60,7 +60,7 @@ def optimize(model: str = typer.Argument(..., help=MODEL_HELP + " Also PyTorch: 
 
             def say(msg: str) -> None:
                 bar.update(job, description=msg)
-                phase.info("%s", msg)  # phase lines in logs (--log-level info), where no bar is drawn
+                phase.debug("%s", msg)  # phase lines in logs (--log-level debug), where no bar is drawn
 
             r = run(model, output, engine=engine, precision=precision, calib=calib, calib_method=calib_method,
                     calib_samples=calib_samples, task=task, like=like, card=card, data=data, goal=goal,
