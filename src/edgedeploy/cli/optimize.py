@@ -49,7 +49,6 @@ def optimize(model: str = typer.Argument(..., help=MODEL_HELP + " Also PyTorch: 
     writes nothing and exits 1. Size, accuracy and latency before/after are measured here, now.
     """
     import logging
-    import sys
 
     from edgedeploy.errors import VerdictError
     from edgedeploy.optimize import optimize as run, report_path
@@ -61,19 +60,16 @@ def optimize(model: str = typer.Argument(..., help=MODEL_HELP + " Also PyTorch: 
 
             def say(msg: str) -> None:
                 bar.update(job, description=msg)
-                phase.info("%s", msg)
-                if not json_ and not sys.stderr.isatty():  # no bar is drawn there: one line per phase instead
-                    print(f"optimize: {msg}", file=sys.stderr, flush=True)
+                phase.debug("%s", msg)  # phase lines in logs (--log-level debug), where no bar is drawn
 
             r = run(model, output, engine=engine, precision=precision, calib=calib, calib_method=calib_method,
                     calib_samples=calib_samples, task=task, like=like, card=card, data=data, goal=goal,
                     max_accuracy_drop=max_accuracy_drop, eval_samples=eval_samples, threads=threads,
                     latency_rounds=rounds, prune=prune, distill_steps=distill_steps, progress=say)
-    except VerdictError as exc:
+    except VerdictError as exc:  # the figures for machines; the one line and exit 1 come from the CLI's contract
         if json_:
             emit_json({"written": False, "verdict": str(exc), **exc.figures})
-        print(f"edgedeploy: {exc}", file=sys.stderr)
-        raise typer.Exit(exc.exit_code) from None
+        raise
     if json_:
         return emit_json(r.to_dict())
     console.print(table(f"{r.model} → {r.output} ({r.precision} on {r.engine}, {r.recipe})",

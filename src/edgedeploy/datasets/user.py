@@ -93,6 +93,9 @@ def load(path: str | Path, *, card=None, limit: int | None = None, min_samples: 
                         f"a video ({', '.join(VIDEO_SUFFIXES)}) or .npy/.npz")
     if limit is not None and len(data) > limit:
         data = data.take(range(limit))
+    for i, t in enumerate(data.tensors):
+        if np.issubdtype(t.dtype, np.floating) and not np.isfinite(t).all():  # quantizers assert on them
+            raise UserError(f"{what} {path}: sample {i} holds NaN or infinity; give finite tensors")
     if len(data) < min_samples:
         skipped = f" ({data.skipped} unreadable file(s) skipped)" if data.skipped else ""
         raise UserError(f"{what} {path}: {len(data)} usable sample(s){skipped}; at least {min_samples} are needed — "
