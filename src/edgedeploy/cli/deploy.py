@@ -65,7 +65,8 @@ def deploy(config: Path = typer.Argument(..., help="Deployment YAML (seed 000's 
     rows = []
     for m in r.measurements:
         c = m.plan
-        rows.append([m.stage, c.engine, c.precision, c.threads, c.batch, fmt_ms(m.latency("p50")) if m.ok else "failed",
+        rows.append([m.stage, c.engine, "default (anchor)" if c.untuned else c.label.split()[1],
+                     "default" if c.threads is None else c.threads, c.batch, fmt_ms(m.latency("p50")) if m.ok else "failed",
                      fmt_bytes(m.memory_bytes) if m.ok else m.reason[:60],
                      f"{m.power_w:.1f} {'M' if m.power_measured else 'E'}" if m.power_w else "-",
                      "-" if m.accuracy is None else f"{m.accuracy:.1%}", "<-" if m is r.chosen else ""])
@@ -77,7 +78,8 @@ def deploy(config: Path = typer.Argument(..., help="Deployment YAML (seed 000's 
     if r.chosen:
         c = r.chosen.plan
         head = "chosen" if r.met else "closest (not every target met)"
-        _say(f"{head}: {c.engine} {c.precision}, {c.threads} threads, batch {c.batch}")
+        _say(f"{head}: {c.label}" if c.untuned else f"{head}: {c.engine} {c.label.split()[1]}, {c.threads} threads, "
+             f"batch {c.batch}")
     console.print(table("targets vs measured (this machine)", ["target", "wanted", "measured", "met", "how"],
                         [[x.name, x.target, x.measured, {"met": "yes", "missed": "NO"}.get(x.status, x.status), x.how]
                          for x in r.checks]))
