@@ -547,7 +547,8 @@ def default_produce(cfg: DeploymentConfig, workdir: str) -> Produce:
             res = opt.optimize(model, out, engine=engine, precision=precision,
                                max_accuracy_drop=100 * cfg.evaluation.max_accuracy_drop,  # YAML fraction → points
                                card=cfg.card, calib=cfg.evaluation.calibration, data=cfg.evaluation.data,
-                               task=model.zoo.task if model.zoo else None)
+                               task=model.zoo.task if model.zoo else None,
+                               goal="size")  # speed is judged here, fresh process per plan, against the anchors
         except (UserError, VerdictError) as exc:  # the optimiser's "cannot" for this variant: pruned, said why
             log.info("optimiser made no %s model for %s: %s", precision, engine, exc)
             return f"optimiser could not make it: {' '.join(str(exc).split())[:200]}"
