@@ -96,7 +96,12 @@ def plot_png(points: list[Point], title: str, size_label: str = "memory (MiB)") 
                plt.Line2D([], [], marker="o", ls="", mfc="none", mec="red", mew=2, label="chosen"),
                plt.Line2D([], [], ls="", label=f"marker area ~ {size_label}")]
     ax.legend(handles=handles + ax.get_legend_handles_labels()[0][-1:] * (len(pf) > 1), fontsize=8, loc="best")
-    adjust_text(texts, ax=ax, expand=(1.3, 1.6), arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.6})
+    # start each label off its point, alternating sides, so coincident points do not start stacked; adjustText's
+    # default time limit (0.1 s) is too short on a busy machine: bound it by iterations instead
+    for i, t in enumerate(texts):
+        t.set_position((t.get_position()[0], t.get_position()[1] + (0.04 if i % 2 else -0.04) * span))
+    adjust_text(texts, ax=ax, expand=(1.3, 1.8), iter_lim=1000, ensure_inside_axes=True,
+                arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.6})
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
