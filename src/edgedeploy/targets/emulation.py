@@ -16,14 +16,11 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import subprocess
 from pathlib import Path
 
-import numpy as np
-
-from edgedeploy.engines.base import Session, TensorSpec
-from edgedeploy.errors import InternalError, UserError
-from edgedeploy.targets import wire
+from edgedeploy.engines.base import Session
+from edgedeploy.errors import UserError
+from edgedeploy.targets.worker import WorkerSession
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +28,6 @@ ENABLE = "scripts/setup.sh --arm64"
 SITE = "opt/edgedeploy/site"  # inside the root: where the aarch64 wheels are installed
 STAMP = "opt/edgedeploy/versions.json"  # written by setup.sh: what the root holds
 WORKER = Path(__file__).with_name("arm_worker.py")
-START_TIMEOUT_S = 300
 
 
 def rootfs() -> Path:
@@ -75,7 +71,7 @@ def require() -> None:
         raise UserError(f"cannot verify on aarch64: {why}")
 
 
-class EmulatedSession(Session):
+class EmulatedSession(WorkerSession):
     """A model running in the arm64 root under qemu-aarch64 (``engine`` "onnxruntime" or "ncnn").
 
     ``model``: an ONNX file (onnxruntime) or an ncnn ``.param`` (its ``.bin`` beside it).
@@ -89,55 +85,6 @@ class EmulatedSession(Session):
         root = rootfs()
         args = [qemu(), "-cpu", cpu, "-L", str(root), "-E", f"PYTHONPATH=/{SITE}",
                 str(root / "usr/bin/python3"), str(WORKER), engine, str(Path(model).resolve()), str(threads)]
-        self._proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        try:
-            hello, _ = wire.recv(self._proc.stdout)
-        except wire.WireError:
-            err = self._proc.stderr.read().decode(errors="replace").strip().splitlines()
-            self._stop()
-            raise InternalError(f"the emulated aarch64 worker died on start: {err[-1] if err else 'no message'}") from None
-        if not hello.get("ok"):
-            self._stop()
-            raise UserError(f"{engine} under qemu-aarch64 could not load {Path(model).name}: {hello.get('error')}")
-        self.hello = hello
-        if like is not None:
-            inputs, outputs = list(like.inputs), list(like.outputs)
-        else:
-            inputs = [TensorSpec(n, np.dtype(np.float32), ()) for n in hello["inputs"]]
-            outputs = [TensorSpec(n, np.dtype(np.float32), ()) for n in hello["outputs"]]
-        super().__init__(engine=f"{engine}@qemu-aarch64", inputs=inputs, outputs=outputs, device="cpu",
-                         notes=[f"emulated: {engine} {hello['version']} on {hello['machine']} (qemu -cpu {cpu}); "
+        super().__init__(args, engine=f"{engine}@qemu-aarch64", what=f"{engine} under qemu-aarch64", like=like,
+                         notes=[f"emulated: {engine} {{version}} on {{machine}} (qemu -cpu {cpu}); "
                                 "outputs only, its timings mean nothing"])
-        self._like = like
-
-    def check_feeds(self, feeds):
-        return self._like.check_feeds(feeds) if self._like is not None else {k: np.ascontiguousarray(v)
-                                                                              for k, v in feeds.items()}
-
-    def _run(self, feeds):
-        if self._proc is None:
-            raise InternalError("this emulated session was released")
-        arrays = {f"a{i}": feeds[spec.name] for i, spec in enumerate(self.inputs)} if self._like is not None else \
-            {f"a{i}": v for i, v in enumerate(feeds.values())}
-        wire.send(self._proc.stdin, {"op": "run"}, arrays)
-        header, outs = wire.recv(self._proc.stdout)
-        if not header.get("ok"):
-            raise UserError(f"{self.engine} could not run these inputs: {header.get('error')}")
-        result = [outs[f"a{i}"] for i in range(len(outs))]
-        if self._like is not None:  # ncnn drops unit axes; give back the host session's shapes
-            result = [r.reshape(-1, *[d for d in s.shape[1:]]) if r.ndim != len(s.shape) and None not in s.shape[1:]
-                      else r for r, s in zip(result, self.outputs)]
-        return result
-
-    def _stop(self) -> None:
-        if self._proc is not None:
-            try:
-                self._proc.stdin.close()
-                self._proc.wait(timeout=10)
-            except (OSError, subprocess.TimeoutExpired):
-                self._proc.kill()
-                self._proc.wait()
-            self._proc = None
-
-    def _release(self):
-        self._stop()
