@@ -12,7 +12,8 @@ import re
 import sys
 
 import numpy as np
-import wire
+import wire  # from this script's folder, which also holds edgedeploy's rknn.py: drop it from the path,
+sys.path.pop(0)  # so that "rknn" below is the toolkit's package
 
 _ERROR = re.compile(r"(?:E \w+: )?(.*(?:not support|unsupport|Unsupported|Error).*)", re.I)
 
