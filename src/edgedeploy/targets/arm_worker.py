@@ -1,7 +1,7 @@
 """Worker run by the arm64 root's python under qemu-aarch64: one model, many runs, over :mod:`wire`.
 
 argv: engine ("onnxruntime" | "ncnn"), model path (ONNX, or the ncnn .param with its .bin beside
-it), threads. Says hello with its machine, engine version and tensor names, then answers each
+it), threads, precision ("fp32" | "fp16": ncnn's FP16 storage and arithmetic). Says hello with its machine, engine version and tensor names, then answers each
 ``{"op": "run"}`` (arrays "a0", "a1", ... in input order) with the outputs in the same form.
 Runs only inside the emulated root: it imports nothing from edgedeploy but :mod:`wire`.
 """
@@ -13,7 +13,7 @@ import numpy as np
 import wire
 
 
-def open_onnxruntime(path: str, threads: int):
+def open_onnxruntime(path: str, threads: int, precision: str = "fp32"):
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -25,13 +25,14 @@ def open_onnxruntime(path: str, threads: int):
     return ort.__version__, inputs, names, lambda arrays: sess.run(names, dict(zip(inputs, arrays)))
 
 
-def open_ncnn(path: str, threads: int):
+def open_ncnn(path: str, threads: int, precision: str = "fp32"):
     import ncnn
 
     net = ncnn.Net()
     net.opt.use_vulkan_compute = False
     net.opt.num_threads = threads
-    net.opt.use_fp16_packed = net.opt.use_fp16_storage = net.opt.use_fp16_arithmetic = False
+    fp16 = precision == "fp16"  # ARMv8.2 FP16 storage and arithmetic, as ncnn uses them on the board
+    net.opt.use_fp16_packed = net.opt.use_fp16_storage = net.opt.use_fp16_arithmetic = fp16
     net.opt.use_bf16_storage = False
     if net.load_param(path) or net.load_model(path[: -len(".param")] + ".bin"):
         raise RuntimeError(f"ncnn could not load {path}")
@@ -50,10 +51,10 @@ def open_ncnn(path: str, threads: int):
 
 
 def main() -> None:
-    engine, path, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    engine, path, threads, precision = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     try:
-        version, inputs, outputs, run = {"onnxruntime": open_onnxruntime, "ncnn": open_ncnn}[engine](path, threads)
+        version, inputs, outputs, run = {"onnxruntime": open_onnxruntime, "ncnn": open_ncnn}[engine](path, threads, precision)
     except Exception as exc:  # reported to the parent, which raises it there
         wire.send(stdout, {"ok": False, "error": f"{type(exc).__name__}: {exc}"})
         return

@@ -181,7 +181,8 @@ def _arm_ncnn(ctx: _Context, r: Runtime, precision: str) -> Artifact:
         shutil.rmtree(d)
     param, weights = convert(ctx.model.onnx_path(), [ctx.shape], d, fp16=precision == "fp16")
     return _emulated(ctx, r, precision, [param, weights],
-                     lambda: EmulatedSession(param, engine="ncnn", cpu=ctx.target.qemu_cpu, like=ctx.fp32))
+                     lambda: EmulatedSession(param, engine="ncnn", cpu=ctx.target.qemu_cpu, precision=precision,
+                                             like=ctx.fp32))
 
 
 def _emulated(ctx: _Context, r: Runtime, precision: str, files: list[Path], open_session) -> Artifact:

@@ -80,11 +80,11 @@ class EmulatedSession(WorkerSession):
     """
 
     def __init__(self, model: str | Path, *, engine: str = "onnxruntime", cpu: str = "cortex-a76",
-                 threads: int = 1, like: Session | None = None):
+                 threads: int = 1, precision: str = "fp32", like: Session | None = None):
         require()
         root = rootfs()
         args = [qemu(), "-cpu", cpu, "-L", str(root), "-E", f"PYTHONPATH=/{SITE}",
-                str(root / "usr/bin/python3"), str(WORKER), engine, str(Path(model).resolve()), str(threads)]
+                str(root / "usr/bin/python3"), str(WORKER), engine, str(Path(model).resolve()), str(threads), precision]
         super().__init__(args, engine=f"{engine}@qemu-aarch64", what=f"{engine} under qemu-aarch64", like=like,
-                         notes=[f"emulated: {engine} {{version}} on {{machine}} (qemu -cpu {cpu}); "
+                         notes=[f"emulated: {engine} {{version}} {precision} on {{machine}} (qemu -cpu {cpu}); "
                                 "outputs only, its timings mean nothing"])
