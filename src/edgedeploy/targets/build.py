@@ -63,12 +63,13 @@ class Artifact:
 
 def build_artifacts(target: str | Target, model, calib, out_dir: str | Path, *, task: str | None = None,
                     precisions: list[str] | None = None, samples: int | None = None,
-                    progress: Callable[[str], None] | None = None) -> list[Artifact]:
+                    shape: tuple[int, ...] | None = None, progress: Callable[[str], None] | None = None) -> list[Artifact]:
     """Write into ``out_dir`` the artefacts ``target`` runs for ``model``, each verified here as far as possible.
 
     calib: an :class:`~edgedeploy.optimize.calibration.CalibrationSet` (None: generated from the
         model's task). precisions: the ones allowed (None: all the target runs; an unknown one is a
         UserError saying which the target can run). samples: task samples per metric.
+        shape: the fixed input shape (default: the model's, else its zoo example shape).
     """
     t = get_target(target)
     m = load_model(model)
@@ -81,7 +82,7 @@ def build_artifacts(target: str | Target, model, calib, out_dir: str | Path, *, 
     out.mkdir(parents=True, exist_ok=True)
     task = task or (m.zoo.task if m.zoo else None)
     with engines.load(m, engine="onnxruntime") as fp32:
-        shape = _shape(fp32, m)
+        shape = tuple(shape) if shape else _shape(fp32, m)
         calib = calib if calib is not None else _calibration(fp32, m, task)
         ctx = _Context(t, m, fp32, shape, calib, out, task, samples, say)
         arts = []
@@ -257,3 +258,24 @@ def _choose_primary(arts: list[Artifact]) -> None:
     for a in arts:
         if a.unit != "cpu" and a.files:
             a.primary = True
+
+
+def for_deployment(cfg, out_dir: str | Path, *, shape: tuple[int, ...] | None = None, progress: Callable[[str], None] | None = None) -> list[Artifact]:
+    """``deploy``'s hook: the artefacts of ``cfg.deployment.hardware`` (a target other than this machine) in
+    ``out_dir/targets``, each accuracy checked against ``evaluation.max_accuracy_drop``. [] for local."""
+    from edgedeploy.hardware.targets import TARGETS, ALIASES
+
+    key = ALIASES.get(cfg.deployment.hardware, cfg.deployment.hardware)
+    if key not in TARGETS:
+        return []
+    t = TARGETS[key]
+    allowed = [p for p in cfg.deployment.precisions() if p in t.precisions()] or None
+    arts = build_artifacts(t, load_model(cfg.model, cfg.params), None, Path(out_dir) / "targets", precisions=allowed,
+                           shape=shape, progress=progress)
+    budget = cfg.evaluation.max_accuracy_drop
+    for a in arts:
+        if a.accuracy and a.reference and a.accuracy.value is not None and a.reference.value is not None:
+            drop = a.reference.value - a.accuracy.value
+            a.notes.append(f"accuracy {'within' if drop <= budget else 'OVER'} the budget: {drop:+.1%} drop "
+                           f"({a.accuracy.how}) against max_accuracy_drop {budget:.1%}")
+    return arts
