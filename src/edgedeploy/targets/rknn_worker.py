@@ -15,16 +15,16 @@ import numpy as np
 import wire  # from this script's folder, which also holds edgedeploy's rknn.py: drop it from the path,
 sys.path.pop(0)  # so that "rknn" below is the toolkit's package
 
-_ERROR = re.compile(r"(?:E \w+: )?(.*(?:not support|unsupport|Unsupported|Error).*)", re.I)
+_ERROR = re.compile(r"^E (\w+): (.+)$")
 
 
 def first_error(log: str) -> str:
-    """The toolkit's first error line (it prints errors in colour, with tracebacks around them)."""
+    """The toolkit's first error line ("E step: message"; it prints them in colour, among tracebacks)."""
     clean = re.sub(r"\x1b\[[0-9;]*m", "", log)
     for line in clean.splitlines():
-        m = _ERROR.search(line)
-        if m and "Traceback" not in line:
-            return m.group(1).strip()[:300]
+        m = _ERROR.match(line.strip())
+        if m and not m.group(2).startswith(("Traceback", "rknn-toolkit2 version")):
+            return m.group(2).strip()[:300]
     return clean.strip().splitlines()[-1][:300] if clean.strip() else "no message"
 
 

@@ -8,6 +8,7 @@ from ``like``, an open host session of the same model, so names, shapes and feed
 from __future__ import annotations
 
 import subprocess
+import tempfile
 from collections.abc import Sequence
 
 import numpy as np
@@ -22,7 +23,9 @@ START_MESSAGE = "the {what} worker died on start: {last}"
 class WorkerSession(Session):
     def __init__(self, args: Sequence[str], *, engine: str, what: str, like: Session | None = None,
                  notes: Sequence[str] = (), hello: dict | None = None):
-        self._proc = subprocess.Popen(list(args), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # stderr to a file, not a pipe: a chatty worker would fill a pipe nobody reads and block
+        self._stderr = tempfile.TemporaryFile()
+        self._proc = subprocess.Popen(list(args), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr)
         self._what = what
         try:
             first = self.request(hello) if hello is not None else self._receive()[0]
@@ -45,9 +48,9 @@ class WorkerSession(Session):
         try:
             header, arrays = wire.recv(self._proc.stdout)
         except (wire.WireError, ValueError):
-            err = self._proc.stderr.read().decode(errors="replace").strip().splitlines() if self._proc.poll() is not None \
-                else []
             self._stop()
+            self._stderr.seek(0)
+            err = self._stderr.read().decode(errors="replace").strip().splitlines()
             raise InternalError(START_MESSAGE.format(what=self._what, last=err[-1] if err else "no message")) from None
         if not header.get("ok"):
             raise UserError(f"{self._what}: {header.get('error')}")
@@ -87,3 +90,4 @@ class WorkerSession(Session):
 
     def _release(self):
         self._stop()
+        self._stderr.close()
