@@ -173,6 +173,28 @@ def _arm_onnxruntime(ctx: _Context, r: Runtime, precision: str) -> Artifact:
     return _emulated(ctx, r, precision, [path], lambda: EmulatedSession(path, cpu=ctx.target.qemu_cpu, like=ctx.fp32))
 
 
+def _arm_onnxruntime_int8(ctx: _Context, r: Runtime, precision: str) -> Artifact:
+    """ORT's U8S8 QDQ recipe (:mod:`edgedeploy.optimize.quantize_ort`), checked with ARM's INT8 kernels;
+    the same file's agreement on x86 is stated beside it (INT8 rounding differs between the two)."""
+    from edgedeploy.optimize.quantize_ort import quantize_static
+    from edgedeploy.targets.emulation import EmulatedSession
+
+    if ctx.calib is None:
+        raise UserError("INT8 for the ARM CPU needs calibration data; give calib or allow fp32")
+    d = ctx.out / f"{ctx.target.key}-onnxruntime-int8"
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / "model.int8.onnx"
+    quantize_static(ctx.model.onnx_path(), path, ctx.calib)
+    art = _emulated(ctx, r, precision, [path],
+                    lambda: EmulatedSession(path, cpu=ctx.target.qemu_cpu, precision=precision, like=ctx.fp32))
+    with engines.load(path, engine="onnxruntime") as x86:
+        here = ctx.agreement(x86, "measured")
+    art.notes.append(f"same INT8 file on this x86 machine: largest |output - FP32| {here.value:.3g} "
+                     f"(vs {art.agreement.value:.3g} under ARM kernels)" if art.agreement else
+                     f"same INT8 file on this x86 machine: largest |output - FP32| {here.value:.3g}")
+    return art
+
+
 def _arm_ncnn(ctx: _Context, r: Runtime, precision: str) -> Artifact:
     from edgedeploy.engines.ncnn import convert
     from edgedeploy.targets.emulation import EmulatedSession
@@ -256,6 +278,7 @@ def _tensorrt(ctx: _Context, r: Runtime, precision: str) -> Artifact:
 
 _BUILDERS = {
     ("onnxruntime", "fp32"): _arm_onnxruntime,
+    ("onnxruntime", "int8"): _arm_onnxruntime_int8,
     ("ncnn", "fp32"): _arm_ncnn,
     ("ncnn", "fp16"): _arm_ncnn,
     ("rknn", "int8"): _rknn,
