@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up edgedeploy in ./.venv from the lock files: every engine, pinned.
 #   scripts/setup.sh          runtime (ONNX Runtime, OpenVINO, Paddle Inference, torch CPU, rapidocr)
-#   scripts/setup.sh --test   the same, plus what the tests need (including --arm64)
+#   scripts/setup.sh --test   the same, plus what the tests need (including --arm64 and --rknn)
 #   scripts/setup.sh --arm64  also an arm64 root (qemu-aarch64) with the pinned engines' aarch64 wheels,
 #                             for checking ARM artefacts (~1 min, ~150 MB, in ~/.cache/edgedeploy)
 #   scripts/setup.sh --rknn   also RKNN-Toolkit2 in its own venv (~2 min, ~1.3 GB, in ~/.cache/edgedeploy)
@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 want_test=0 want_arm64=0 want_rknn=0
 for arg in "$@"; do
   case "$arg" in
-    --test) want_test=1 want_arm64=1 ;;  # the emulation tests need the arm64 root (~1 min)
+    --test) want_test=1 want_arm64=1 want_rknn=1 ;;  # the target tests need both (~10 s + ~1 min here)
     --arm64) want_arm64=1 ;;
     --rknn) want_rknn=1 ;;
     *) echo "setup.sh: unknown option $arg (expected --test, --arm64, --rknn)" >&2; exit 2 ;;
