@@ -36,7 +36,10 @@ def open_ncnn(path: str, threads: int, precision: str = "fp32"):
     net.opt.use_bf16_storage = False
     if net.load_param(path) or net.load_model(path[: -len(".param")] + ".bin"):
         raise RuntimeError(f"ncnn could not load {path}")
-    inputs, outputs = list(net.input_names()), list(net.output_names())
+    # pnnx numbers the blobs in0.. / out0.. in the ONNX graph's order; output_names() lists them in
+    # layer order, which differs for multi-output models
+    inputs = [f"in{i}" for i in range(len(net.input_names()))]
+    outputs = [f"out{i}" for i in range(len(net.output_names()))]
 
     def run(arrays):
         per_image = []
