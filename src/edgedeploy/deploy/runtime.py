@@ -19,12 +19,13 @@ log = logging.getLogger("edgedeploy.deployment")
 class Deployment:
     """A verified deployment, open on its engine. ``run(feeds)`` infers and keeps the metrics."""
 
-    def __init__(self, directory: str | Path):
+    def __init__(self, directory: str | Path, *, trusted_keys=None):
         from edgedeploy import engines
         from edgedeploy.engines import EngineOptions
 
         self.directory = Path(directory)
-        self.manifest = manifest.verify(self.directory)  # refuses a modified deployment, naming the file
+        # refuses a forged or modified deployment, naming why (signature too, when trusted keys are given)
+        self.manifest = manifest.verify(self.directory, trusted_keys)
         self.config = cfgmod.load(self.directory / manifest.CONFIG)
         d = self.config.deployment
         precision = d.precision[0] if d.precision != "auto" else "fp32"
@@ -75,5 +76,5 @@ class Deployment:
         self.close()
 
 
-def open_deployment(directory: str | Path) -> Deployment:
-    return Deployment(directory)
+def open_deployment(directory: str | Path, *, trusted_keys=None) -> Deployment:
+    return Deployment(directory, trusted_keys=trusted_keys)

@@ -320,11 +320,16 @@ def _reference_accuracy(screened: list[Measurement], model) -> float | None:
 def default_produce(cfg: DeploymentConfig) -> Produce:
     """The model for (engine, precision): run-time precisions directly; others from ``edgedeploy.optimize``."""
     import importlib.util
-    import tempfile
 
     from edgedeploy.benchmarking.plan import precision_skip
 
-    workdir = tempfile.mkdtemp(prefix="edgedeploy-tune-")
+    import atexit
+    import shutil
+
+    from edgedeploy.fsio import make_scratch_dir
+
+    workdir = str(make_scratch_dir("tune"))
+    atexit.register(shutil.rmtree, workdir, True)  # the chosen variant is copied out before the process ends
 
     def produce(model, engine: str, precision: str):
         if precision in RUNTIME_PRECISIONS and (precision == "fp32" or not precision_skip(engine, precision)):
