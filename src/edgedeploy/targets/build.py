@@ -63,19 +63,20 @@ class Artifact:
 
 def build_artifacts(target: str | Target, model, calib, out_dir: str | Path, *, task: str | None = None,
                     precisions: list[str] | None = None, samples: int | None = None,
-                    shape: tuple[int, ...] | None = None, progress: Callable[[str], None] | None = None) -> list[Artifact]:
+                    shape: tuple[int, ...] | None = None, engines_allowed: list[str] | None = None, progress: Callable[[str], None] | None = None) -> list[Artifact]:
     """Write into ``out_dir`` the artefacts ``target`` runs for ``model``, each verified here as far as possible.
 
     calib: an :class:`~edgedeploy.optimize.calibration.CalibrationSet` (None: generated from the
         model's task). precisions: the ones allowed (None: all the target runs; an unknown one is a
         UserError saying which the target can run). samples: task samples per metric.
         shape: the fixed input shape (default: the model's, else its zoo example shape).
+        engines_allowed: only these runtimes of the target (None: all).
     """
     t = get_target(target)
     m = load_model(model)
     wanted = precisions or t.precisions()
     runtimes = [r for p in wanted for r in t.runtimes_for(p)]
-    runtimes = list(dict.fromkeys(runtimes))
+    runtimes = [r for r in dict.fromkeys(runtimes) if engines_allowed is None or r.engine in engines_allowed]
     t.check_memory(m.size_bytes() * 2, f"{m.name} (weights + activations, about twice its file)")
     say = progress or (lambda what: log.info(what))
     out = Path(out_dir)
