@@ -38,3 +38,16 @@ def test_primary_arm_artefact_by_the_stated_rule():
     better = [art("ncnn", 0.97), art("onnxruntime", 0.95)]
     _choose_primary(better)
     assert [a.primary for a in better] == [True, False]
+
+
+def test_npu_primary_is_the_least_precise_within_the_budget():
+    def art(precision, value):
+        return Artifact(target="rk3588", engine="rknn", unit="npu", precision=precision, files=["f"],
+                        accuracy=Figure(value, "simulated"), reference=Figure(0.937, "measured"))
+
+    picodet = [art("int8", 0.808), art("fp16", 0.932)]  # the measured PicoDet layout figures
+    _choose_primary(picodet, budget=0.01)
+    assert [a.primary for a in picodet] == [False, True]
+    lcnet = [art("int8", 0.937), art("fp16", 0.937)]
+    _choose_primary(lcnet, budget=0.01)
+    assert [a.primary for a in lcnet] == [True, False]

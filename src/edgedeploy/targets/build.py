@@ -30,6 +30,7 @@ ARM_RULE = ("primary ARM CPU artefact: the higher task metric under emulation; o
             "onnxruntime, the reference runtime, because no ARM speed can be measured here")
 EMULATED_SAMPLES = 4  # emulation runs ~50-100x slower than native: a few samples state the metric under ARM kernels
 TIE = 0.005
+PRECISION_RANK = {"int8": 0, "fp16": 1, "bf16": 1, "fp32": 2}
 
 
 @dataclass
@@ -63,7 +64,8 @@ class Artifact:
 
 def build_artifacts(target: str | Target, model, calib, out_dir: str | Path, *, task: str | None = None,
                     precisions: list[str] | None = None, samples: int | None = None,
-                    shape: tuple[int, ...] | None = None, engines_allowed: list[str] | None = None, progress: Callable[[str], None] | None = None) -> list[Artifact]:
+                    shape: tuple[int, ...] | None = None, engines_allowed: list[str] | None = None,
+                    max_accuracy_drop: float = 0.01, progress: Callable[[str], None] | None = None) -> list[Artifact]:
     """Write into ``out_dir`` the artefacts ``target`` runs for ``model``, each verified here as far as possible.
 
     calib: an :class:`~edgedeploy.optimize.calibration.CalibrationSet` (None: generated from the
@@ -71,6 +73,7 @@ def build_artifacts(target: str | Target, model, calib, out_dir: str | Path, *, 
         UserError saying which the target can run). samples: task samples per metric.
         shape: the fixed input shape (default: the model's, else its zoo example shape).
         engines_allowed: only these runtimes of the target (None: all).
+        max_accuracy_drop: the budget (absolute, 0..1) that picks each accelerator's primary artefact.
     """
     t = get_target(target)
     m = load_model(model)
@@ -98,7 +101,7 @@ def build_artifacts(target: str | Target, model, calib, out_dir: str | Path, *, 
                 except UserError as exc:
                     arts.append(Artifact(target=t.key, engine=r.engine, unit=r.unit, precision=p, files=[],
                                          notes=[f"not built: {exc}"]))
-    _choose_primary(arts)
+    _choose_primary(arts, max_accuracy_drop)
     return arts
 
 
@@ -289,8 +292,15 @@ _BUILDERS = {
 }
 
 
-def _choose_primary(arts: list[Artifact]) -> None:
-    """Per unit kind: accelerators as built; ARM CPU artefacts by :data:`ARM_RULE`."""
+def _drop(a: Artifact) -> float | None:
+    if a.accuracy and a.reference and a.accuracy.value is not None and a.reference.value is not None:
+        return a.reference.value - a.accuracy.value
+    return None
+
+
+def _choose_primary(arts: list[Artifact], budget: float = 0.01) -> None:
+    """ARM CPU artefacts by :data:`ARM_RULE`; per accelerator, the least precise artefact whose accuracy
+    drop is within ``budget`` (else the most accurate one)."""
     cpu = [a for a in arts if a.unit == "cpu" and a.files]
     if cpu:
         def score(a: Artifact) -> float:
@@ -301,12 +311,17 @@ def _choose_primary(arts: list[Artifact]) -> None:
         pick = next((a for a in tied if a.engine == "onnxruntime"), tied[0])
         pick.primary = True
         pick.notes.append(ARM_RULE)
-    for a in arts:
-        if a.unit != "cpu" and a.files:
-            a.primary = True
+    for unit in {a.unit for a in arts if a.unit != "cpu" and a.files}:
+        built = sorted((a for a in arts if a.unit == unit and a.files), key=lambda a: PRECISION_RANK.get(a.precision, 9))
+        within = [a for a in built if _drop(a) is None or _drop(a) <= budget]
+        pick = within[0] if within else max(built, key=lambda a: -(_drop(a) or 0.0))
+        pick.primary = True
+        pick.notes.append(f"primary {unit} artefact: the least precise one within the accuracy budget ({budget:.1%})"
+                          + ("" if within else "; none is within it, so the most accurate"))
 
 
-def for_deployment(cfg, out_dir: str | Path, *, shape: tuple[int, ...] | None = None, progress: Callable[[str], None] | None = None) -> list[Artifact]:
+def for_deployment(cfg, out_dir: str | Path, *, shape: tuple[int, ...] | None = None,
+                   progress: Callable[[str], None] | None = None) -> list[Artifact]:
     """``deploy``'s hook: the artefacts of ``cfg.deployment.hardware`` (a target other than this machine) in
     ``out_dir/targets``, each accuracy checked against ``evaluation.max_accuracy_drop``. [] for local."""
     from edgedeploy.hardware.targets import TARGETS, ALIASES
@@ -317,11 +332,11 @@ def for_deployment(cfg, out_dir: str | Path, *, shape: tuple[int, ...] | None = 
     t = TARGETS[key]
     allowed = [p for p in cfg.deployment.precisions() if p in t.precisions()] or None
     arts = build_artifacts(t, load_model(cfg.model, cfg.params), None, Path(out_dir) / "targets", precisions=allowed,
-                           shape=shape, progress=progress)
+                           shape=shape, max_accuracy_drop=cfg.evaluation.max_accuracy_drop, progress=progress)
     budget = cfg.evaluation.max_accuracy_drop
     for a in arts:
-        if a.accuracy and a.reference and a.accuracy.value is not None and a.reference.value is not None:
-            drop = a.reference.value - a.accuracy.value
+        drop = _drop(a)
+        if drop is not None:
             a.notes.append(f"accuracy {'within' if drop <= budget else 'OVER'} the budget: {drop:+.1%} drop "
                            f"({a.accuracy.how}) against max_accuracy_drop {budget:.1%}")
     return arts
