@@ -27,6 +27,8 @@ if [ "$want_arm64" = 1 ]; then
   command -v qemu-aarch64-static >/dev/null || need_apt+=(qemu-user-static)
   command -v mmdebstrap >/dev/null || need_apt+=(mmdebstrap)
 fi
+# --test: headless Chromium and its driver, for the fleet dashboard's browser test (Selenium)
+if [ "$want_test" = 1 ]; then command -v chromium >/dev/null || need_apt+=(chromium chromium-driver); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
