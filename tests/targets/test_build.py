@@ -51,3 +51,4 @@ def test_npu_primary_is_the_least_precise_within_the_budget():
     lcnet = [art("int8", 0.937), art("fp16", 0.937)]
     _choose_primary(lcnet, budget=0.01)
     assert [a.primary for a in lcnet] == [True, False]
+

@@ -330,7 +330,10 @@ def for_deployment(cfg, out_dir: str | Path, *, shape: tuple[int, ...] | None = 
     if key not in TARGETS:
         return []
     t = TARGETS[key]
-    allowed = [p for p in cfg.deployment.precisions() if p in t.precisions()] or None
+    wanted = cfg.deployment.precisions()
+    allowed = [p for p in wanted if p in t.precisions()]
+    if not allowed:
+        t.runtimes_for(wanted[0])  # raises: says which precisions the target's engines run
     arts = build_artifacts(t, load_model(cfg.model, cfg.params), None, Path(out_dir) / "targets", precisions=allowed,
                            shape=shape, max_accuracy_drop=cfg.evaluation.max_accuracy_drop, progress=progress)
     budget = cfg.evaluation.max_accuracy_drop
