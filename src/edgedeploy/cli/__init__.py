@@ -17,6 +17,7 @@ import typer
 
 from edgedeploy import __version__
 from edgedeploy.cli import bench as bench_cmd
+from edgedeploy.cli import card as card_cmds
 from edgedeploy.cli import demo as demo_cmd
 from edgedeploy.cli import deploy as deploy_cmds
 from edgedeploy.cli import eval as eval_cmd
@@ -40,6 +41,7 @@ app = typer.Typer(
     epilog=contract.EPILOG,
 )
 app.add_typer(zoo_cmds.app, name="zoo")
+app.add_typer(card_cmds.app, name="card")
 app.command("info")(model_cmds.info)
 app.command("run")(model_cmds.run)
 app.command("engines")(model_cmds.engines_)

@@ -343,7 +343,8 @@ def default_produce(cfg: DeploymentConfig) -> Produce:
         out = f"{workdir}/{model.name}-{engine}-{precision}.onnx"
         try:
             res = opt.optimize(model, out, engine=engine, precision=precision,
-                               max_accuracy_drop=cfg.evaluation.max_accuracy_drop,
+                               max_accuracy_drop=100 * cfg.evaluation.max_accuracy_drop,  # YAML fraction → points
+                               card=cfg.card, calib=cfg.evaluation.calibration, data=cfg.evaluation.data,
                                task=model.zoo.task if model.zoo else None)
         except Exception as exc:  # one variant the optimiser cannot make is a pruned row, not a failed search
             log.info("optimiser failed for %s %s", engine, precision, exc_info=True)
