@@ -53,8 +53,10 @@ if [ "$want_arm64" = 1 ]; then
   # (no binfmt_misc needed), plus the aarch64 wheels of the versions pinned for this machine.
   root="$cache/arm64-rootfs"; tmp="$root.part"
   rm -rf "$tmp"; mkdir -p "$(dirname "$root")"
+  # The host's own apt sources (the mirror this machine is configured for) serve the arm64 packages too.
+  sources=/etc/apt/sources.list.d/debian.sources; [ -f "$sources" ] || sources=/etc/apt/sources.list
   mmdebstrap --quiet --variant=extract --arch=arm64 --include=python3,libpython3.11,libstdc++6,libgomp1 \
-    bookworm "$tmp" http://deb.debian.org/debian
+    bookworm "$tmp" "$sources"
   wheels="$(mktemp -d)"
   .venv/bin/python -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
     --platform manylinux_2_28_aarch64 --python-version 3.11 --implementation cp -d "$wheels" \
