@@ -34,7 +34,8 @@ options, so they are measured), within what the config allows
   fail, ignore) says what that does to the verdict, and the choice ignores it.
 - Choice: among plans that miss no target, the highest throughput; plans whose throughput
   intervals come within 3% of the best are tied; among those, the lowest latency (again
-  with ties by interval), then the smallest memory (within 10% or 2 MiB: tied), then the plan that uses
+  with ties by interval), then the smallest memory (ranges over repeats, at least 10% or 2 MiB
+  wide, that overlap are tied), then the plan that uses
   the least: fewer threads, smaller batch, the more precise precision, the engine's order in
   ``ENGINES``. When none meets every target, the closest (smallest worst-case miss).
 
@@ -92,6 +93,7 @@ class Measurement:
     reason: str = ""
     latency_ms: dict = field(default_factory=dict)  # p50, p90, p99 (+ _low/_high: the 95% interval), ...
     memory_bytes: float | None = None
+    memory_high: float | None = None  # the highest reading over repeats (memory_bytes: the lowest)
     power_w: float | None = None
     power_source: str = ""
     power_measured: bool = False
@@ -111,6 +113,13 @@ class Measurement:
         """The 95% interval of ``stat`` (the point value twice where no interval was measured)."""
         v = self.latency(stat)
         return self.latency_ms.get(f"{stat}_low", v), self.latency_ms.get(f"{stat}_high", v)
+
+    def memory_interval(self) -> tuple[float, float]:
+        """(lowest, highest) memory reading over repeats, at least 10% or 2 MiB wide: peak RSS moves that
+        much from one fresh process to the next."""
+        low = self.memory_bytes or 0.0
+        high = max(self.memory_high or low, low * (1 + MEMORY_TIE[0]), low + MEMORY_TIE[1])
+        return low, high
 
     def throughput_interval(self) -> tuple[float, float]:
         """Throughput scaled by the p50 interval: (low, high) items/s."""
@@ -270,9 +279,7 @@ def choose(measured: list[Measurement], cfg: DeploymentConfig, reference_accurac
     best_low = max(m.throughput_interval()[0] for m in feasible)
     tied = [m for m in feasible if m.throughput_interval()[1] * (1 + TIE) >= best_low]
     tied = _tied(tied, lambda m: m.interval(stat))
-    least_memory = min(m.memory_bytes or 0 for m in tied)
-    tied = [m for m in tied if (m.memory_bytes or 0) <= max(least_memory * (1 + MEMORY_TIE[0]),
-                                                          least_memory + MEMORY_TIE[1])]
+    tied = _tied(tied, Measurement.memory_interval)
     chosen = min(tied, key=lambda m: _least(m.plan))
     return chosen, verdict(check_targets(chosen, cfg, reference_accuracy), cfg.performance.estimated)
 
@@ -419,13 +426,17 @@ def tune(cfg: DeploymentConfig, *, measure: Measure | None = None, produce: Prod
 
 
 def _settle(repeats: list[Measurement], stat: str) -> Measurement:
-    """Of repeated measurements of one plan, the least disturbed (lowest upper bound of ``stat``), keeping the
-    first one's stage and accuracy. Other processes only ever add time, so that is the machine's own figure."""
+    """Of repeated measurements of one plan, the least disturbed (lowest upper bound of ``stat``), with the lowest
+    memory reading and their spread, keeping the first one's stage and accuracy. Other processes only ever add
+    time, so that is the machine's own figure."""
     first = repeats[0]
     ok = [m for m in repeats if m.ok]
     if not ok:
         return first
     best = min(ok, key=lambda m: m.interval(stat)[1])
+    readings = [m.memory_bytes for m in ok if m.memory_bytes is not None]
+    if readings:  # memory, like time, only grows with disturbance: the lowest reading, and the spread
+        best.memory_bytes, best.memory_high = min(readings), max(readings)
     best.stage = first.stage
     if best.accuracy is None:
         best.accuracy, best.accuracy_metric = first.accuracy, first.accuracy_metric
