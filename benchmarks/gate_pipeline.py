@@ -5,7 +5,7 @@ how late, how accurate — measured, on this machine.
     .venv/bin/python benchmarks/gate_pipeline.py --videos 2 --containers 4   # a quick look
     .venv/bin/python benchmarks/gate_pipeline.py --seeds 4,15,27             # these videos only, printed
 
-Method: ``--videos`` gate videos (``edgedeploy.pipelines.gate_video``, seeds 0..N-1, 640x360,
+Method: ``--videos`` gate videos (``edgedeploy.datasets.gate_video``, seeds 0..N-1, 640x360,
 25 FPS, H.264) are made once into ``--cache``. Each is played in real time (frames delivered at
 the file's 25 FPS whether or not the pipeline keeps up, as a camera does) through the gate
 pipeline (detect on a 320 px frame → read → track/vote), ONNX Runtime, 1 thread per model, with
@@ -39,8 +39,9 @@ from pathlib import Path
 import numpy as np
 
 from edgedeploy.pipelines import Pipeline, VideoSource
-from edgedeploy.pipelines.gate import evaluate_events, gate_stages
-from edgedeploy.pipelines.gate_video import GateTruth, make_gate_video, truth_path
+from edgedeploy.datasets.gate_video import GateTruth, make_gate_video, truth_path
+from edgedeploy.evaluation.gate import evaluate_events
+from edgedeploy.pipelines.gate import gate_stages
 
 
 def _videos(cache: Path, seeds, containers: int) -> list[Path]:
@@ -150,7 +151,7 @@ def ocr_run(n_pages: int, seed: int, threads: int, rounds: int) -> dict:
     import statistics
 
     from edgedeploy import datasets
-    from edgedeploy.evaluation.runner import score_ocr
+    from edgedeploy.evaluation import score_ocr
     from edgedeploy.pipelines import ArraySource
     from edgedeploy.pipelines.ocr import ocr_stages
 

@@ -9,7 +9,7 @@ the rapidocr 3.10.0 wheel (rapidocr is pointed at the files inside its package; 
 blocked while it loads and runs, so it cannot download anything). rapidocr runs as shipped
 (ONNX Runtime, its own pre/post-processing) with its ORT intra-op threads set to --threads and
 inter-op to 1; ours runs on ONNX Runtime and on OpenVINO (FP32) with EngineOptions(threads=...),
-and as ``OCRSystem.fast()`` (edgedeploy.tasks.fast_ocr.FAST, on OpenVINO): det INT8 (NNCF, made
+and as ``presets.fast_ocr()`` (edgedeploy.presets.FAST, on OpenVINO): det INT8 (NNCF, made
 once by edgedeploy.optimize under its accuracy guard and cached; the first run takes a few minutes
 more), det input 640 px (the page's own size, no upscale to 736), cls in one batch, rec in BF16
 one line per run without the 320 px minimum width; and the same preset with det at rapidocr's 736 px,
@@ -36,9 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgedeploy import datasets, engines, tasks, zoo
+from edgedeploy import datasets, engines, presets, tasks, zoo
 from edgedeploy.engines import EngineOptions
-from edgedeploy.evaluation.runner import score_ocr
+from edgedeploy.evaluation import score_ocr
 from edgedeploy.util import atomic_write
 
 HERE = Path(__file__).resolve().parent
@@ -84,12 +84,12 @@ def our_system(engine: str, threads: int, fast: bool = False, det_side: int | No
     if fast and det_side:  # the fast preset with another det input size (rapidocr's is 736)
         from dataclasses import replace
 
-        from edgedeploy.tasks.fast_ocr import FAST, build_system
+        from edgedeploy.presets import FAST, build_system
 
         preset = replace(FAST, det=replace(FAST.det, options={**FAST.det.options, "limit_side_len": det_side}))
         ocr = build_system(preset, engine=engine, threads=threads)
     elif fast:
-        ocr = tasks.OCRSystem.fast(engine=engine, threads=threads)
+        ocr = presets.fast_ocr(engine=engine, threads=threads)
     else:
         options = EngineOptions(threads=threads)
         stages = {}

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edgedeploy.datasets.iso6346 import _VALUES, check_digit, is_valid, random_code
+from edgedeploy.datasets.iso6346 import _VALUES, check_digit, is_valid, parse_container_code, random_code
 
 # Published codes: CSQU3054383 is ISO 6346's own worked example (Wikipedia, BIC),
 # BICU1234565 the BIC's; the others are real codes from a public container-tracking list.
@@ -53,3 +53,43 @@ def test_random_codes_are_valid_and_vary():
     assert len(set(codes)) == 200
     assert {c[3] for c in codes} <= set("UJZ")
     assert len({c[10] for c in codes}) == 10  # every check digit turns up
+
+
+# --- parsing codes out of OCR reads, with look-alike correction --------------------------------------
+
+@pytest.mark.parametrize("text, code", [
+    ("CSQU 305438 3", "CSQU3054383"),
+    ("csqu3054383", "CSQU3054383"),
+    ("CSQU\n305438 3", "CSQU3054383"),  # painted on two lines
+])
+def test_parse_reads_valid_codes(text, code):
+    read = parse_container_code(text)
+    assert read.valid and read.code == code and read.corrected == ()
+
+
+def test_confusions_corrected_only_where_the_check_digit_confirms():
+    # O for 0 in the serial, 1 for I in the owner code, B for 8 in the check digit's slot.
+    assert parse_container_code("CSQU 3O5438 3").code == "CSQU3054383"
+    owner = "MIKU"  # I in the owner code
+    head = owner + "123456"
+    code = head + str(check_digit(head))
+    read = parse_container_code("M1KU 123456 " + code[-1])
+    assert read.code == code and read.corrected == (1,)
+    head = "ABCU123456"
+    if check_digit(head) == 8:
+        pytest.skip("needs a code whose check digit is not 8")
+    # A digit slot holding B is coerced to 8; the check digit does not confirm it: rejected.
+    bad = parse_container_code("ABCU 12345B " + str(check_digit(head)))
+    assert not bad.valid and "check digit" in bad.reason
+
+
+def test_wrong_check_digit_is_not_corrected_into_another_code():
+    read = parse_container_code("CSQU 305438 4")
+    assert read.code is None and "expected 3" in read.reason
+    assert not parse_container_code("CSQU 30543").valid  # too short
+
+
+def test_circled_digit_and_junk_around_the_code():
+    assert parse_container_code("xx CSQU 305438 ③ ..").code == "CSQU3054383"
+    assert parse_container_code("1 CSQU3054383 7").code == "CSQU3054383"
+    assert is_valid(parse_container_code("TLIU 897258 8").code)

@@ -6,14 +6,12 @@ import json
 
 import numpy as np
 import pytest
-import typer
-from typer.testing import CliRunner
 
 from edgedeploy import datasets
 from edgedeploy.engines import EngineOptions
 from edgedeploy.errors import UserError
-from edgedeploy.evaluation.runner import TASKS, evaluate
-from edgedeploy.evaluation.runner import parse_container_code, score_ocr
+from edgedeploy.evaluation import TASKS, evaluate, score_ocr
+from edgedeploy.evaluation.scoring import container_code
 
 TWO = EngineOptions(threads=2)
 
@@ -60,12 +58,21 @@ def test_every_task_has_a_scorable_default_data_set():
     (["KLEU", "013036 3"], "KLEU0130363"),          # two painted lines, check digit valid
     (["MSKU 305438 [8]"], "MSKU3054388"),           # framing marks dropped
     (["xx CSQU 305438 3 yy"], "CSQU3054383"),        # noise around the code dropped
-    (["MQUU", "733908", "37"], "MQUU7339083"),       # code-shaped, check digit wrong: kept, to be rejected
+    (["CSQU 3O5438 3"], "CSQU3054383"),              # O read for 0, confirmed by the check digit: as the gate reads
+    (["MQUU", "733908", "37"], "MQUU73390837"),      # check digit wrong: what was read, to be scored as rejected
     (["MQUU7339083 CSQU3054383"], "CSQU3054383"),    # a valid window wins over an invalid one
-    (["KLEU", "013036"], None),                       # check digit missing: no code
+    (["KLEU", "013036"], "KLEU013036"),               # check digit missed: rejected (a gate asks again)
+    (["ABC", "no code"], None),                       # text, but no code: missed
 ])
-def test_parse_container_code(texts, code):
-    assert parse_container_code(texts) == code
+def test_container_code_is_read_as_the_gate_reads_it(texts, code):
+    assert container_code(texts) == code
+
+
+def test_a_code_failing_its_check_digit_scores_as_rejected():
+    from edgedeploy.evaluation.metrics import container_accuracy
+
+    r = container_accuracy([container_code(["MQUU", "733908", "37"]), container_code(["no code"])], ["MQUU7339083"] * 2)
+    assert (r.correct, r.rejected, r.missing, r.wrong_accepted) == (0, 1, 1, 0)
 
 
 def test_score_ocr_pairs_lines_by_iou():
@@ -133,13 +140,8 @@ def test_wrong_task_for_a_model_is_one_line():
 
 
 @pytest.mark.integration
-def test_cli_eval_json():
-    from edgedeploy.cli.eval import eval_
-
-    app = typer.Typer()
-    app.command("eval")(eval_)  # as cli/__init__.py registers it
-    app.command("noop")(lambda: None)  # with two commands, "eval" stays a subcommand name
-    out = CliRunner().invoke(app, ["eval", "pplcnet-orientation", "--n", "4", "--threads", "2", "--json"])
+def test_cli_eval_json(edgedeploy_cli):
+    out = edgedeploy_cli(["eval", "pplcnet-orientation", "--n", "4", "--threads", "2", "--json"])
     assert out.exit_code == 0, out.output
     result = json.loads(out.stdout)
     assert result["task"] == "orientation" and result["n"] == 4 and 0.0 <= result["value"] <= 1.0

@@ -7,7 +7,7 @@ import pytest
 from edgedeploy.hardware import estimate as est
 from edgedeploy.hardware import published
 from edgedeploy.hardware.recommend import recommend
-from edgedeploy.inspect import node_costs
+from edgedeploy.modelinfo import node_costs
 
 
 def test_node_costs_of_the_tiny_model(tiny_onnx):

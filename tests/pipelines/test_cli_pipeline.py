@@ -5,20 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-import typer
-
-from edgedeploy.cli import pipeline as cmd
 
 
 @pytest.fixture
-def cli(monkeypatch):
-    """The two commands on a Typer app run by edgedeploy.cli.main's error handling."""
+def cli():
+    """The real entry point, edgedeploy.cli.main."""
     from edgedeploy import cli
 
-    app = typer.Typer()
-    app.command("pipeline")(cmd.pipeline)
-    app.command("gate-video")(cmd.gate_video)
-    monkeypatch.setattr(cli, "app", app)
     return cli.main
 
 
@@ -36,6 +29,18 @@ def test_unknown_stage_is_one_line_and_nonzero(cli, tmp_path, video, capsys):
     assert cli(["pipeline", str(config)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "did you mean 'container_track'" in err
+
+
+def test_python_stage_needs_allow_python(cli, tmp_path, video, capsys):
+    config = tmp_path / "p.yaml"
+    config.write_text(f"source: {{url: {video}}}\nstages: [{{type: python, target: 'os:system'}}]\n")
+    assert cli(["pipeline", str(config)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "'os:system' is refused" in err
+    target = "tests.pipelines.test_config:brightness"
+    config.write_text(f"source: {{url: {video}}}\nstages: [{{type: python, target: '{target}'}}]\n")
+    assert cli(["pipeline", str(config), "--allow-python", "tests.pipelines", "--json", "--max-frames", "3"]) == 0
+    assert json.loads(capsys.readouterr().out)["stats"]["processed"] == 3
 
 
 def test_missing_video_is_one_line(cli, tmp_path, capsys):

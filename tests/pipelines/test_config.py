@@ -62,11 +62,27 @@ stages:
 sinks:
   - {{type: jsonl, path: {out}}}
 """)
-    report = run_config(path, max_frames=10)
+    report = run_config(path, max_frames=10, allow_python=["tests.pipelines"])
     assert report.stats["processed"] == 10 and report.stopped_by == "max_frames=10"
     assert len(out.read_text().splitlines()) == 10
-    pipe = build_pipeline(load_config(path))
+    pipe = build_pipeline(load_config(path, allow_python=["tests"]), allow_python=["tests"])
     assert [s.name for s in pipe.stages] == ["resize", "bright", "rule"]
+
+
+@pytest.mark.parametrize("target, allow", [
+    ("os:system", []),                                       # off by default
+    ("os:system", ["tests.pipelines"]),                      # not the module allowed
+    ("tests.pipelines.test_config:brightness", ["tests.pipe"]),  # a prefix of a name is not its parent
+])
+def test_python_stages_run_only_from_allowed_modules(tmp_path, video, target, allow):
+    path = _write(tmp_path, f"source: {{url: {video}}}\nstages: [{{type: python, target: '{target}'}}]\n")
+    with pytest.raises(UserError, match=f"target '{target}' is refused") as err:
+        load_config(path, allow_python=allow)
+    assert "\n" not in str(err.value)
+    config = load_config(_write(tmp_path, f"source: {{url: {video}}}\nstages: [{{type: resize}}]\n"))
+    config.stages.append({"type": "python", "target": target})  # built without load_config: still refused
+    with pytest.raises(UserError, match="is refused"):
+        build_pipeline(config, allow_python=allow)
 
 
 def brightness(frame):

@@ -8,9 +8,8 @@ import itertools
 import numpy as np
 import pytest
 
-from edgedeploy.datasets.iso6346 import check_digit
-from edgedeploy.pipelines.container_code import (CheckDigitScorer, CodeRead, ctc_log_likelihood, parse_container_code,
-                                                 read_by_likelihood)
+from edgedeploy.datasets.iso6346 import CodeRead, check_digit, parse_container_code
+from edgedeploy.pipelines.gate.check_digit import CheckDigitScorer, ctc_log_likelihood, read_by_likelihood
 from edgedeploy.pipelines.gate import Candidate, ReadStage, TrackerStage
 
 
@@ -228,14 +227,14 @@ def _frame_with_line(text: str):
     """A frame with one light-on-dark painted line and its detected box."""
     import cv2
 
-    from edgedeploy.pipelines.runtime import Frame
+    from edgedeploy.pipelines.stage import Frame
 
     img = np.full((360, 640, 3), 60, np.uint8)
     (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 1.2, 3)
     cv2.putText(img, text, (100, 200), cv2.FONT_HERSHEY_SIMPLEX, 1.2, (230, 230, 230), 3)
     x1, y1, x2, y2 = 95, 200 - h - 5, 100 + w + 5, 200 + base + 2
     frame = Frame(0, img)
-    frame.data["boxes"] = np.array([[[x1, y1], [x2, y1], [x2, y2], [x1, y2]]], np.float32)
+    frame.boxes = np.array([[[x1, y1], [x2, y1], [x2, y2], [x1, y2]]], np.float32)
     return frame
 
 
@@ -246,7 +245,7 @@ def test_read_stage_reads_again_only_what_a_second_read_can_mend():
     # The check digit is read clearly (4) and is not the one the serial needs (3): the serial
     # is misread or the code is wrong; reading the digit again cannot help. One inference.
     frame = stage.process(_frame_with_line("CSQU 305438 4"))
-    (cand,) = frame.data["candidates"]
+    (cand,) = frame.candidates
     assert not cand.read.valid and cand.read.raw == "CSQU3054384"
     prefix, post = cand.read.evidence[0]
     assert prefix == "CSQU305438" and int(np.argmax(post)) == 4
@@ -254,7 +253,7 @@ def test_read_stage_reads_again_only_what_a_second_read_can_mend():
     # No check digit to be seen: weighed (no digit stands out), then the last glyphs read
     # alone; no third inference with frames erased.
     stage.reads = 0
-    (cand,) = stage.process(_frame_with_line("CSQU 305438")).data["candidates"]
+    (cand,) = stage.process(_frame_with_line("CSQU 305438")).candidates
     assert not cand.read.valid and stage.reads == 2
 
 
@@ -266,7 +265,7 @@ def test_read_stage_reads_a_framed_check_digit_the_greedy_read_misses(tmp_path):
     recogniser reads as a space in almost every frame; by likelihood, it reads 0."""
     from edgedeploy.pipelines import VideoSource
     from edgedeploy.pipelines.gate import gate_stages
-    from edgedeploy.pipelines.gate_video import make_gate_video
+    from edgedeploy.datasets.gate_video import make_gate_video
 
     truth = make_gate_video(tmp_path / "gate.mp4", containers=4, seed=27)
     c = truth.containers[3]
@@ -280,7 +279,7 @@ def test_read_stage_reads_a_framed_check_digit_the_greedy_read_misses(tmp_path):
         if not c.code_first <= frame.index <= c.code_last or frame.index % 2:
             continue
         read.process(det.process(frame))
-        reads = [cand for cand in frame.data["candidates"] if cand.read is not None and "EZHU" in cand.read.raw]
+        reads = [cand for cand in frame.candidates if cand.read is not None and "EZHU" in cand.read.raw]
         if not reads:
             continue
         frames += 1

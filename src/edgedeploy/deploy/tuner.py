@@ -312,9 +312,14 @@ def tune(cfg: DeploymentConfig, *, measure: Measure | None = None, produce: Prod
 
     measure = measure or bench_measure(cfg)
     if produce is None:  # callers that keep the made files (deploy) pass their own working directory
-        import tempfile
+        import atexit
+        import shutil
 
-        produce = default_produce(cfg, tempfile.mkdtemp(prefix="edgedeploy-tune-"))
+        from edgedeploy.fsio import make_scratch_dir
+
+        workdir = str(make_scratch_dir("tune"))
+        atexit.register(shutil.rmtree, workdir, True)  # the caller copies what it keeps before the process ends
+        produce = default_produce(cfg, workdir)
     cores = cores or usable_cores()
     dep, perf = cfg.deployment, cfg.performance
     model = load_model(cfg.model, cfg.params)

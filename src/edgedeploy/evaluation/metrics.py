@@ -15,6 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
+from edgedeploy.datasets.iso6346 import is_valid
 from edgedeploy.errors import UserError
 
 
@@ -366,8 +367,6 @@ def container_accuracy(pred_codes: Sequence[str | None],
                        gt_codes: Sequence[str]) -> ContainerResult:
     """Share of containers whose code was read exactly, counting only reads whose ISO 6346
     check digit validates. Spaces and case in predictions are ignored."""
-    from edgedeploy.datasets.iso6346 import is_valid
-
     _same_length("container codes", pred_codes, gt_codes)
     correct = rejected = wrong = missing = 0
     for pred, gt in zip(pred_codes, gt_codes):

@@ -1,6 +1,6 @@
 """Latency and memory of a model on a device you may not have: an additive roofline, calibrated here.
 
-Method. Each operator's work comes from :func:`edgedeploy.inspect.node_costs` (FLOPs and bytes
+Method. Each operator's work comes from :func:`edgedeploy.modelinfo.node_costs` (FLOPs and bytes
 at a concrete input shape). Its time on a compute unit is
 
     t_node = flops / (peak x e)  +  bytes / (bandwidth x e_bw)  +  c_node
@@ -209,7 +209,7 @@ def measure_points(items=CALIBRATION_SET, *, engine: str = "onnxruntime", thread
                    progress: Callable[[int, int, str], None] | None = None) -> list[Point]:
     """Measure each (model, shape) with the benchmark harness (fresh process, median latency)."""
     from edgedeploy.benchmarking import BenchConfig, run_one
-    from edgedeploy.inspect import node_costs
+    from edgedeploy.modelinfo import node_costs
 
     threads = threads or _cores(local())
     points = []
@@ -320,7 +320,7 @@ def estimate(model, device: str | HardwareProfile = "local", *, shape: tuple[int
     ``precision`` (else the CPU). ``threads`` scales the local CPU's peak (default: all cores).
     """
     from edgedeploy.hardware import published
-    from edgedeploy.inspect import node_costs
+    from edgedeploy.modelinfo import node_costs
 
     profile = device if isinstance(device, HardwareProfile) else get(device)
     costs = node_costs(model, shape=shape)

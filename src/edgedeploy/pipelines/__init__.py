@@ -5,15 +5,19 @@
 >>> p = pipelines.Pipeline(pipelines.VideoSource("gate.mp4", realtime=True), pipelines.gate.gate_stages())
 >>> p.run().events
 
-Folders of the package: ``runtime`` (threads, bounded queues, drop policy, metrics),
-``sources`` (PyAV video/streams with reconnect, cameras, image folders), ``sinks`` (JSON lines,
-MQTT with a spool, webhooks, annotated video), ``config`` (typed YAML), ``gate`` (container
-codes), ``ocr`` (det → cls → rec), ``camera`` (the seed's EdgeInferenceSystem), ``gate_video``
-(generated gate videos with ground truth).
+Modules of the package: ``stage`` (the contract: Frame, Stage, Sink), ``runtime`` (the
+Pipeline: threads joined by ``queues`` with a drop policy, measured by ``metrics``), ``stages``
+(resize, rules), ``sources`` (PyAV video/streams with reconnect, cameras, image folders),
+``sinks`` (JSON lines, webhooks, annotated video), ``mqtt`` (MQTT with a spool), ``config`` (typed YAML and
+the table of stage and sink types), ``ocr`` (det → cls → rec), ``gate`` (container codes:
+reading, check digit, tracking), ``camera`` (the seed's EdgeInferenceSystem). Gate videos with
+ground truth are made by :mod:`edgedeploy.datasets.gate_video`.
 """
 
-from edgedeploy.pipelines.runtime import (Frame, FrameQueue, FunctionStage, Pipeline, PipelineMetrics,
-                                          PipelineReport, Sink, Stage)
+from edgedeploy.pipelines.metrics import PipelineMetrics
+from edgedeploy.pipelines.queues import FrameQueue
+from edgedeploy.pipelines.runtime import Pipeline, PipelineReport
+from edgedeploy.pipelines.stage import Frame, FunctionStage, Sink, Stage
 from edgedeploy.pipelines.sources import ArraySource, CameraSource, ImageFolderSource, VideoSource, open_source
 
 __all__ = ["ArraySource", "CameraSource", "Frame", "FrameQueue", "FunctionStage", "ImageFolderSource", "Pipeline",

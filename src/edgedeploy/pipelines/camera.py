@@ -12,7 +12,8 @@ Paddle-style Predictor API (:mod:`edgedeploy.inference`), usable alone or as a p
     system.process_frame(frame)                 # → {"people": 3}
     Pipeline(VideoSource("cam.mp4"), [system.as_stage()], [JsonlSink("out.jsonl")]).run()
 
-In YAML, ``{type: python, target: "mypkg.cameras:PersonCounter", args: {model_path: model.onnx}}``.
+In YAML, ``{type: python, target: "mypkg.cameras:PersonCounter", args: {model_path: model.onnx}}``, run
+with ``edgedeploy pipeline FILE --allow-python mypkg`` (python stages are refused otherwise).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 
 from edgedeploy import inference
 from edgedeploy.errors import UserError
-from edgedeploy.pipelines.runtime import Frame, FunctionStage, Stage
+from edgedeploy.pipelines.stage import Frame, FunctionStage, Stage
 
 
 class EdgeInferenceSystem:

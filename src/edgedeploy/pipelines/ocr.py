@@ -1,10 +1,10 @@
 """The OCR system (det → cls → rec) as pipeline stages, so the three models run concurrently:
 detection works on page n+1 while recognition reads page n.
 
-Stages share what they find through ``frame.data``: ``boxes`` ((N,4,2) float32 quads in the
-full frame's pixels, reading order) and ``det_scores`` from :class:`DetectStage`; ``crops``
-(upright line images) from :class:`ClsStage`; ``lines`` (a list of
-:class:`~edgedeploy.tasks.OCRLine`) from :class:`RecognizeStage`, which also puts one
+Stages share what they find through the frame's typed fields (:class:`~edgedeploy.pipelines.stage.Frame`):
+``boxes`` ((N,4,2) float32 quads in the full frame's pixels, reading order) and ``det_scores``
+from :class:`DetectStage`; ``crops`` (upright line images) from :class:`ClsStage`; ``lines`` (a
+list of :class:`~edgedeploy.tasks.OCRLine`) from :class:`RecognizeStage`, which also puts one
 ``{"type": "ocr", ...}`` event per frame for the sinks.
 """
 
@@ -14,7 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from edgedeploy.pipelines.runtime import Frame, Stage
+from edgedeploy import engines, tasks, zoo
+from edgedeploy.engines import EngineOptions
+from edgedeploy.errors import UserError
+from edgedeploy.pipelines.stage import Frame, Stage
+from edgedeploy.presets import FAST, stage_path
+from edgedeploy.tasks import OCRLine, crop_quad
 
 
 def load_task(task: str, model: str, *, path: str | Path | None = None, engine: str = "onnxruntime",
@@ -25,19 +30,11 @@ def load_task(task: str, model: str, *, path: str | Path | None = None, engine: 
     model's preprocessing and dictionary. ``precision``: the float arithmetic the engine may use
     (EngineOptions.precision: "fp32", "bf16", "fp16").
     """
-    from edgedeploy import engines, tasks, zoo
-    from edgedeploy.engines import EngineOptions
-
     zmodel = zoo.fetch(model)
     session = engines.load(str(path) if path else zmodel.path, engine=engine,
                            options=EngineOptions(threads=threads, precision=precision),
                            params=None if path else zmodel.params)
     return tasks.build(task, session, zmodel, **options)
-
-
-def _full_image(frame: Frame) -> np.ndarray:
-    """The frame at full resolution (a resize stage may have shrunk ``frame.image``)."""
-    return frame.data.get("full", frame.image)
 
 
 class DetectStage(Stage):
@@ -67,10 +64,10 @@ class DetectStage(Stage):
             image = image[y0:int(self.roi[3] * h), x0:int(self.roi[2] * w)]
         result = self.det(image)
         boxes = result.boxes + np.array([x0, y0], np.float32)
-        if "roi" in frame.data:  # a resize stage ran before: map back to the full frame
-            rx, ry, scale = frame.data["roi"]
+        if frame.roi is not None:  # a resize stage ran before: map back to the full frame
+            rx, ry, scale = frame.roi
             boxes = boxes / scale + np.array([rx, ry], np.float32)
-        frame.data["boxes"], frame.data["det_scores"] = boxes.astype(np.float32), result.scores
+        frame.boxes, frame.det_scores = boxes.astype(np.float32), result.scores
         return frame
 
 
@@ -90,13 +87,11 @@ class ClsStage(Stage):
                                  precision=self.precision, **self.cls_options)
 
     def process(self, frame: Frame) -> Frame:
-        from edgedeploy.tasks import crop_quad
-
-        image = _full_image(frame)
-        crops = [crop_quad(image, q) for q in frame.data.get("boxes", [])]
+        image = frame.full_image
+        crops = [crop_quad(image, q) for q in frame.text_boxes()]
         if crops:
             crops = self.cls.upright(crops, self.cls(crops))
-        frame.data["crops"] = crops
+        frame.crops = crops
         return frame
 
 
@@ -117,20 +112,18 @@ class RecognizeStage(Stage):
                                  precision=self.precision, **self.rec_options)
 
     def process(self, frame: Frame) -> Frame:
-        from edgedeploy.tasks import OCRLine, crop_quad
-
-        boxes = frame.data.get("boxes", np.zeros((0, 4, 2), np.float32))
-        crops = frame.data.get("crops")
+        boxes = frame.text_boxes()
+        crops = frame.crops
         if crops is None:  # no cls stage: cut the lines out here
-            image = _full_image(frame)
+            image = frame.full_image
             crops = [crop_quad(image, q) for q in boxes]
         result = self.rec(crops)
         lines = [OCRLine(b, t, s) for b, t, s in zip(boxes, result.texts, result.scores)
                  if t.strip() and s >= self.text_score]
-        frame.data["lines"] = lines
+        frame.lines = lines
         if self.emit:
             frame.events.append({
-                "type": "ocr", "frame": frame.index, "source": frame.data.get("path", frame.source),
+                "type": "ocr", "frame": frame.index, "source": frame.path or frame.source,
                 "lines": [{"text": ln.text, "score": round(float(ln.score), 4),
                            "box": np.round(ln.box, 1).tolist()} for ln in lines]})
         return frame
@@ -140,7 +133,7 @@ def ocr_stages(*, engine: str = "onnxruntime", threads: int = 1, use_cls: bool =
                det_options: dict | None = None, preset: str | None = None) -> list[Stage]:
     """The OCR system as three stages (det → cls → rec), ready for a :class:`Pipeline`.
 
-    preset: None (FP32 zoo models, task defaults) or "fast" (:data:`edgedeploy.tasks.fast_ocr.FAST`:
+    preset: None (FP32 zoo models, task defaults) or "fast" (:data:`edgedeploy.presets.FAST`:
     INT8 det made once and cached, BF16 rec, tight rec batching; ``engine`` should then be
     "openvino", the engine it was measured on). ``det_options`` add to the preset's.
     """
@@ -151,11 +144,7 @@ def ocr_stages(*, engine: str = "onnxruntime", threads: int = 1, use_cls: bool =
         stages.append(RecognizeStage(engine=engine, threads=threads))
         return stages
     if preset != "fast":
-        from edgedeploy.errors import UserError
-
         raise UserError(f"OCR preset {preset!r} is not known; choose 'fast' or leave it out")
-    from edgedeploy.tasks.fast_ocr import FAST, stage_path
-
     def kwargs(stage):
         path, precision = stage_path(stage, engine)
         return {"model": stage.model, "path": str(path) if path else None, "precision": precision,

@@ -1,5 +1,5 @@
-"""Where results go: a JSON-lines file, an MQTT topic (QoS 1, with a bounded local spool), an
-HTTP webhook, an annotated video file.
+"""Where results go: a JSON-lines file, an HTTP webhook, an annotated video file (and an MQTT
+topic: :mod:`edgedeploy.pipelines.mqtt`).
 
 Sinks see every frame that passed the stages and the end-of-stream marker (which carries the
 events stages emit when the stream ends). ``close()`` returns a report of what was delivered,
@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
-import uuid
-from collections import OrderedDict, deque
+import urllib.request
+from fractions import Fraction
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from edgedeploy.errors import UserError
-from edgedeploy.pipelines.runtime import Frame, Sink
+from edgedeploy.pipelines.stage import Frame, Sink
 
 log = logging.getLogger(__name__)
 
@@ -40,18 +40,39 @@ def to_json(obj) -> str:
 
 class JsonlSink(Sink):
     """One JSON object a line: each event (``what="events"``) or a summary of each frame
-    (``what="frames"``: index, pts, per-stage ms, its events)."""
+    (``what="frames"``: index, pts, per-stage ms, its events).
 
-    def __init__(self, path: str | Path, *, what: str = "events", name: str = "jsonl"):
+    The file is appended to, never truncated: lines from earlier runs stay. With ``max_bytes``
+    the file is rotated before a write would take it past that size (``events.jsonl`` becomes
+    ``events.jsonl.1``, ``.1`` becomes ``.2``..., at most ``backups`` old files kept).
+    """
+
+    def __init__(self, path: str | Path, *, what: str = "events", max_bytes: int | None = None, backups: int = 3,
+                 name: str = "jsonl"):
         if what not in ("events", "frames"):
             raise UserError(f"jsonl sink: what={what!r}; expected 'events' or 'frames'")
+        if max_bytes is not None and max_bytes < 1:
+            raise UserError(f"jsonl sink: max_bytes={max_bytes}; expected a size of at least 1 byte, or none")
+        if backups < 1:
+            raise UserError(f"jsonl sink: backups={backups}; expected at least 1")
         self.path, self.what, self.name = Path(path), what, name
+        self.max_bytes, self.backups = max_bytes, backups
         self._file = None
-        self.written = 0
+        self.written = self.rotations = 0
 
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("w", encoding="utf-8")
+        self._file = self.path.open("a", encoding="utf-8")
+
+    def _rotate(self) -> None:
+        self._file.close()
+        for i in range(self.backups - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{i}")
+            if older.exists():
+                older.replace(self.path.with_name(f"{self.path.name}.{i + 1}"))
+        self.path.replace(self.path.with_name(f"{self.path.name}.1"))
+        self._file = self.path.open("a", encoding="utf-8")
+        self.rotations += 1
 
     def write(self, frame: Frame) -> None:
         if self.what == "events":
@@ -61,7 +82,11 @@ class JsonlSink(Sink):
         else:
             rows = [{"frame": frame.index, "pts": frame.pts, "timings_ms": frame.timings, "events": frame.events}]
         for row in rows:
-            self._file.write(to_json(row) + "\n")
+            line = to_json(row) + "\n"
+            if self.max_bytes is not None and self._file.tell() and \
+                    self._file.tell() + len(line.encode()) > self.max_bytes:
+                self._rotate()
+            self._file.write(line)
             self.written += 1
         if rows:
             self._file.flush()
@@ -69,229 +94,7 @@ class JsonlSink(Sink):
     def close(self) -> dict:
         if self._file:
             self._file.close()
-        return {"path": str(self.path), "written": self.written}
-
-
-# --- MQTT ---------------------------------------------------------------------------------------
-
-class Spool:
-    """Messages not yet acknowledged by the broker, oldest first, at most ``max_messages``.
-
-    With a ``directory`` each message is a file (``<seq>.json``) removed on acknowledgement, so
-    messages outlive a restart and are sent on the next start; without one they live in memory.
-    When full, the oldest message is dropped and remembered in ``dropped`` (its payload's
-    ``id`` and ``code`` where it has them) so the report can say what was lost.
-    """
-
-    def __init__(self, max_messages: int = 10_000, directory: str | Path | None = None):
-        if max_messages < 1:
-            raise UserError(f"spool size must be at least 1 message, got {max_messages}")
-        self.max_messages = max_messages
-        self.directory = Path(directory) if directory else None
-        self._items: OrderedDict[int, bytes] = OrderedDict()
-        self.dropped: list[dict] = []
-        self._lock = threading.Lock()
-        self._seq = 0
-        if self.directory:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            for path in sorted(self.directory.glob("*.json"), key=lambda p: int(p.stem)):
-                self._items[int(path.stem)] = path.read_bytes()
-            self._seq = max(self._items, default=-1) + 1
-            if self._items:
-                log.info("spool %s: %d messages from an earlier run will be sent", self.directory, len(self._items))
-
-    def add(self, payload: bytes) -> int:
-        with self._lock:
-            while len(self._items) >= self.max_messages:
-                seq, old = self._items.popitem(last=False)
-                self._unlink(seq)
-                try:
-                    info = json.loads(old)
-                    self.dropped.append({k: info.get(k) for k in ("id", "type", "code") if k in info})
-                except ValueError:
-                    self.dropped.append({"seq": seq})
-                log.warning("spool full (%d messages): dropped the oldest", self.max_messages)
-            seq, self._seq = self._seq, self._seq + 1
-            self._items[seq] = payload
-            if self.directory:
-                tmp = self.directory / f"{seq}.tmp"
-                tmp.write_bytes(payload)
-                tmp.replace(self.directory / f"{seq}.json")
-            return seq
-
-    def pending(self) -> list[tuple[int, bytes]]:
-        with self._lock:
-            return list(self._items.items())
-
-    def done(self, seq: int) -> None:
-        with self._lock:
-            if self._items.pop(seq, None) is not None:
-                self._unlink(seq)
-
-    def _unlink(self, seq: int) -> None:
-        if self.directory:
-            (self.directory / f"{seq}.json").unlink(missing_ok=True)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
-class MqttSink(Sink):
-    """Publish each event as JSON to ``topic`` on an MQTT broker, QoS 1 (at least once).
-
-    Every event goes into the :class:`Spool` first and leaves it only when the broker
-    acknowledges it (PUBACK); while the broker is down (at start or later) events wait there
-    and paho reconnects with back-off (``backoff`` s, doubling). Messages in flight when the
-    connection drops are sent again, so a subscriber may see one twice: each carries an ``id``.
-    ``close()`` waits up to ``drain_timeout`` s for the spool to empty and reports what was
-    delivered, what is left (kept on disk if ``spool_dir`` is set) and what was dropped.
-    """
-
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 1883, topic: str = "edgedeploy/events",
-                 qos: int = 1, client_id: str | None = None, spool_max: int = 10_000, spool_dir: str | None = None,
-                 backoff: tuple[float, float] = (0.5, 8.0), max_inflight: int = 20, drain_timeout: float = 10.0,
-                 keepalive: int = 30, name: str = "mqtt"):
-        if qos not in (0, 1, 2):
-            raise UserError(f"mqtt qos {qos} is not 0, 1 or 2")
-        self.host, self.port, self.topic, self.qos = host, int(port), topic, qos
-        self.client_id = client_id or f"edgedeploy-{uuid.uuid4().hex[:8]}"
-        self.spool = Spool(spool_max, spool_dir)
-        self.backoff, self.max_inflight, self.drain_timeout = backoff, max_inflight, drain_timeout
-        self.keepalive, self.name = keepalive, name
-        self.delivered = self.connects = self.disconnects = 0
-        # Owned by the send thread alone. paho calls on_publish holding its own message lock,
-        # which publish() also takes: sharing a lock with the callback would deadlock, so the
-        # callback only queues the acknowledged ids (deque appends are atomic).
-        self._inflight: dict[int, int] = {}  # mid → spool seq
-        self._acked: deque[int] = deque()
-        self._early: set[int] = set()  # acks that came before publish() returned their mid
-        self._lost = threading.Event()
-        self._wake = threading.Event()
-        self._connected = threading.Event()
-        self._closing = False
-        self._closing_deadline = float("inf")
-        self._client = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def connected(self) -> bool:
-        return self._connected.is_set()
-
-    def open(self) -> None:
-        try:
-            import paho.mqtt.client as mqtt
-        except ImportError:
-            raise UserError("the mqtt sink needs paho-mqtt: pip install paho-mqtt") from None
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                             protocol=mqtt.MQTTv311, clean_session=True)
-        client.reconnect_delay_set(min_delay=max(1, int(self.backoff[0])), max_delay=int(self.backoff[1]))
-        client.max_inflight_messages_set(self.max_inflight)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_publish = self._on_publish
-        self._client = client
-        client.connect_async(self.host, self.port, keepalive=self.keepalive)
-        client.loop_start()  # its thread connects, and reconnects with back-off, broker up or not
-        self._thread = threading.Thread(target=self._send_loop, name=f"mqtt-{self.topic}", daemon=True)
-        self._thread.start()
-
-    # paho callbacks (its network thread) -------------------------------------------------------
-    def _on_connect(self, client, userdata, flags, reason_code, properties=None) -> None:
-        if getattr(reason_code, "is_failure", False):
-            log.warning("mqtt %s:%d refused the connection: %s", self.host, self.port, reason_code)
-            return
-        self.connects += 1
-        if self.connects > 1:
-            log.warning("mqtt %s:%d: reconnected; resending %d spooled messages", self.host, self.port, len(self.spool))
-        self._connected.set()
-        self._wake.set()
-
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties=None) -> None:
-        if self._connected.is_set() and not self._closing:
-            self.disconnects += 1
-            log.warning("mqtt %s:%d: connection lost (%s); spooling", self.host, self.port, reason_code)
-        self._connected.clear()
-        self._lost.set()  # what is in flight was not acknowledged: still spooled, sent again
-        self._wake.set()
-
-    def _on_publish(self, client, userdata, mid, reason_code=None, properties=None) -> None:
-        self._acked.append(mid)
-        self._wake.set()
-
-    def _settle(self) -> None:
-        """Apply acknowledgements and connection losses (send thread only)."""
-        if self._lost.is_set():
-            self._lost.clear()
-            self._inflight.clear()
-            self._early.clear()
-        while self._acked:
-            mid = self._acked.popleft()
-            seq = self._inflight.pop(mid, None)
-            if seq is None:
-                self._early.add(mid)
-                continue
-            self.spool.done(seq)
-            self.delivered += 1
-
-    # our side -----------------------------------------------------------------------------------
-    def write(self, frame: Frame) -> None:
-        for event in frame.events:
-            event.setdefault("id", uuid.uuid4().hex)
-            self.spool.add(to_json(event).encode())
-        if frame.events:
-            self._wake.set()
-
-    def _send_loop(self) -> None:
-        while True:
-            self._wake.wait(0.2)
-            self._wake.clear()
-            self._settle()
-            done_closing = self._closing and self._closing_deadline < time.monotonic()
-            if (self._closing and not len(self.spool)) or done_closing:
-                return
-            if not self._connected.is_set():
-                continue
-            busy = set(self._inflight.values())
-            room = self.max_inflight - len(self._inflight)
-            for seq, payload in self.spool.pending():
-                if room <= 0 or not self._connected.is_set():
-                    break
-                if seq in busy:
-                    continue
-                info = self._client.publish(self.topic, payload, qos=self.qos)
-                if info.rc != 0:
-                    break  # not connected after all: try again on the next wake-up
-                if self.qos == 0:
-                    self.spool.done(seq)
-                    self.delivered += 1
-                elif info.mid in self._early:
-                    self._early.discard(info.mid)
-                    self.spool.done(seq)
-                    self.delivered += 1
-                else:
-                    self._inflight[info.mid] = seq
-                room -= 1
-
-    def close(self) -> dict:
-        self._closing_deadline = time.monotonic() + self.drain_timeout
-        self._closing = True
-        self._wake.set()
-        if self._thread:
-            self._thread.join(self.drain_timeout + 1)
-        if self._client is not None:
-            self._client.disconnect()
-            self._client.loop_stop()
-        left = len(self.spool)
-        report = {"broker": f"{self.host}:{self.port}", "topic": self.topic, "delivered": self.delivered,
-                  "spooled": left, "dropped": len(self.spool.dropped), "dropped_events": self.spool.dropped[:100],
-                  "disconnects": self.disconnects}
-        if left:
-            where = f"kept in {self.spool.directory} for the next run" if self.spool.directory else "lost (no spool_dir)"
-            log.warning("mqtt: %d events not acknowledged by %s:%d: %s", left, self.host, self.port, where)
-        if self.spool.dropped:
-            log.warning("mqtt: the spool was full; %d oldest events dropped: %s", len(self.spool.dropped),
-                        ", ".join(str(d.get("code") or d.get("id")) for d in self.spool.dropped[:10]))
-        return report
+        return {"path": str(self.path), "written": self.written, "rotations": self.rotations}
 
 
 # --- HTTP webhook ------------------------------------------------------------------------------
@@ -311,8 +114,6 @@ class WebhookSink(Sink):
         self.last_error = ""
 
     def write(self, frame: Frame) -> None:
-        import urllib.request
-
         for event in frame.events:
             body = to_json(event).encode()
             for attempt in range(self.retries):
@@ -355,7 +156,6 @@ class VideoSink(Sink):
 
     def _start(self, w: int, h: int) -> None:
         import av
-        from fractions import Fraction
 
         self._container = av.open(str(self.path), mode="w")
         codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
@@ -364,21 +164,20 @@ class VideoSink(Sink):
 
     def write(self, frame: Frame) -> None:
         import av
-        import cv2
 
         if frame.final:
             return
-        image = frame.data.get("full", frame.image).copy()
+        image = frame.full_image.copy()
         if self._container is None:
             self._start(image.shape[1], image.shape[0])
-        for quad in frame.data.get("boxes", []):
+        for quad in frame.text_boxes():
             cv2.polylines(image, [np.asarray(quad, np.int32)], True, (0, 200, 255), 1)
-        for track_id, box, code in frame.data.get("tracks", []):
+        for track_id, box, code in frame.tracks or []:
             x1, y1, x2, y2 = (int(v) for v in box)
             cv2.rectangle(image, (x1, y1), (x2, y2), (0, 255, 0), 2)
             cv2.putText(image, f"#{track_id} {code or '?'}", (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
                         (0, 255, 0), 1, cv2.LINE_AA)
-        for line in frame.data.get("lines", []):
+        for line in frame.lines or []:
             x, y = np.asarray(line.box).min(0).astype(int)
             cv2.putText(image, line.text, (int(x), max(12, int(y) - 2)), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 0, 0), 1)
         h, w = self._stream.height, self._stream.width

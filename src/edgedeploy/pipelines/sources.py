@@ -1,6 +1,6 @@
 """Where frames come from: video files and network streams (PyAV/FFmpeg), camera devices, image folders.
 
-Every source yields :class:`~edgedeploy.pipelines.runtime.Frame` objects from ``frames(stop)``
+Every source yields :class:`~edgedeploy.pipelines.stage.Frame` objects from ``frames(stop)``
 until it ends or ``stop`` is set, and says what happened in ``report()``. ``live`` sources
 deliver frames at the camera's pace whether or not anyone keeps up (the pipeline then drops
 frames by policy); a file read offline is not live unless ``realtime=True`` plays it at its
@@ -19,10 +19,11 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from edgedeploy.errors import UserError
-from edgedeploy.pipelines.runtime import Frame
+from edgedeploy.pipelines.stage import Frame
 
 log = logging.getLogger(__name__)
 
@@ -210,8 +211,6 @@ class ImageFolderSource:
         self.name = str(self.path)
 
     def frames(self, stop: threading.Event | None = None) -> Iterator[Frame]:
-        import cv2
-
         stop = stop or threading.Event()
         t0 = time.perf_counter()
         index = 0
@@ -229,7 +228,7 @@ class ImageFolderSource:
                     if wait > 0 and stop.wait(wait):
                         return
                 frame = Frame(index, image, pts=index / self.fps if self.fps else None, source=str(path))
-                frame.data["path"] = str(path)
+                frame.path = str(path)
                 yield frame
                 index += 1
                 self.delivered = index

@@ -19,6 +19,7 @@ from edgedeploy.tasks.layout import LayoutDetector, LayoutOptions, LayoutResult
 from edgedeploy.tasks.ocr import OCRLine, OCRResult, OCRSystem, crop_quad
 from edgedeploy.tasks.orientation import OrientationClassifier, OrientationResult, upright
 from edgedeploy.tasks.rec import CTCDecoder, RecResult, TextRecognizer
+from edgedeploy import zoo
 from edgedeploy.zoo import ZooEntry, ZooModel
 
 TASKS = {
@@ -71,8 +72,6 @@ def build(task: str, session: SessionLike, model: ZooModel | ZooEntry, **options
     check_outputs(task, session, entry.name)
     if task == "rec":
         if not isinstance(model, ZooModel):
-            from edgedeploy import zoo
-
             if not zoo.is_cached(entry.name):
                 raise UserError(f"{entry.name} is not in the cache, so its dictionary is not either; "
                                 f"run `edgedeploy zoo fetch {entry.name}` or pass zoo.fetch(...)")

@@ -56,18 +56,6 @@ class OCRSystem:
         self.min_height = min_height
         self.max_aspect = max_aspect
 
-    @classmethod
-    def fast(cls, *, engine: str = "openvino", threads: int | None = 2, **options) -> OCRSystem:
-        """The PP-OCRv6 system tuned for speed on the CPU (:data:`edgedeploy.tasks.fast_ocr.FAST`):
-        INT8 detector (made once and cached), BF16 recogniser, lines batched without padding waste.
-
-        engine: "openvino" (the measured choice) or "onnxruntime"; threads: intra-op threads per
-        model; options: as for ``OCRSystem`` (text_score, ...).
-        """
-        from edgedeploy.tasks.fast_ocr import FAST, build_system
-
-        return build_system(FAST, engine=engine, threads=threads, **options)
-
     def __call__(self, img: np.ndarray) -> OCRResult:
         img = as_bgr(img)
         padded, top = self._pad(img)

@@ -1,266 +1,21 @@
-"""Container-number recognition at the gate: text detection → recognition → ISO 6346 parsing →
-a tracker that votes across frames and emits one event per container passing the gate.
-
-Kept fast enough for a live camera on a small CPU by doing less, not by hoping:
-detection runs on a downscaled frame (and drops frames by policy when it falls behind), line
-crops come from the full-resolution frame, and a track whose code is already confirmed by
-``confirm_votes`` agreeing valid reads is not read again: the tracker fills in its position.
-A check digit painted in a frame (read as 回, ⑧, θ or nothing) is weighed by the recogniser's
-own CTC likelihood on the same line (each digit 0-9 in its place: no new inference), then read
-again on its own; a track's code needs two agreeing reads (one wrong read passes the check
-digit 1 time in 10), or, where no frame reads the check digit well enough, the check digit's
-likelihood pooled over the track's frames confirming an owner + serial read in several frames.
-
-    >>> from edgedeploy.pipelines import Pipeline, VideoSource, gate
-    >>> report = Pipeline(VideoSource("gate.mp4", realtime=True), gate.gate_stages()).run()
-    >>> [e["code"] for e in report.events]
+"""Following code candidates across frames: a track per code (constant-velocity prediction),
+votes over its reads, the check digit's likelihood pooled over frames, and one event per
+container passing the gate (:class:`TrackerStage`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import threading
-import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
-from edgedeploy.datasets.iso6346 import check_digit
-from edgedeploy.pipelines.container_code import (CheckDigitScorer, CodeRead, check_digit_crop, parse_container_code,
-                                                 prefixes, read_by_likelihood, remove_frames, with_check_digit)
-from edgedeploy.pipelines.ocr import DetectStage, load_task
-from edgedeploy.pipelines.runtime import Frame, Stage
-
-# --- grouping detected lines into code candidates -----------------------------------------------
-
-def _rects(quads: np.ndarray) -> np.ndarray:
-    quads = np.asarray(quads, np.float32).reshape(-1, 4, 2)
-    return np.concatenate([quads.min(1), quads.max(1)], axis=1) if len(quads) else np.zeros((0, 4), np.float32)
-
-
-def group_lines(quads: np.ndarray) -> list[list[np.ndarray]]:
-    """Detected text boxes → code candidates, each a list of rows (x1, y1, x2, y2) top to bottom.
-
-    Boxes on one row (vertical overlap ≥ half the lower one, gap < 1.5 heights) are merged
-    into a row; rows stacked closely (gap < 1 height, overlapping horizontally or left-aligned)
-    form one candidate: a code is painted on one line or as owner over serial + check digit.
-    """
-    rects = sorted(_rects(quads).tolist(), key=lambda r: r[0])
-    rows: list[list[float]] = []
-    for r in rects:
-        for row in rows:
-            h = min(r[3] - r[1], row[3] - row[1])
-            overlap = min(r[3], row[3]) - max(r[1], row[1])
-            if overlap >= 0.5 * h and r[0] - row[2] < 1.5 * h:
-                row[:] = [min(row[0], r[0]), min(row[1], r[1]), max(row[2], r[2]), max(row[3], r[3])]
-                break
-        else:
-            rows.append(list(r))
-    rows.sort(key=lambda r: r[1])
-    groups: list[list[list[float]]] = []
-    for row in rows:
-        for group in groups:
-            last = group[-1]
-            h = min(row[3] - row[1], last[3] - last[1])
-            gap = row[1] - last[3]
-            overlaps = min(row[2], last[2]) > max(row[0], last[0]) or abs(row[0] - last[0]) < h
-            if -0.5 * h < gap < 1.0 * h and overlaps and len(group) < 2:
-                group.append(row)
-                break
-        else:
-            groups.append([row])
-    return [[np.array(r, np.float32) for r in g] for g in groups]
-
-
-def _union(rows: list[np.ndarray]) -> np.ndarray:
-    arr = np.stack(rows)
-    return np.concatenate([arr[:, :2].min(0), arr[:, 2:].max(0)])
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    iw = min(a[2], b[2]) - max(a[0], b[0])
-    ih = min(a[3], b[3]) - max(a[1], b[1])
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    inter = iw * ih
-    return float(inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter))
-
-
-@dataclass
-class Candidate:
-    """A possible code in one frame: its box (x1, y1, x2, y2), rows, what was read, and whether
-    reading was skipped because a confirmed track already covers it."""
-
-    box: np.ndarray
-    rows: list[np.ndarray]
-    text: str = ""
-    score: float = 0.0
-    read: CodeRead | None = None
-    skipped: bool = False
-
-
-class ReadStage(Stage):
-    """Group detected lines into candidates and read them (CTC rec on full-resolution crops).
-
-    extend: the crop of a candidate's last row is widened to the right by this many row
-    heights, to take in a check digit painted in a frame, which a detector on a downscaled
-    frame often misses (the rows above it, an owner code, are not: widened, they take in the
-    end of the serial below them, read as part of the owner code).
-    min_height / max_height: rows shorter (px) or taller (share of the frame height) are ignored.
-    edge: candidates within this many pixels (or 0.3 row heights) of the left or right edge
-    are cut off by it: not read.
-    retry_chars: a read of at least this many letters/digits that does not validate is weighed
-    again: first its check digit by the recogniser's likelihood on the same line
-    (:class:`CheckDigitScorer`, accepted ``digit_margin`` log-odds ahead of the next digit; no
-    new inference), then, unless that likelihood reads another digit as surely, its check
-    digit is read alone (:func:`check_digit_crop`, :func:`with_check_digit`). A recogniser
-    whose probabilities are not exposed reads the rows once more with :func:`remove_frames`
-    instead of the likelihood (a framed check digit is the usual culprit).
-    tracker: the name of the tracker stage to ask which candidates are confirmed (None: read all).
-    """
-
-    def __init__(self, *, model: str = "ppocrv6-rec", path: str | None = None, engine: str = "onnxruntime",
-                 threads: int | None = 1, extend: float = 1.5, pad: float = 0.15, min_height: float = 8.0,
-                 max_height: float = 0.25, edge: float = 2.0, retry_chars: int = 9, digit_margin: float = 2.0,
-                 tracker: str | None = "track", name: str = "read"):
-        self.model, self.path, self.engine, self.threads = model, path, engine, threads
-        self.extend, self.pad, self.min_height, self.tracker_name, self.name = extend, pad, min_height, tracker, name
-        self.max_height = max_height
-        self.edge, self.retry_chars, self.digit_margin = edge, retry_chars, digit_margin
-        self.rec, self.tracker, self.scorer = None, None, None
-        self.reads = self.skipped = 0
-
-    def open(self, pipeline) -> None:
-        if self.rec is None:
-            self.rec = load_task("rec", self.model, path=self.path, engine=self.engine, threads=self.threads)
-        if self.scorer is None and hasattr(self.rec, "infer") and hasattr(self.rec, "decode"):
-            try:
-                self.scorer = CheckDigitScorer(self.rec.decode.characters)
-            except ValueError:  # a recogniser without digits or a space: no likelihood to weigh
-                self.scorer = None
-        self.tracker = pipeline.stage(self.tracker_name) if self.tracker_name and pipeline is not None else None
-
-    def _crop(self, image: np.ndarray, row: np.ndarray, extend: float | None = None) -> np.ndarray:
-        h, w = image.shape[:2]
-        rh = row[3] - row[1]
-        x1 = int(max(0, row[0] - self.pad * rh))
-        x2 = int(min(w, row[2] + (self.extend if extend is None else extend) * rh))
-        y1 = int(max(0, row[1] - self.pad * rh))
-        y2 = int(min(h, row[3] + self.pad * rh))
-        return image[y1:y2, x1:x2]
-
-    def _crops(self, image: np.ndarray, cand: Candidate) -> list[np.ndarray]:
-        """The candidate's rows cut out; only the last is widened for the check digit."""
-        last = len(cand.rows) - 1
-        return [self._crop(image, row, None if i == last else 0.0) for i, row in enumerate(cand.rows)]
-
-    def _recognise(self, crops: list[np.ndarray]) -> tuple[list[str], list[float], list[np.ndarray | None]]:
-        """rec on ``crops``: texts, scores and each crop's (steps, classes) probabilities."""
-        self.reads += len(crops)
-        if self.scorer is None:  # a recogniser that does not expose its probabilities
-            result = self.rec(crops)
-            return result.texts, result.scores, [None] * len(crops)
-        from edgedeploy.tasks.common import as_bgr
-
-        texts, scores, probs = [""] * len(crops), [0.0] * len(crops), [None] * len(crops)
-        for idx, batch in self.rec.preprocess([as_bgr(c) for c in crops]):
-            out = self.rec.infer(batch)
-            for b, (i, text, score) in enumerate(zip(idx, *self.rec.postprocess(out))):
-                texts[i], scores[i], probs[i] = text, float(score), out[b]
-        return texts, scores, probs
-
-    def process(self, frame: Frame) -> Frame:
-        image = frame.data.get("full", frame.image)
-        h, w = image.shape[:2]
-        # Rows taller than max_height of the frame are not lettering (DB sometimes fires on a
-        # whole container side); rows shorter than min_height px cannot be read.
-        groups = [g for g in group_lines(frame.data.get("boxes", np.zeros((0, 4, 2), np.float32)))
-                  if self.min_height <= max(r[3] - r[1] for r in g) and max(r[3] - r[1] for r in g) <= self.max_height * h]
-        candidates = [Candidate(_union(g), g) for g in groups]
-        confirmed = self.tracker.confirmed_boxes(frame.index) if self.tracker is not None else []
-        crops, owners = [], []
-        for i, cand in enumerate(candidates):
-            # Cut by the frame's edge (entering or leaving): no whole code to read yet.
-            margin = max(self.edge, 0.3 * min(r[3] - r[1] for r in cand.rows))
-            partial = cand.box[0] <= margin or cand.box[2] >= w - 1 - margin
-            if partial or any(_iou(cand.box, box) > 0.3 for box in confirmed):
-                cand.skipped = True
-                self.skipped += 1
-                continue
-            for crop in self._crops(image, cand):
-                crops.append(crop)
-                owners.append(i)
-        if crops:
-            texts, scores, probs = self._recognise(crops)
-            rows: dict[int, list[tuple[str, float, np.ndarray | None]]] = {}
-            for i, text, score, p in zip(owners, texts, scores, probs):
-                rows.setdefault(i, []).append((text, score, p))
-            failed = []
-            for i, parts in rows.items():
-                cand = candidates[i]
-                cand.text, cand.score = " ".join(t for t, _, _ in parts), float(min(s for _, s, _ in parts))
-                cand.read = parse_container_code(cand.text)
-                if not cand.read.valid and len(cand.read.raw) >= self.retry_chars:
-                    failed.append(cand)
-                    if self.scorer is not None and all(p is not None for _, _, p in parts):
-                        evidence = self.scorer.evidence([p for _, _, p in parts])
-                        read = read_by_likelihood(cand.read.raw, evidence, self.digit_margin)
-                        cand.read = read if read.valid else dataclasses.replace(cand.read, evidence=read.evidence)
-            self._second_chance(image, [c for c in failed if not c.read.valid and not self._contradicted(c.read)])
-        frame.data["candidates"] = candidates
-        return frame
-
-    def _contradicted(self, read: CodeRead) -> bool:
-        """The likeliest check digit leads by ``digit_margin`` but is not the one the serial
-        read needs: the digit is read, the serial is misread; reading the digit again on its
-        own cannot help (on the development videos it never did)."""
-        if not read.evidence:
-            return False
-        prefix, post = read.evidence[0]
-        order = np.argsort(post)[::-1]
-        return order[0] != check_digit(prefix) and post[order[0]] - post[order[1]] >= self.digit_margin
-
-    def _second_chance(self, image: np.ndarray, failed: list[Candidate]) -> None:
-        """Read again the candidates that came close: first the check digit alone (the last
-        glyph group of the last row, frame cut away, :func:`check_digit_crop`), then, for those
-        still failing and only without a likelihood to weigh, the rows with check-digit frames
-        erased (:func:`remove_frames`)."""
-        if not failed:
-            return
-        digits = [(cand, check_digit_crop(self._crop(image, cand.rows[-1]))) for cand in failed]
-        digits = [(cand, crop) for cand, crop in digits if crop is not None]
-        if digits:
-            texts, scores, _ = self._recognise([crop for _, crop in digits])
-            for (cand, _), text, score in zip(digits, texts, scores):
-                digit = unicodedata.normalize("NFKC", text).strip().upper()
-                read = with_check_digit(cand.read.raw, digit)
-                if read.valid:
-                    cand.text, cand.score = f"{cand.text} [{digit}]", min(cand.score, float(score))
-                    cand.read = dataclasses.replace(read, evidence=cand.read.evidence)
-        failed = [cand for cand in failed if not cand.read.valid]
-        if not failed or self.scorer is not None:
-            # Erasing the frames and reading the rows again is for a recogniser whose
-            # likelihood cannot be weighed: with it, it found nothing more on the development
-            # videos, at the cost of one more inference a frame.
-            return
-        crops, owners = [], []
-        for i, cand in enumerate(failed):
-            for crop in self._crops(image, cand):
-                crops.append(remove_frames(crop))
-                owners.append(i)
-        texts, scores, _ = self._recognise(crops)
-        for i, cand in enumerate(failed):
-            parts = [(t, s) for o, t, s in zip(owners, texts, scores) if o == i]
-            text = " ".join(t for t, _ in parts)
-            read = parse_container_code(text)
-            if read.valid:
-                cand.text, cand.score = text, float(min(s for _, s in parts))
-                cand.read = dataclasses.replace(read, evidence=cand.read.evidence)
-
-
-# --- tracking and voting ------------------------------------------------------------------------
+from edgedeploy.datasets.iso6346 import check_digit, prefixes
+from edgedeploy.pipelines.gate.reading import Candidate, box_iou
+from edgedeploy.pipelines.stage import Frame, Stage
 
 @dataclass
 class Track:
@@ -414,7 +169,7 @@ class TrackerStage(Stage):
         if not 0.6 <= ratio <= 1.67:  # lettering does not change size between frames ...
             # ... but a row of it may go undetected for a while: the same code, weakly.
             return self.min_iou / 2 if self._row_change(pred, box) else 0.0
-        iou = _iou(pred, box)
+        iou = box_iou(pred, box)
         if iou >= self.min_iou:
             return iou
         h = min(pred[3] - pred[1], box[3] - box[1])
@@ -528,8 +283,6 @@ class TrackerStage(Stage):
                           * min(1.0, votes / self.confirm_votes))
         snapshot = None
         if self.snapshots is not None and track.snapshot is not None and track.snapshot.size:
-            import cv2
-
             path = self.snapshots / f"{code or 'unreadable'}_{track.first_frame:06d}.jpg"
             cv2.imwrite(str(path), track.snapshot)
             snapshot = str(path)
@@ -560,68 +313,11 @@ class TrackerStage(Stage):
             return [e for t in ended if (e := self._event(t)) is not None]
 
     def process(self, frame: Frame) -> Frame:
-        image = frame.data.get("full", frame.image)
-        events = self.update(frame.index, frame.data.get("candidates", []), image, frame.pts)
+        events = self.update(frame.index, frame.candidates or [], frame.full_image, frame.pts)
         frame.events.extend(events)
-        frame.data["tracks"] = [(t.id, t.box.copy(), t.leader()[0]) for t in self.tracks]
+        frame.tracks = [(t.id, t.box.copy(), t.leader()[0]) for t in self.tracks]
         return frame
 
     def finish(self, end: Frame) -> Frame:
         end.events.extend(self.flush())
         return end
-
-
-GATE_DET_OPTIONS = {"limit_type": "max", "limit_side_len": 320, "thresh": 0.2, "box_thresh": 0.3}
-
-
-def gate_stages(*, engine: str = "onnxruntime", det_threads: int = 1, rec_threads: int = 1,
-                snapshots: str | None = None, **tracker_options) -> list[Stage]:
-    """detect (downscaled to 320 px) → read (skipping confirmed tracks) → track (vote, emit)."""
-    return [DetectStage(engine=engine, threads=det_threads, **GATE_DET_OPTIONS),
-            ReadStage(engine=engine, threads=rec_threads),
-            TrackerStage(snapshots=snapshots, **tracker_options)]
-
-
-# --- evaluation against a generated gate video's truth -----------------------------------------
-
-def evaluate_events(events: list[dict], truth) -> dict:
-    """Match container events to the truth of a gate video and score them.
-
-    Each container is matched to an event overlapping the frames it was in view: one with its
-    own code if there is one, else the unused event overlapping most; its predicted code is that
-    event's (None when unmatched).
-    Returns :func:`~edgedeploy.evaluation.metrics.container_accuracy` fields plus
-    ``extra_events`` (events matched to no container) and ``errors`` (what went wrong where).
-    """
-    from edgedeploy.evaluation.metrics import container_accuracy
-
-    events = [e for e in events if e.get("type") == "container"]
-    used: set[int] = set()
-    match: dict[int, int] = {}
-
-    def overlap(c, e) -> int:
-        return min(c.last_frame, e["last_frame"]) - max(c.first_frame, e["first_frame"]) + 1
-
-    # First an event carrying the container's own code while it was in view, then the unused
-    # event overlapping its frames most: a missed container is not credited with its neighbour's read.
-    for same_code in (True, False):
-        for ci, c in enumerate(truth.containers):
-            if ci in match:
-                continue
-            options = [(overlap(c, e), i) for i, e in enumerate(events)
-                       if i not in used and overlap(c, e) > 0 and (e.get("code") == c.code) == same_code]
-            if options:
-                match[ci] = max(options)[1]
-                used.add(match[ci])
-    preds, errors = [], []
-    for ci, c in enumerate(truth.containers):
-        best = match.get(ci)
-        pred = events[best]["code"] if best is not None else None
-        preds.append(pred)
-        if pred != c.code:
-            errors.append({"truth": c.code, "read": pred, "frames": [c.first_frame, c.last_frame],
-                           "event": events[best] if best is not None else None})
-    result = container_accuracy(preds, truth.codes).to_dict()
-    result["extra_events"] = len(events) - len(used)
-    result["errors"] = errors
-    return result

@@ -7,7 +7,7 @@ shadow band), motion blur along the travel, sensor noise; encoded with PyAV (H.2
 where libx264 is missing). The truth, written beside the video as ``<video>.json``, lists each
 container's code, the frames it is visible in and the frames its whole code is in view.
 
-    >>> from edgedeploy.pipelines.gate_video import make_gate_video
+    >>> from edgedeploy.datasets.gate_video import make_gate_video
     >>> truth = make_gate_video("gate.mp4", containers=5, seed=0)
 """
 

@@ -1,121 +1,19 @@
-"""Reading an ISO 6346 container code from recogniser output: parsing with check-digit
-validation, look-alike correction only where the check digit confirms it, and — when a check
-digit painted in a frame is read as 回, ⑧, θ or nothing — weighing each digit 0-9 by the
+"""Reading an ISO 6346 container code from recogniser output beyond parsing (which is
+:func:`edgedeploy.datasets.iso6346.parse_container_code`, shared with the evaluation): when a
+check digit painted in a frame is read as 回, ⑧, θ or nothing, weighing each digit 0-9 by the
 recogniser's own CTC likelihood on the same line (no new inference), or reading it again alone
-from a crop with the frame erased. Used by :mod:`edgedeploy.pipelines.gate`.
+from a crop with the frame erased. Used by :mod:`edgedeploy.pipelines.gate.reading`.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
-from edgedeploy.datasets.iso6346 import CATEGORIES, check_digit
-
-# Look-alikes a recogniser confuses, used only to put a letter in a letter's place and a digit
-# in a digit's place; the result is accepted only when the check digit confirms it.
-DIGIT_FOR = {"O": "0", "Q": "0", "D": "0", "I": "1", "L": "1", "B": "8", "S": "5", "Z": "2", "G": "6"}
-LETTER_FOR = {"0": "O", "1": "I", "8": "B", "5": "S", "2": "Z", "6": "G"}
-
-
-# --- ISO 6346 parsing ---------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class CodeRead:
-    """A parsed read. ``code``: the valid code (None when none validates); ``raw``: the
-    letters and digits read; ``corrected``: positions in ``code`` changed from what was read;
-    ``reason``: why no valid code was found."""
-
-    code: str | None
-    raw: str
-    corrected: tuple[int, ...] = ()
-    reason: str = ""
-    # The check digit weighed by the recogniser's likelihood (:func:`check_digit_evidence`):
-    # for each owner + serial the read may hold, the log-posterior of the 10 digits after it.
-    evidence: tuple[tuple[str, np.ndarray], ...] = field(default=(), compare=False)
-
-    @property
-    def valid(self) -> bool:
-        return self.code is not None
-
-
-def _coerce(window: str) -> tuple[str, tuple[int, ...]] | None:
-    """Letters in the owner/category slots, digits in the serial/check slots; None if impossible."""
-    out, changed = [], []
-    for i, c in enumerate(window):
-        want_letter = i < 4
-        if want_letter and not c.isalpha():
-            c2 = LETTER_FOR.get(c)
-        elif not want_letter and not c.isdigit():
-            c2 = DIGIT_FOR.get(c)
-        else:
-            c2 = c
-        if c2 is None:
-            return None
-        if c2 != c:
-            changed.append(i)
-        out.append(c2)
-    if out[3] not in CATEGORIES:
-        return None
-    return "".join(out), tuple(changed)
-
-
-def parse_container_code(text: str) -> CodeRead:
-    """Find an ISO 6346 code in ``text`` (spaces, punctuation and case ignored).
-
-    Every 11-character window is coerced (O→0, I→1, B→8... in digit slots, and back in letter
-    slots) and kept only if its check digit holds; of several, the one needing fewest changes
-    wins. A read whose check digit fails is never "corrected" into some other valid code.
-    """
-    # NFKC: the circled digits (⑧) a recogniser reads for a check digit painted in a frame,
-    # and full-width letters, become plain ASCII.
-    raw = re.sub(r"[^0-9A-Z]", "", unicodedata.normalize("NFKC", text).upper())
-    if len(raw) < 11:
-        return CodeRead(None, raw, reason=f"{len(raw)} letters/digits read; a code has 11")
-    best, reason = None, "no owner code + U/J/Z + 7 digits in the read"
-    for start in range(len(raw) - 10):
-        coerced = _coerce(raw[start:start + 11])
-        if coerced is None:
-            continue
-        code, changed = coerced
-        if check_digit(code[:10]) != int(code[10]):
-            reason = f"check digit of {code} fails (expected {check_digit(code[:10])})"
-            continue
-        if best is None or len(changed) < len(best[1]):
-            best = (code, changed)
-    if best is None:
-        return CodeRead(None, raw, reason=reason)
-    return CodeRead(best[0], raw, best[1])
-
-
-def prefixes(raw: str) -> set[str]:
-    """The owner + category + serial (10 characters, coerced as in :func:`parse_container_code`)
-    that ``raw`` may hold: what a read that missed the check digit still says."""
-    return {c[0] for start in range(len(raw) - 9) if (c := _coerce(raw[start:start + 10]))}
-
-
-def with_check_digit(raw: str, digit: str) -> CodeRead:
-    """A code from ``raw`` (owner, category and serial read, the check digit missed or
-    garbled) and a check digit read on its own; valid only if that digit confirms it.
-
-    Every 10-character window of ``raw`` is coerced as in :func:`parse_container_code` and
-    completed with ``digit``; the window needing fewest changes among those that validate wins.
-    """
-    digit = DIGIT_FOR.get(digit, digit)
-    if len(digit) != 1 or not digit.isdigit():
-        return CodeRead(None, raw, reason=f"check digit read alone as {digit!r}")
-    best = None
-    for start in range(len(raw) - 9):
-        coerced = _coerce(raw[start:start + 10] + digit)
-        if coerced and check_digit(coerced[0][:10]) == int(digit) and (best is None or len(coerced[1]) < len(best[1])):
-            best = coerced
-    if best is None:
-        return CodeRead(None, raw, reason=f"check digit {digit} read alone confirms no code in {raw}")
-    return CodeRead(best[0], raw, best[1])
-
+from edgedeploy.datasets.iso6346 import DIGIT_FOR, CodeRead, check_digit, coerce_window, parse_container_code
 
 # --- the check digit by likelihood --------------------------------------------------------------
 
@@ -228,7 +126,7 @@ class CheckDigitScorer:
         raw = "".join(raw)
         out: dict[str, tuple[tuple[int, ...], np.ndarray]] = {}
         for start in range(len(raw) - 9):
-            coerced = _coerce(raw[start:start + 10])
+            coerced = coerce_window(raw[start:start + 10])
             j, i, whole = where[start + 9]
             if coerced is None or coerced[0] in out or j != len(rows) - 1 or not whole:
                 continue
@@ -266,8 +164,6 @@ def remove_frames(crop: np.ndarray) -> np.ndarray:
     roughly square component that is hollow (under 35% of its box inked) and about as tall
     as the glyphs, or under 60% inked and 1.3x taller (the digit blurred into the frame). Only its border band is erased, so a digit blurred into it survives.
     """
-    import cv2
-
     grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
     h = crop.shape[0]
     k = cv2.getStructuringElement(cv2.MORPH_RECT, (max(3, int(0.35 * h)),) * 2)
@@ -309,8 +205,6 @@ def check_digit_crop(crop: np.ndarray) -> np.ndarray | None:
     cut out; when it is wider or taller than a digit (the digit blurred into its frame), 0.22
     glyph heights are cut from each side (the frame is painted 0.15 font sizes round the digit).
     """
-    import cv2
-
     grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
     h = grey.shape[0]
     if h < 8 or grey.shape[1] < 8:
