@@ -18,6 +18,8 @@ done
 need_apt=()
 [ -d /usr/share/fonts/truetype/dejavu ] || need_apt+=(fonts-dejavu-core)
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+# --test: headless Chromium and its driver, for the fleet dashboard's browser test (Selenium)
+if [ "$want_test" = 1 ]; then command -v chromium >/dev/null || need_apt+=(chromium chromium-driver); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
