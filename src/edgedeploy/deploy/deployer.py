@@ -107,6 +107,7 @@ def deploy(config_path: str | Path, out_dir: str | Path | None = None, *, measur
             est = _named_estimate(cfg, result)
         advice = [] if result.met else advise(cfg, result, est)
         written = None
+        artifacts: list = []
         if result.met and out_dir is not None:
             plan = result.plan
             model = load_model(plan.model.path, plan.model.params)
@@ -116,14 +117,20 @@ def deploy(config_path: str | Path, out_dir: str | Path | None = None, *, measur
                       "reference_accuracy": result.reference_accuracy,
                       "measurements": [m.to_dict() for m in result.measurements],
                       "pruned": [asdict(p) for p in result.pruned]}
-            written = manifest.write(out_dir, model=model, resolved=resolved_config(cfg), record=record, plan=plan)
+            written = manifest.write(out_dir, model=model, resolved=resolved_config(cfg), record=record, plan=plan,
+                                     before_sign=lambda d: _target_artifacts(cfg, d, result, progress, artifacts))
         elif out_dir is not None:
             notes.append(f"nothing written to {out_dir}: a deployment is written only when every target is met")
+    return DeployReport(cfg, result, written, est, advice, notes, artifacts)
+
+
+def _target_artifacts(cfg, directory: Path, result: TuneResult, progress, into: list) -> dict:
+    """The named target's artefacts, built into the deployment before it is signed (so they are listed)."""
     from edgedeploy.targets.build import for_deployment
 
-    artifacts = for_deployment(cfg, out_dir, shape=tuple(result.shape),
-                               progress=progress and (lambda what: progress(what, 0, None))) if written else []
-    return DeployReport(cfg, result, written, est, advice, notes, artifacts)
+    into.extend(for_deployment(cfg, directory, shape=tuple(result.shape),
+                               progress=progress and (lambda what: progress(what, 0, None))))
+    return {"target_artifacts": [a.to_dict() for a in into]} if into else {}
 
 
 def _named_estimate(cfg, result: TuneResult):
