@@ -19,6 +19,7 @@ symlink, and a ``deployment.yaml`` whose model or params is not one of the liste
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -72,11 +73,14 @@ def _strict(obj):
     return obj
 
 
-def write(out_dir: str | Path, *, model, resolved: dict, record: dict, signing_key=None) -> Path:
+def write(out_dir: str | Path, *, model, resolved: dict, record: dict, plan=None,
+          signing_key=None) -> Path:
     """Write the deployment into ``out_dir`` atomically (replacing an existing deployment there).
 
     ``model``: the :class:`~edgedeploy.ingest.Model` to ship (its files are copied).
     ``resolved``: the resolved config. ``record``: measurements and checks for the manifest.
+    ``plan``: the chosen :class:`~edgedeploy.plan.DeploymentPlan`, recorded as ``"plan"`` with its model
+    file pointing at the copy (relative name and sha256).
     ``signing_key``: an Ed25519 private key (``edgedeploy.security.keys.load_private_key``) that signs it.
     """
     from edgedeploy.security import signing
@@ -97,6 +101,10 @@ def write(out_dir: str | Path, *, model, resolved: dict, record: dict, signing_k
             dst = tmp / f"model{src.suffix}"
             shutil.copyfile(src, dst)
             names.append(dst.name)
+        if plan is not None:
+            shipped = dataclasses.replace(plan.model, path=names[0], params=names[1] if len(names) > 1 else None,
+                                          sha256=sha256(tmp / names[0]))
+            record = {**record, "plan": plan.with_model(shipped).to_dict()}
         resolved = dict(resolved)
         resolved["model"] = names[0]
         if len(names) > 1:

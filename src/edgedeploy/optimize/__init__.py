@@ -267,20 +267,21 @@ def optimize(model, out: str | Path, *, engine: str = "auto", precision: str = "
                                                    max_accuracy_drop), figures=figures)
 
         say("latency")
-        lat_cands = [latency.Candidate("ORT default FP32 (anchor)", str(src), "onnxruntime", anchor=True)]
+        plan = latency.plan_for
+        lat_plans = {"ORT default FP32 (anchor)": plan(src, "onnxruntime", anchor=True)}
         if engines.available("openvino"):  # OpenVINO as users open it (BF16 where the CPU has it)
-            lat_cands.append(latency.Candidate("OpenVINO default (anchor)", str(src), "openvino", anchor=True))
-        lat_cands += [latency.Candidate(Candidate(Precision.FP32, e, graph=False).label, str(src), e) for e in targets]
-        lat_cands += [latency.Candidate(c.label, str(p), c.engine) for c, (p, _) in allowed.items()]
+            lat_plans["OpenVINO default (anchor)"] = plan(src, "openvino", anchor=True)
+        lat_plans |= {Candidate(Precision.FP32, e, graph=False).label: plan(src, e, threads=threads) for e in targets}
+        lat_plans |= {c.label: plan(p, c.engine, threads=threads, precision=str(c.precision)) for c, (p, _) in allowed.items()}
         x = feeds[0][next(iter(feeds[0]))]
-        lat = latency.measure(lat_cands, x, threads=threads, rounds=latency_rounds, progress=say)
+        lat = latency.measure(lat_plans, x, rounds=latency_rounds, progress=say)
         ms = {label: v.median_ms for label, v in lat.items()}
         if goal == "size":
             best = min(choices, key=lambda c: (choices[c][0].stat().st_size, ms[c.label]))
         else:
             best = min(choices, key=lambda c: ms[c.label])
         path, acc = allowed[best]
-        baseline = _fp32_baseline(best.engine, lat_cands, ms)
+        baseline = _fp32_baseline(best.engine, lat_plans, ms)
         size_before = m.size_bytes()
         verdict = _never_worse(best, goal, ms, baseline, path.stat().st_size, size_before)
         if verdict:
@@ -320,9 +321,9 @@ def optimize(model, out: str | Path, *, engine: str = "auto", precision: str = "
     return report
 
 
-def _fp32_baseline(engine: Engine, lat_cands: list, ms: dict[str, float]) -> str:
+def _fp32_baseline(engine: Engine, lat_plans: dict, ms: dict[str, float]) -> str:
     """The fastest FP32 configuration measured on ``engine`` (original, graph-optimised, or as users open it)."""
-    fp32 = [c.label for c in lat_cands if c.engine == engine and (c.anchor or c.label.startswith("fp32"))]
+    fp32 = [k for k, p in lat_plans.items() if p.engine == engine and (p.untuned or k.startswith("fp32"))]
     return min(fp32, key=ms.get)
 
 
