@@ -3,7 +3,10 @@
 The metric is the task's when labels exist (top-1 accuracy on a labelled folder or CSV), else
 agreement with the FP32 model's outputs on the held-out samples: top-1 agreement for
 classifier-shaped outputs (rank 2), per-pixel class agreement for a card whose task is
-segmentation, else output fidelity: 1 - relative L2 error, per feature
+segmentation — both counted only on *decisive* FP32 decisions, whose top-2 margin is at least
+:data:`TIE_SHARE` of that sample's (pixel's) output range: a near-tie flips under any rounding, so
+counting it would spend the budget on noise no precision can avoid (the count left out is
+stated) — else output fidelity: 1 - relative L2 error, per feature
 channel (:func:`edgedeploy.optimize.sensitivity.feature_axis`) and per sample, averaged — so a
 detector whose scores (0..1) are ruined beside box coordinates in pixels fails it, though the
 coordinates carry almost all of the output's energy. Every figure carries a 95% confidence interval (Wilson for proportions,
@@ -18,6 +21,14 @@ from dataclasses import dataclass
 import numpy as np
 
 CONFIDENCE = 0.95
+TIE_SHARE = 0.02  # FP32 top-2 margin under 2% of the output range: a tie, not a decision to keep
+
+
+def decisive(ref: np.ndarray, axis: int) -> np.ndarray:
+    """Where FP32's decision along ``axis`` is not a near-tie (see :data:`TIE_SHARE`)."""
+    top = np.sort(ref, axis=axis)
+    lo, hi = np.take(top, 0, axis=axis), np.take(top, -1, axis=axis)
+    return np.take(top, -1, axis=axis) - np.take(top, -2, axis=axis) >= TIE_SHARE * np.maximum(hi - lo, 1e-12)
 
 
 @dataclass(frozen=True)
@@ -69,6 +80,15 @@ class HeldOutScorer:
                        else "pixel agreement with FP32 (per-pixel class, mean over images)" if self.segmentation
                        else "output fidelity with FP32 (1 - relative L2 error)")
         self.source = f"{self.metric} on {len(feeds)} held-out samples ({source})"
+        self.decisive = None
+        if self.ref is not None and (self.rank2 or self.segmentation):
+            axis = -1 if self.rank2 else 1
+            self.decisive = [{k: decisive(v, axis) for k, v in r.items()} for r in self.ref]
+            total = sum(m.size for d in self.decisive for m in d.values())
+            ties = total - sum(int(m.sum()) for d in self.decisive for m in d.values())
+            what = "samples" if self.rank2 else "pixels"
+            self.source += (f"; {ties} of {total} {what} left out as FP32 near-ties (top-2 margin under "
+                            f"{100 * TIE_SHARE:g}% of the output range)")
         self._cache: dict[tuple[str, str], Score] = {}
 
     def _outputs(self, path, engine: str, feeds=None) -> list[dict]:
@@ -95,12 +115,14 @@ class HeldOutScorer:
             hits = int(np.sum(pred == np.asarray(self.labels)))
             return Score(hits / len(pred), proportion_ci(hits, len(pred)), len(pred))
         if self.rank2:
-            agree = np.concatenate([(np.argmax(o[k], -1) == np.argmax(r[k], -1)).ravel()
-                                    for o, r in zip(outs, self.ref) for k in r])
+            agree = np.concatenate([(np.argmax(o[k], -1) == np.argmax(r[k], -1))[d[k]].ravel()
+                                    for o, r, d in zip(outs, self.ref, self.decisive) for k in r])
+            if not agree.size:
+                return Score(1.0, 1.0, 0)
             return Score(float(agree.mean()), proportion_ci(int(agree.sum()), agree.size), agree.size)
         if self.segmentation:  # per image: the share of pixels whose class (argmax over channels) is FP32's
-            per = np.array([np.mean([np.mean(np.argmax(o[k], 1) == np.argmax(r[k], 1)) for k in r])
-                            for o, r in zip(outs, self.ref)])
+            per = np.array([np.mean([np.mean((np.argmax(o[k], 1) == np.argmax(r[k], 1))[d[k]]) if d[k].any() else 1.0
+                                     for k in r]) for o, r, d in zip(outs, self.ref, self.decisive)])
             return Score(float(per.mean()), mean_ci(per), len(per))
         fid = np.array([1.0 - min(1.0, float(np.mean([_relative_error(r[k], o[k]) for k in r])))
                         for o, r in zip(outs, self.ref)])
