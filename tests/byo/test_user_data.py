@@ -83,7 +83,7 @@ def test_split_is_disjoint_and_fixed(tmp_path):
 
 
 def test_near_ties_are_not_decisions():
-    """Agreement with FP32 counts only decisions FP32 made with a margin (2% of the output range)."""
+    """Agreement with FP32 counts only decisions FP32 made with a margin (5% of the output range)."""
     from edgedeploy.optimize.guard import decisive
 
     ref = np.array([[4.0, 3.99, -4.0, -4.0], [4.0, 1.0, -4.0, -4.0]])

