@@ -227,7 +227,7 @@ def optimize(model, out: str | Path, *, engine: str = "auto", precision: str = "
 
             held = held or user_data.random_held_out(fp32, m, eval_samples)
             scorer = guard.HeldOutScorer(held.feeds, ref_path=src, labels=held.labels, source=held.source,
-                                         threads=threads, task=card_obj.task if card_obj else None)
+                                         threads=threads, task=card_obj.task if card_obj else None, boxes=held.boxes)
         fp32.release()
 
         say(f"accuracy of the FP32 model ({scorer.metric})")

@@ -1,6 +1,8 @@
 """The accuracy guard on the user's own data: held-out samples, never the calibration ones.
 
-The metric is the task's when labels exist (top-1 accuracy on a labelled folder or CSV), else
+The metric is the task's when labels exist (top-1 accuracy on a labelled folder or CSV; mAP@0.5
+on box labels, COCO JSON or YOLO txt, by :mod:`edgedeploy.optimize.detection_map` — its interval
+is approximate: Wilson's on the number of ground-truth boxes), else
 agreement with the FP32 model's outputs on the held-out samples: top-1 agreement for
 classifier-shaped outputs (rank 2), per-pixel class agreement for a card whose task is
 segmentation — both counted only on *decisive* FP32 decisions, whose top-2 margin is at least
@@ -62,10 +64,14 @@ class HeldOutScorer:
     """Scores a model file on an engine against labels, or against the FP32 model, on held-out feeds."""
 
     def __init__(self, feeds: list[dict], *, ref_path, labels: list[int] | None, source: str, threads: int = 2,
-                 task=None):
+                 task=None, boxes: list[np.ndarray] | None = None):
         from edgedeploy.vocab import Task
 
-        self.feeds, self.labels, self.threads = feeds, labels, threads
+        self.feeds, self.labels, self.threads, self.boxes = feeds, labels, threads, boxes
+        self._cache: dict[tuple[str, str], Score] = {}
+        if boxes is not None:
+            self._boxes_metric(ref_path, source)
+            return
         self.segmentation = task == Task.SEGMENTATION
         self.ref = None if labels is not None else self._outputs(ref_path, "onnxruntime")
         first = self._outputs(ref_path, "onnxruntime", feeds[:1])[0] if labels is not None else self.ref[0]
@@ -91,7 +97,21 @@ class HeldOutScorer:
             what = "samples" if self.rank2 else "pixels"
             self.source += (f"; {ties} of {total} {what} left out as FP32 near-ties (top-2 margin under "
                             f"{100 * TIE_SHARE:g}% of the output range)")
-        self._cache: dict[tuple[str, str], Score] = {}
+
+    def _boxes_metric(self, ref_path, source: str) -> None:
+        from edgedeploy.errors import UserError
+        from edgedeploy.optimize import detection_map
+
+        self.ref, self.rank2, self.segmentation, self.decisive = None, False, False, None
+        n_out = detection_map.n_classes(next(iter(self._outputs(ref_path, "onnxruntime", self.feeds[:1])[0].values())))
+        top = max((int(b[:, 0].max()) for b in self.boxes if len(b)), default=-1)
+        if top >= n_out:
+            raise UserError(f"box labels in {source} name class index {top}, but the model's output has {n_out} "
+                            "classes; labels must be classes the model has")
+        n_gt = sum(len(b) for b in self.boxes)
+        self.metric = "mAP@0.5 (pycocotools COCOeval)"
+        self.source = (f"{self.metric} on {len(self.feeds)} held-out images with {n_gt} boxes ({source}); "
+                       "interval approximate (Wilson on the box count)")
 
     def _outputs(self, path, engine: str, feeds=None) -> list[dict]:
         from edgedeploy import engines
@@ -112,6 +132,12 @@ class HeldOutScorer:
     def _score(self, path, engine: str) -> Score:
         outs = self._outputs(path, engine)
         first = [next(iter(o.values())) for o in outs]
+        if self.boxes is not None:
+            from edgedeploy.optimize import detection_map
+
+            n_gt = max(1, sum(len(b) for b in self.boxes))
+            v = detection_map.map50([detection_map.decode(o) for o in first], self.boxes)
+            return Score(v, proportion_ci(round(v * n_gt), n_gt), n_gt)
         if self.labels is not None:
             pred = np.concatenate([np.argmax(o, -1).ravel() for o in first])
             hits = int(np.sum(pred == np.asarray(self.labels)))
