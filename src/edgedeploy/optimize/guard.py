@@ -68,7 +68,7 @@ class HeldOutScorer:
         from edgedeploy.vocab import Task
 
         self.feeds, self.labels, self.threads, self.boxes = feeds, labels, threads, boxes
-        self._cache: dict[tuple[str, str], Score] = {}
+        self._cache: dict[tuple[str, str, str], Score] = {}
         if boxes is not None:
             self._boxes_metric(ref_path, source)
             return
@@ -113,24 +113,26 @@ class HeldOutScorer:
         self.source = (f"{self.metric} on {len(self.feeds)} held-out images with {n_gt} boxes ({source}); "
                        "interval approximate (Wilson on the box count)")
 
-    def _outputs(self, path, engine: str, feeds=None) -> list[dict]:
+    def _outputs(self, path, engine: str, feeds=None, precision: str | None = None) -> list[dict]:
         from edgedeploy import engines
         from edgedeploy.engines import EngineOptions
 
-        with engines.load(str(path), engine=engine, options=EngineOptions(threads=self.threads)) as s:
+        opts = EngineOptions(threads=self.threads, **({"precision": precision} if precision else {}))
+        with engines.load(str(path), engine=engine, options=opts) as s:
             return [s.run(f) for f in (self.feeds if feeds is None else feeds)]
 
-    def score(self, path, engine: str) -> Score:
-        key = (str(path), str(engine))
+    def score(self, path, engine: str, precision: str | None = None) -> Score:
+        """The metric of ``path`` on ``engine`` (``precision``: the engine's run-time precision, e.g. bf16)."""
+        key = (str(path), str(engine), str(precision))
         if key not in self._cache:
-            self._cache[key] = self._score(path, engine)
+            self._cache[key] = self._score(path, engine, precision)
         return self._cache[key]
 
     def __call__(self, path, engine: str) -> float:
         return self.score(path, engine).value
 
-    def _score(self, path, engine: str) -> Score:
-        outs = self._outputs(path, engine)
+    def _score(self, path, engine: str, precision: str | None = None) -> Score:
+        outs = self._outputs(path, engine, precision=precision)
         first = [next(iter(o.values())) for o in outs]
         if self.boxes is not None:
             from edgedeploy.optimize import detection_map
