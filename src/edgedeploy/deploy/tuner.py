@@ -33,8 +33,8 @@ options, so they are measured), within what the config allows
   least disturbed repeat and small enough for that load to explain (the interval's lower end
   divided by the slowdown 1/(1 - b), at most 2x, within the target), never decides: its check is *unverifiable here*, the configuration's policy (``performance.estimated``: warn,
   fail, ignore) says what that does to the verdict, and the choice ignores it.
-- Choice: among plans that miss no target, the highest throughput; plans whose throughput
-  intervals come within 3% of the best are tied; among those, the lowest latency (again
+- Choice: among plans that miss no target, the highest throughput (one stream: batch over the
+  p50 interval); plans whose throughput intervals come within 3% of the best are tied; among those, the lowest latency (again
   with ties by interval), then the smallest memory (ranges over repeats, at least 10% or 2 MiB
   wide, that overlap are tied), then the plan that uses
   the least: fewer threads, smaller batch, the more precise precision, the engine's order in
@@ -123,12 +123,12 @@ class Measurement:
         return low, high
 
     def throughput_interval(self) -> tuple[float, float]:
-        """Throughput scaled by the p50 interval: (low, high) items/s."""
-        p50, (lo, hi) = self.latency("p50"), self.interval("p50")
-        thr = self.throughput or 0.0
-        if not p50:
-            return thr, thr
-        return thr * p50 / hi, thr * p50 / lo
+        """(low, high) items/s of one stream, from the p50 interval: batch / latency. The harness's own
+        throughput (runs / wall time) follows the mean, which one stalled run moves; the choice does not."""
+        lo, hi = self.interval("p50")
+        if not lo or not hi:
+            return self.throughput or 0.0, self.throughput or 0.0
+        return self.plan.batch * 1000 / hi, self.plan.batch * 1000 / lo
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -272,20 +272,20 @@ def optimize(model, out: str | Path, *, engine: str = "auto", precision: str = "
 
         say("latency")
         plan = latency.plan_for
-        lat_plans = {"ORT default FP32 (anchor)": plan(src, "onnxruntime", anchor=True)}
+        lat_cands = {"ORT default FP32 (anchor)": plan(src, "onnxruntime", anchor=True)}
         if engines.available("openvino"):  # OpenVINO as users open it (BF16 where the CPU has it)
-            lat_plans["OpenVINO default (anchor)"] = plan(src, "openvino", anchor=True)
-        lat_plans |= {Candidate(Precision.FP32, e, graph=False).label: plan(src, e, threads=threads) for e in targets}
-        lat_plans |= {c.label: plan(p, c.engine, threads=threads, precision=str(c.precision)) for c, (p, _) in allowed.items()}
+            lat_cands["OpenVINO default (anchor)"] = plan(src, "openvino", anchor=True)
+        lat_cands |= {Candidate(Precision.FP32, e, graph=False).label: plan(src, e, threads=threads) for e in targets}
+        lat_cands |= {c.label: plan(p, c.engine, threads=threads) for c, (p, _) in allowed.items()}
         x = feeds[0][next(iter(feeds[0]))]
-        lat = latency.measure(lat_plans, x, rounds=latency_rounds, progress=say)
+        lat = latency.measure(lat_cands, x, rounds=latency_rounds, progress=say)
         ms = {label: v.median_ms for label, v in lat.items()}
         if goal == "size":
             best = min(choices, key=lambda c: (choices[c][0].stat().st_size, ms[c.label]))
         else:
             best = min(choices, key=lambda c: ms[c.label])
         path, acc = allowed[best]
-        baseline = _fp32_baseline(best.engine, lat_plans, ms)
+        baseline = _fp32_baseline(best.engine, lat_cands, ms)
         size_before = m.size_bytes()
         verdict = _never_worse(best, goal, ms, baseline, path.stat().st_size, size_before)
         if verdict:
@@ -325,9 +325,9 @@ def optimize(model, out: str | Path, *, engine: str = "auto", precision: str = "
     return report
 
 
-def _fp32_baseline(engine: Engine, lat_plans: dict, ms: dict[str, float]) -> str:
+def _fp32_baseline(engine: Engine, lat_cands: dict, ms: dict[str, float]) -> str:
     """The fastest FP32 configuration measured on ``engine`` (original, graph-optimised, or as users open it)."""
-    fp32 = [k for k, p in lat_plans.items() if p.engine == engine and (p.untuned or k.startswith("fp32"))]
+    fp32 = [label for label, p in lat_cands.items() if p.engine == engine and (p.untuned or label.startswith("fp32"))]
     return min(fp32, key=ms.get)
 
 
