@@ -47,7 +47,7 @@ def _class_map(names_by_id: dict[int, str], card, where: str) -> dict[int, int]:
 def coco(path: Path, card, what: str):
     """UserData (tensors + boxes) from a COCO JSON file."""
     from edgedeploy.cards import map_boxes, to_tensor
-    from edgedeploy.datasets.user import UserData, read_image
+    from edgedeploy.datasets.user_data import UserData, read_image
 
     where = f"{what} {path}"
     try:
@@ -113,7 +113,7 @@ def yolo_label_file(image: Path) -> Path | None:
 def yolo(root: Path, files: list[Path], card, what: str):
     """UserData (tensors + boxes) from images with YOLO txt labels."""
     from edgedeploy.cards import map_boxes, to_tensor
-    from edgedeploy.datasets.user import UserData, read_image
+    from edgedeploy.datasets.user_data import UserData, read_image
 
     n_classes = len(card.labels) if card is not None and card.labels else None
     tensors, boxes, skipped = [], [], 0
