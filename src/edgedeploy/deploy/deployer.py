@@ -80,12 +80,15 @@ def resolved_config(cfg: cfgmod.DeploymentConfig, m: Measurement, shape) -> dict
 
 
 def deploy(config_path: str | Path, out_dir: str | Path | None = None, *, measure=None, produce=None,
-           progress=None) -> DeployReport:
-    """Load and validate the YAML, tune here, and (when every target is met) write ``out_dir``."""
+           progress=None, hardware: str | None = None) -> DeployReport:
+    """Load and validate the YAML, tune here, and (when every target is met) write ``out_dir``.
+    ``hardware`` (a target key) replaces the YAML's ``deployment.hardware``."""
     from edgedeploy.deploy.doctor import advise
     from edgedeploy.ingest import load_model
 
     cfg = cfgmod.load(config_path)
+    if hardware:
+        cfg = cfg.model_copy(update={"deployment": cfg.deployment.model_copy(update={"hardware": hardware})})
     on_result = _monitor(cfg)
     measure = measure or bench_measure(cfg, on_result=on_result)
     result = tune(cfg, measure=measure, produce=produce, progress=progress)
