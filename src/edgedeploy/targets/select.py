@@ -60,5 +60,5 @@ def estimated(t: Target, model, *, shape=None, precisions=("fp32",), unit: str |
         rows.append({"target": t.key, "model": e.model, "precision": e.precision, "unit": e.unit,
                      "latency_ms": round(e.latency_ms, 3), "latency_low_ms": round(e.latency_low_ms, 3),
                      "latency_high_ms": round(e.latency_high_ms, 3), "memory_bytes": e.memory_bytes,
-                     "how": "estimated", "method": e.method})
+                     "how": "estimated", "method": e.method, "notes": list(e.notes)})
     return rows
