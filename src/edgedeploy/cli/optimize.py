@@ -43,6 +43,9 @@ def optimize(model: str = typer.Argument(..., help=MODEL_HELP + " Also PyTorch: 
                                                help="Distillation steps after pruning (batch 8, 192-pixel windows)."),
              target: str = typer.Option(None, "--target", help="Edge target (rk3588, raspberry-pi-5, jetson-orin-nano, "
                                         "...): optimise for an engine it runs; its latency is shown estimated."),
+             time_budget: float = typer.Option(None, "--time-budget", min=0.1,
+                                               help="Seconds of distillation at most (with --prune): it stops there "
+                                               "and the model so far is still measured and reported."),
              json_: bool = typer.Option(False, "--json", help="Machine-readable output.")):
     """Make MODEL smaller and faster on the target engine without losing more than --max-accuracy-drop.
 
@@ -51,6 +54,7 @@ def optimize(model: str = typer.Argument(..., help=MODEL_HELP + " Also PyTorch: 
     writes nothing and exits 1. Size, accuracy and latency before/after are measured here, now.
     """
     import logging
+    import sys
 
     from edgedeploy.errors import VerdictError
     from edgedeploy.optimize import optimize as run, report_path
@@ -63,14 +67,19 @@ def optimize(model: str = typer.Argument(..., help=MODEL_HELP + " Also PyTorch: 
         with progress(not json_) as bar:
             job = bar.add_task("optimising", total=None)
 
+            lines = not json_ and not sys.stderr.isatty()
+
             def say(msg: str) -> None:
                 bar.update(job, description=msg)
-                phase.debug("%s", msg)  # phase lines in logs (--log-level debug), where no bar is drawn
+                phase.debug("%s", msg)
+                if lines:  # no bar is drawn off a terminal: one line per phase (and per 10% of long ones)
+                    print(f"optimize: {msg}", file=sys.stderr, flush=True)
 
             r = run(model, output, engine=engine, precision=precision, calib=calib, calib_method=calib_method,
                     calib_samples=calib_samples, task=task, like=like, card=card, data=data, goal=goal,
                     max_accuracy_drop=max_accuracy_drop, eval_samples=eval_samples, threads=threads,
-                    latency_rounds=rounds, prune=prune, distill_steps=distill_steps, progress=say)
+                    latency_rounds=rounds, prune=prune, distill_steps=distill_steps, time_budget=time_budget,
+                    progress=say)
     except VerdictError as exc:  # the figures for machines; the one line and exit 1 come from the CLI's contract
         if json_:
             emit_json({"written": False, "verdict": str(exc), **exc.figures})

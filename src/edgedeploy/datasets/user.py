@@ -6,6 +6,8 @@ Accepted ``path`` forms (:func:`load`):
   cannot be read are skipped and counted;
 - an ImageNet-style labelled folder: every image sits in a class sub-folder (``root/cat/1.jpg``)
   and the card's task classifies (or it has labels); class names map to the card's ``labels`` (or, without labels, to sorted folder names / integers);
+- detection labels: a COCO JSON file, or images with YOLO txt labels (a folder, when the card's
+  task detects): see :mod:`edgedeploy.datasets.user_boxes`;
 - a CSV file of ``path,label`` rows (paths relative to the CSV's folder, never outside it);
 - a video (every ``video_step``-th frame);
 - ``.npy`` / ``.npz`` tensors, fed as they are (a folder of them, or one file: N samples stacked).
@@ -46,13 +48,15 @@ class UserData:
     classes: tuple[str, ...] = ()
     skipped: int = 0
     notes: list[str] = field(default_factory=list)
+    boxes: list[np.ndarray] | None = None  # detection: per sample K x 5 (class, x1, y1, x2, y2 in input pixels)
 
     def __len__(self) -> int:
         return len(self.tensors)
 
     def take(self, idx) -> UserData:
         return replace(self, tensors=[self.tensors[i] for i in idx],
-                       labels=None if self.labels is None else [self.labels[i] for i in idx])
+                       labels=None if self.labels is None else [self.labels[i] for i in idx],
+                       boxes=None if self.boxes is None else [self.boxes[i] for i in idx])
 
 
 def read_image(path: Path) -> np.ndarray | None:
@@ -82,6 +86,10 @@ def load(path: str | Path, *, card=None, limit: int | None = None, min_samples: 
     suffix = p.suffix.lower()
     if p.is_file() and suffix == ".csv":
         data = _csv(p, card, what)
+    elif p.is_file() and suffix == ".json":
+        from edgedeploy.datasets import user_boxes
+
+        data = user_boxes.coco(p, _need_card(card, what, p), what)
     elif p.is_file() and suffix in VIDEO_SUFFIXES:
         data = _video(p, card, video_step, limit, what)
     elif p.is_file() and suffix in TENSOR_SUFFIXES:
@@ -90,7 +98,7 @@ def load(path: str | Path, *, card=None, limit: int | None = None, min_samples: 
         data = _folder(p, card, what)
     else:
         raise UserError(f"{what} {path}: unsupported file type {suffix or 'none'!r}; expected a folder, .csv, "
-                        f"a video ({', '.join(VIDEO_SUFFIXES)}) or .npy/.npz")
+                        f"a COCO JSON file, a video ({', '.join(VIDEO_SUFFIXES)}) or .npy/.npz")
     if limit is not None and len(data) > limit:
         data = data.take(range(limit))
     for i, t in enumerate(data.tensors):
@@ -137,6 +145,11 @@ def _folder(root: Path, card, what: str) -> UserData:
     candidates = [f for f in files if f.suffix.lower() not in (".txt", ".json", ".csv", ".yaml", ".md")]
     if not candidates:
         raise UserError(f"{what} {root}: no images or tensors found (searched recursively)")
+    if card is not None and card.task in (Task.DETECTION, Task.DET):
+        from edgedeploy.datasets import user_boxes
+
+        if any(user_boxes.yolo_label_file(f) for f in candidates):  # YOLO txt labels beside (or parallel to) them
+            return user_boxes.yolo(root, candidates, _need_card(card, what, root), what)
     parents = {f.parent for f in candidates}
     class_folders = all(p.parent == root for p in parents) and len(parents) >= 2
     # Sub-folders are classes only when the card says the model classifies (a task or labels): an

@@ -19,6 +19,7 @@ symlink, and a ``deployment.yaml`` whose model or params is not one of the liste
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -28,6 +29,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -72,12 +74,18 @@ def _strict(obj):
     return obj
 
 
-def write(out_dir: str | Path, *, model, resolved: dict, record: dict, signing_key=None) -> Path:
+def write(out_dir: str | Path, *, model, resolved: dict, record: dict, plan=None,
+          signing_key=None, before_sign: Callable[[Path], dict | None] | None = None) -> Path:
     """Write the deployment into ``out_dir`` atomically (replacing an existing deployment there).
 
     ``model``: the :class:`~edgedeploy.ingest.Model` to ship (its files are copied).
     ``resolved``: the resolved config. ``record``: measurements and checks for the manifest.
+    ``plan``: the chosen :class:`~edgedeploy.plan.DeploymentPlan`, recorded as ``"plan"`` with its model
+    file pointing at the copy (relative name and sha256).
     ``signing_key``: an Ed25519 private key (``edgedeploy.security.keys.load_private_key``) that signs it.
+    ``before_sign``: called with the half-built directory once the model and config are in it, to add
+    files that ship with the deployment (a target's artefacts); what it returns joins the manifest's
+    record. Everything it writes is listed and signed like the model.
     """
     from edgedeploy.security import signing
 
@@ -97,12 +105,18 @@ def write(out_dir: str | Path, *, model, resolved: dict, record: dict, signing_k
             dst = tmp / f"model{src.suffix}"
             shutil.copyfile(src, dst)
             names.append(dst.name)
+        if plan is not None:
+            shipped = dataclasses.replace(plan.model, path=names[0], params=names[1] if len(names) > 1 else None,
+                                          sha256=sha256(tmp / names[0]))
+            record = {**record, "plan": plan.with_model(shipped).to_dict()}
         resolved = dict(resolved)
         resolved["model"] = names[0]
         if len(names) > 1:
             resolved["params"] = names[1]
         (tmp / CONFIG).write_text("# written by edgedeploy deploy: the configuration chosen by measuring\n"
                                   + yaml.safe_dump(resolved, sort_keys=False))
+        if before_sign is not None:
+            record = {**record, **(before_sign(tmp) or {})}
         meta = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "edgedeploy": __version__,
                 "python": sys.version.split()[0], "platform": platform.platform(), "engines": engine_versions(),
                 "source_model": {"name": model.name, "path": str(model.path)},
