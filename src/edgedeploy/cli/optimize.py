@@ -41,6 +41,8 @@ def optimize(model: str = typer.Argument(..., help=MODEL_HELP + " Also PyTorch: 
                                          "distillation from the original on the --calib data); 0: none."),
              distill_steps: int = typer.Option(600, "--distill-steps", min=1,
                                                help="Distillation steps after pruning (batch 8, 192-pixel windows)."),
+             target: str = typer.Option(None, "--target", help="Edge target (rk3588, raspberry-pi-5, jetson-orin-nano, "
+                                        "...): optimise for an engine it runs; its latency is shown estimated."),
              time_budget: float = typer.Option(None, "--time-budget", min=0.1,
                                                help="Seconds of distillation at most (with --prune): it stops there "
                                                "and the model so far is still measured and reported."),
@@ -58,6 +60,9 @@ def optimize(model: str = typer.Argument(..., help=MODEL_HELP + " Also PyTorch: 
     from edgedeploy.optimize import optimize as run, report_path
 
     phase = logging.getLogger("edgedeploy.optimize")
+    chosen = None
+    if target:
+        engine, chosen = _for_target(target, engine, precision)
     try:
         with progress(not json_) as bar:
             job = bar.add_task("optimising", total=None)
@@ -79,8 +84,9 @@ def optimize(model: str = typer.Argument(..., help=MODEL_HELP + " Also PyTorch: 
         if json_:
             emit_json({"written": False, "verdict": str(exc), **exc.figures})
         raise
+    figures = _target_figures(chosen, model, r) if chosen else None
     if json_:
-        return emit_json(r.to_dict())
+        return emit_json({**r.to_dict(), **({"target": figures} if figures else {})})
     console.print(table(f"{r.model} → {r.output} ({r.precision} on {r.engine}, {r.recipe})",
                         ["", "before", "after"], r.summary_rows()))
     console.print(table("latency on each candidate", ["candidate", "median ms", "min ms"],
@@ -91,3 +97,32 @@ def optimize(model: str = typer.Argument(..., help=MODEL_HELP + " Also PyTorch: 
     for line in [*(f"pass: {p}" for p in r.passes), f"calibration: {r.calibration}", f"accuracy: {r.metric_source}",
                  f"latency: {r.latency_method}", *(f"note: {n}" for n in r.notes), f"wrote {r.output} and {report_path(r.output)}"]:
         console.print(line, markup=False, highlight=False)
+    if figures:
+        from edgedeploy.cli.bench import print_target_figures
+
+        print_target_figures(figures)
+
+
+def _for_target(name: str, engine: str, precision: str):
+    """The engine to optimise for on target ``name`` (one it runs that optimize makes models for)."""
+    from edgedeploy.errors import UserError
+    from edgedeploy.targets.select import choose, here_engines
+
+    t = choose(name, precisions=[precision] if precision != "auto" else [], engines=[engine])
+    if t.key == "local":
+        return engine, t
+    usable = here_engines(t, ("onnxruntime", "openvino"))
+    if engine == "auto":
+        if not usable:
+            raise UserError(f"optimize makes ONNX Runtime and OpenVINO models; {t.key} runs neither: "
+                            f"edgedeploy deploy with hardware: {t.key} makes its artefacts")
+        engine = usable[0]
+    return engine, t
+
+
+def _target_figures(t, model: str, r) -> dict:
+    """The target's estimate at the result's precision, costed on the source model (its shape is known)."""
+    from edgedeploy.targets.select import estimated, not_the_targets
+
+    return {"key": t.key, "isa": t.isa, "note": not_the_targets(t),
+            "estimated": estimated(t, model, precisions=[str(r.precision)])}

@@ -87,14 +87,17 @@ def resolved_config(cfg: cfgmod.DeploymentConfig) -> dict:
 
 
 def deploy(config_path: str | Path, out_dir: str | Path | None = None, *, measure=None, produce=None,
-           progress=None) -> DeployReport:
+           progress=None, hardware: str | None = None) -> DeployReport:
     """Load and validate the YAML, tune here, and (when every target is met) write ``out_dir`` with the
-    chosen :class:`~edgedeploy.plan.DeploymentPlan` in its manifest."""
+    chosen :class:`~edgedeploy.plan.DeploymentPlan` in its manifest. ``hardware`` (a target key)
+    replaces the YAML's ``deployment.hardware``."""
     from edgedeploy.deploy.doctor import advise
     from edgedeploy.fsio import scratch_dir
     from edgedeploy.ingest import load_model
 
     cfg = cfgmod.load(config_path)
+    if hardware:
+        cfg = cfg.model_copy(update={"deployment": cfg.deployment.model_copy(update={"hardware": hardware})})
     on_result = _monitor(cfg)
     measure = measure or bench_measure(cfg, on_result=on_result)
     with scratch_dir("tune") as work:  # the made models, until the chosen one is copied into the deployment
