@@ -28,6 +28,7 @@ class DeployReport:
     named_estimate: object | None  # hardware.estimate.Estimate for the named device
     advice: list = field(default_factory=list)  # doctor Findings when a target is not met
     notes: list[str] = field(default_factory=list)
+    artifacts: list = field(default_factory=list)  # targets.build.Artifact: what the named target runs
 
     @property
     def met(self) -> bool:
@@ -47,7 +48,8 @@ class DeployReport:
         return {"met": self.met, "out_dir": str(self.out_dir) if self.out_dir else None,
                 "hardware": self.config.deployment.hardware, "measured_on": "this machine",
                 "named_device_estimate": self.named_estimate.to_dict() if self.named_estimate else None,
-                "result": self.result.to_dict(), "advice": [asdict(a) for a in self.advice], "notes": self.notes}
+                "result": self.result.to_dict(), "advice": [asdict(a) for a in self.advice], "notes": self.notes,
+                "target_artifacts": [a.to_dict() for a in self.artifacts]}
 
 
 def _monitor(cfg: cfgmod.DeploymentConfig):
@@ -85,19 +87,21 @@ def resolved_config(cfg: cfgmod.DeploymentConfig) -> dict:
 
 
 def deploy(config_path: str | Path, out_dir: str | Path | None = None, *, measure=None, produce=None,
-           progress=None) -> DeployReport:
+           progress=None, hardware: str | None = None) -> DeployReport:
     """Load and validate the YAML, tune here, and (when every target is met) write ``out_dir`` with the
-    chosen :class:`~edgedeploy.plan.DeploymentPlan` in its manifest."""
-    import tempfile
-
+    chosen :class:`~edgedeploy.plan.DeploymentPlan` in its manifest. ``hardware`` (a target key)
+    replaces the YAML's ``deployment.hardware``."""
     from edgedeploy.deploy.doctor import advise
+    from edgedeploy.fsio import scratch_dir
     from edgedeploy.ingest import load_model
 
     cfg = cfgmod.load(config_path)
+    if hardware:
+        cfg = cfg.model_copy(update={"deployment": cfg.deployment.model_copy(update={"hardware": hardware})})
     on_result = _monitor(cfg)
     measure = measure or bench_measure(cfg, on_result=on_result)
-    with tempfile.TemporaryDirectory(prefix="edgedeploy-tune-") as work:  # the made models, until copied
-        result = tune(cfg, measure=measure, produce=produce or default_produce(cfg, work), progress=progress)
+    with scratch_dir("tune") as work:  # the made models, until the chosen one is copied into the deployment
+        result = tune(cfg, measure=measure, produce=produce or default_produce(cfg, str(work)), progress=progress)
         notes = list(result.notes)
         est = None
         if cfg.deployment.hardware != "local":
@@ -106,6 +110,7 @@ def deploy(config_path: str | Path, out_dir: str | Path | None = None, *, measur
             est = _named_estimate(cfg, result)
         advice = [] if result.met else advise(cfg, result, est)
         written = None
+        artifacts: list = []
         if result.met and out_dir is not None:
             plan = result.plan
             model = load_model(plan.model.path, plan.model.params)
@@ -115,12 +120,22 @@ def deploy(config_path: str | Path, out_dir: str | Path | None = None, *, measur
                       "reference_accuracy": result.reference_accuracy,
                       "measurements": [m.to_dict() for m in result.measurements],
                       "pruned": [asdict(p) for p in result.pruned]}
-            written = manifest.write(out_dir, model=model, resolved=resolved_config(cfg), record=record, plan=plan)
+            written = manifest.write(out_dir, model=model, resolved=resolved_config(cfg), record=record, plan=plan,
+                                     before_sign=lambda d: _target_artifacts(cfg, d, result, progress, artifacts))
             png, page = write_pareto(result, written)
             notes.append(f"every candidate tried: {png} and {page} (beside the deployment, outside what it signs)")
         elif out_dir is not None:
             notes.append(f"nothing written to {out_dir}: a deployment is written only when every target is met")
-    return DeployReport(cfg, result, written, est, advice, notes)
+    return DeployReport(cfg, result, written, est, advice, notes, artifacts)
+
+
+def _target_artifacts(cfg, directory: Path, result: TuneResult, progress, into: list) -> dict:
+    """The named target's artefacts, built into the deployment before it is signed (so they are listed)."""
+    from edgedeploy.targets.build import for_deployment
+
+    into.extend(for_deployment(cfg, directory, shape=tuple(result.shape),
+                               progress=progress and (lambda what: progress(what, 0, None))))
+    return {"target_artifacts": [a.to_dict() for a in into]} if into else {}
 
 
 def write_pareto(result: TuneResult, directory: Path) -> tuple[Path, Path]:

@@ -23,8 +23,8 @@ log = logging.getLogger("edgedeploy.deployment")
 
 
 def deployed_plan(directory: str | Path, record: dict | None = None, *, trusted_keys=None) -> DeploymentPlan:
-    """The plan recorded in the deployment's manifest (verified first, signature too when ``trusted_keys``
-    are given, unless ``record``, the verified manifest, is given); its model path is relative to ``directory``."""
+    """The plan recorded in the deployment's manifest (verified first, against ``trusted_keys`` when given,
+    unless ``record``, the verified manifest, is given); its model path is relative to ``directory``."""
     record = manifest.verify(directory, trusted_keys) if record is None else record
     if "plan" not in record:
         raise UserError(f"deployment {directory} records no deployment plan (made by an older edgedeploy); "

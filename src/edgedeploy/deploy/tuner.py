@@ -16,8 +16,9 @@ result is at worst the best untuned engine. Three stages:
    for latency — with accuracy measured where the model has ground truth. A variant is not
    expanded when it already misses the latency target there by more than 2x (fewer threads
    and larger batches are slower per call, short of contention on a shared machine), when it
-   loses more accuracy than allowed, or when another variant is at least as good on latency,
-   memory and measured power alike and clearly better on one (dominated).
+   loses more accuracy than allowed, or when another variant is at least as good on latency
+   (beyond the noise: its interval at or below), memory and measured power alike and clearly
+   better on one (dominated).
 3. **Expand** the survivors over thread counts and batch sizes with full runs; batches grow
    until one misses the latency target.
 
@@ -42,9 +43,10 @@ result is at worst the best untuned engine. Three stages:
   advantage clears the noise band of the two measurements); otherwise the anchor is chosen.
   Every candidate is measured in its own fresh process, one after another, so no candidate's
   spinning worker threads (ORT spins after a run by default) can slow another.
-- Choice: among plans that miss no target, the highest throughput; plans whose throughput
-  intervals come within 3% of the best are tied; among those, the lowest latency (again
-  with ties by interval), then the smallest memory (within 10% or 2 MiB: tied), then the plan that uses
+- Choice: among plans that miss no target, the highest throughput (one stream: batch over the
+  p50 interval); plans whose throughput intervals come within 3% of the best are tied; among those, the lowest latency (again
+  with ties by interval), then the smallest memory (ranges over repeats, at least 10% or 2 MiB
+  wide, that overlap are tied), then the plan that uses
   the least: fewer threads, smaller batch, the more precise precision, the engine's order in
   ``ENGINES``. When none meets every target, the closest (smallest worst-case miss).
 
@@ -103,6 +105,7 @@ class Measurement:
     reason: str = ""
     latency_ms: dict = field(default_factory=dict)  # p50, p90, p99 (+ _low/_high: the 95% interval), ...
     memory_bytes: float | None = None
+    memory_high: float | None = None  # the highest reading over repeats (memory_bytes: the lowest)
     power_w: float | None = None
     power_source: str = ""
     power_measured: bool = False
@@ -123,13 +126,20 @@ class Measurement:
         v = self.latency(stat)
         return self.latency_ms.get(f"{stat}_low", v), self.latency_ms.get(f"{stat}_high", v)
 
+    def memory_interval(self) -> tuple[float, float]:
+        """(lowest, highest) memory reading over repeats, at least 10% or 2 MiB wide: peak RSS moves that
+        much from one fresh process to the next."""
+        low = self.memory_bytes or 0.0
+        high = max(self.memory_high or low, low * (1 + MEMORY_TIE[0]), low + MEMORY_TIE[1])
+        return low, high
+
     def throughput_interval(self) -> tuple[float, float]:
-        """Throughput scaled by the p50 interval: (low, high) items/s."""
-        p50, (lo, hi) = self.latency("p50"), self.interval("p50")
-        thr = self.throughput or 0.0
-        if not p50:
-            return thr, thr
-        return thr * p50 / hi, thr * p50 / lo
+        """(low, high) items/s of one stream, from the p50 interval: batch / latency. The harness's own
+        throughput (runs / wall time) follows the mean, which one stalled run moves; the choice does not."""
+        lo, hi = self.interval("p50")
+        if not lo or not hi:
+            return self.throughput or 0.0, self.throughput or 0.0
+        return self.plan.batch * 1000 / hi, self.plan.batch * 1000 / lo
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -292,23 +302,22 @@ def choose(measured: list[Measurement], cfg: DeploymentConfig, reference_accurac
     best_low = max(m.throughput_interval()[0] for m in feasible)
     tied = [m for m in feasible if m.throughput_interval()[1] * (1 + TIE) >= best_low]
     tied = _tied(tied, lambda m: m.interval(stat))
-    least_memory = min(m.memory_bytes or 0 for m in tied)
-    tied = [m for m in tied if (m.memory_bytes or 0) <= max(least_memory * (1 + MEMORY_TIE[0]),
-                                                          least_memory + MEMORY_TIE[1])]
+    tied = _tied(tied, Measurement.memory_interval)
     chosen = _prefer_anchor(min(tied, key=lambda m: _least(m.plan)), feasible)
     return chosen, verdict(check_targets(chosen, cfg, reference_accuracy), cfg.performance.estimated)
 
 
 def _dominated(a: Measurement, others: list[Measurement]) -> Measurement | None:
-    """Another measurement no worse than ``a`` on latency, memory, measured power and accuracy, and clearly
-    better on latency (its interval entirely below a's) or memory (10% less)."""
-    a_lo, a_hi = a.interval()
+    """Another measurement no worse than ``a`` on latency (its interval at or below a's, within 3%), memory,
+    measured power and accuracy, and clearly better on latency (by more than 3%) or memory (10% less). Noisy
+    screens have wide intervals: then nothing is pruned on them, and the full runs decide."""
+    a_lo = a.interval()[0]
     for b in others:
         if b is a or not b.ok:
             continue
-        b_lo, b_hi = b.interval()
+        b_hi = b.interval()[1]
         power_ok = not (a.power_measured and b.power_measured) or (b.power_w or 0) <= (a.power_w or 0)
-        if (b_lo <= a_hi and (b.memory_bytes or 0) <= (a.memory_bytes or 0) and power_ok
+        if (b_hi <= a_lo * (1 + TIE) and (b.memory_bytes or 0) <= (a.memory_bytes or 0) and power_ok
                 and (b.accuracy or 0) >= (a.accuracy or 0)
                 and (b_hi < a_lo * (1 - TIE) or (b.memory_bytes or 0) < (a.memory_bytes or 0) * 0.9)):
             return b
@@ -334,7 +343,7 @@ def tune(cfg: DeploymentConfig, *, measure: Measure | None = None, produce: Prod
         from edgedeploy.fsio import make_scratch_dir
 
         workdir = str(make_scratch_dir("tune"))
-        atexit.register(shutil.rmtree, workdir, True)  # the chosen variant is copied out before the process ends
+        atexit.register(shutil.rmtree, workdir, True)  # the caller copies what it keeps before the process ends
         produce = default_produce(cfg, workdir)
     cores = cores or usable_cores()
     dep, perf = cfg.deployment, cfg.performance
@@ -366,6 +375,8 @@ def tune(cfg: DeploymentConfig, *, measure: Measure | None = None, produce: Prod
             anchors.append(DeploymentPlan(engine=e, precision="fp32", model=ModelFile.of(cfg.model, cfg.params),
                                           untuned=True, shape=tuple(shape1)))
         variants += _variants(e, dep.precisions(), model, produce, isa, pruned)
+
+    _int8_decision(cfg, variants, pruned, notes)
 
     def plan(e: str, p: str, v: Variant, t: int, b: int) -> DeploymentPlan:
         options = EngineOptions(threads=t, graph_optimization=dep.operator_fusion,
@@ -449,14 +460,39 @@ def tune(cfg: DeploymentConfig, *, measure: Measure | None = None, produce: Prod
                       measurements=measured, pruned=pruned, reference_accuracy=ref, notes=notes)
 
 
+REFUSED = "optimiser could not make it"
+
+
+def _int8_decision(cfg: DeploymentConfig, variants: list, pruned: list[Pruned], notes: list[str]) -> None:
+    """INT8 asked for (``precision: int8``) but refused by the optimiser on every engine (over the
+    accuracy budget, or not faster): exit 1 with each engine's figures; with ``precision: auto`` the
+    fallback is a note that says why — never a silent FP16/FP32. An engine that cannot run INT8 at
+    all stays a pruned row."""
+    if "int8" not in cfg.deployment.precisions() or any(p == "int8" for _, p, _ in variants):
+        return
+    why = {x.what: x.reason for x in pruned if x.what.endswith(" int8") and x.reason.startswith(REFUSED)}
+    if not why:
+        return
+    lines = "; ".join(f"{w}: {r}" for w, r in why.items())
+    if cfg.deployment.precision != "auto":
+        raise VerdictError(f"precision int8 asked for, but no INT8 model could be made — {lines}. Nothing was "
+                           "deployed; raise evaluation.max_accuracy_drop, give more calibration data, or set "
+                           "precision: auto to accept a float precision", figures={"int8": why})
+    notes.append(f"INT8 not used (precision auto falls back to float): {lines}")
+
+
 def _settle(repeats: list[Measurement], stat: str) -> Measurement:
-    """Of repeated measurements of one plan, the least disturbed (lowest upper bound of ``stat``), keeping the
-    first one's stage and accuracy. Other processes only ever add time, so that is the machine's own figure."""
+    """Of repeated measurements of one plan, the least disturbed (lowest upper bound of ``stat``), with the lowest
+    memory reading and their spread, keeping the first one's stage and accuracy. Other processes only ever add
+    time, so that is the machine's own figure."""
     first = repeats[0]
     ok = [m for m in repeats if m.ok]
     if not ok:
         return first
     best = min(ok, key=lambda m: m.interval(stat)[1])
+    readings = [m.memory_bytes for m in ok if m.memory_bytes is not None]
+    if readings:  # memory, like time, only grows with disturbance: the lowest reading, and the spread
+        best.memory_bytes, best.memory_high = min(readings), max(readings)
     best.stage = first.stage
     if best.accuracy is None:
         best.accuracy, best.accuracy_metric = first.accuracy, first.accuracy_metric
@@ -536,10 +572,24 @@ def default_produce(cfg: DeploymentConfig, workdir: str) -> Produce:
     from edgedeploy.benchmarking.plan import precision_skip
 
     source = ModelFile.of(cfg.model, cfg.params)
+    checker = None
 
     def produce(model, engine: str, precision: str):
+        nonlocal checker
         if precision in RUNTIME_PRECISIONS and (precision == "fp32" or not precision_skip(engine, precision)):
-            return Variant(model=source, runtime_precision=precision)
+            if precision == "fp32" or model.zoo is not None or not cfg.evaluation.enable:  # zoo: the harness scores it
+                return Variant(model=source, runtime_precision=precision)
+            from edgedeploy.optimize.runtime_check import RuntimeChecker
+
+            # any other model: every run-time precision checked on the user's data, like INT8
+            checker = checker or RuntimeChecker(cfg.model, card=cfg.card, calib=cfg.evaluation.calibration,
+                                                data=cfg.evaluation.data)
+            chk = checker.check(engine, precision)
+            if chk.drop_points > 100 * cfg.evaluation.max_accuracy_drop + 1e-9:
+                return (f"accuracy {100 * chk.accuracy:.2f} vs {100 * chk.reference:.2f} at fp32 ({chk.source}): "
+                        f"{chk.drop_points:.2f} points down, above max_accuracy_drop "
+                        f"{100 * cfg.evaluation.max_accuracy_drop:g} points")
+            return Variant(model=source, runtime_precision=precision, accuracy=chk.accuracy)
         from edgedeploy import optimize as opt
 
         out = f"{workdir}/{model.name}-{engine}-{precision}.onnx"
@@ -547,11 +597,10 @@ def default_produce(cfg: DeploymentConfig, workdir: str) -> Produce:
             res = opt.optimize(model, out, engine=engine, precision=precision,
                                max_accuracy_drop=100 * cfg.evaluation.max_accuracy_drop,  # YAML fraction → points
                                card=cfg.card, calib=cfg.evaluation.calibration, data=cfg.evaluation.data,
-                               task=model.zoo.task if model.zoo else None,
-                               goal="size")  # speed is judged here, fresh process per plan, against the anchors
+                               task=model.zoo.task if model.zoo else None)
         except (UserError, VerdictError) as exc:  # the optimiser's "cannot" for this variant: pruned, said why
             log.info("optimiser made no %s model for %s: %s", precision, engine, exc)
-            return f"optimiser could not make it: {' '.join(str(exc).split())[:200]}"
+            return f"{REFUSED}: {' '.join(str(exc).split())[:400]}"
         return Variant(model=ModelFile.of(res.output, source=str(cfg.model),
                                           made_by=f"edgedeploy.optimize {precision} for {engine}"),
                        accuracy=res.accuracy_after)

@@ -112,7 +112,7 @@ def optimize(model, out: str | Path, *, engine: str = "auto", precision: str = "
              threads: int = 2, latency_rounds: int = 5, max_float_share: float = MAX_FLOAT_SHARE,
              min_calib_samples: int = calibration.MIN_SAMPLES, prune: float = 0.0,
              distill_steps: int = DISTILL_STEPS, distill_samples: int = DISTILL_SAMPLES,
-             progress: Callable[[str], None] | None = None) -> OptimizeReport:
+             time_budget: float | None = None, progress: Callable[[str], None] | None = None) -> OptimizeReport:
     """Optimise ``model`` for ``engine`` and write it to ``out`` (.onnx) — only if it is worth it.
 
     model: zoo name, .onnx, Paddle model, or PyTorch (``nn.Module`` with ``card``, ``.pt``, ``.pt2``,
@@ -130,6 +130,9 @@ def optimize(model, out: str | Path, *, engine: str = "auto", precision: str = "
     goal: "speed" (the result must be faster than the best FP32 configuration on its engine) or
         "size" (it must be smaller).
     max_accuracy_drop: the most the metric may fall, in points (0..100 scale, absolute).
+    prune, distill_steps, time_budget: structured pruning of that fraction of channels, then
+        distillation from the original for at most ``distill_steps`` steps or ``time_budget`` seconds
+        (:func:`edgedeploy.optimize.prune.prune_and_distill`).
 
     Returns the :class:`OptimizeReport`. Raises :class:`VerdictError` (nothing written) when no
     model is within budget, or the one within budget is not faster (smaller) than FP32.
@@ -219,7 +222,8 @@ def optimize(model, out: str | Path, *, engine: str = "auto", precision: str = "
             name = fp32.inputs[0].name
             say(f"pruning {prune:.0%} of channels, then distilling")
             pruned = pruning.prune_and_distill(g_path, g_path, [f[name] for f in data_feeds], ratio=prune,
-                                               steps=distill_steps, threads=threads)
+                                               steps=distill_steps, threads=threads, say=say,
+                                               time_budget_s=time_budget)
         if task:
             scorer = _TaskScorer(task, entry.name if entry else None, eval_samples, threads)
         else:
@@ -227,7 +231,7 @@ def optimize(model, out: str | Path, *, engine: str = "auto", precision: str = "
 
             held = held or user_data.random_held_out(fp32, m, eval_samples)
             scorer = guard.HeldOutScorer(held.feeds, ref_path=src, labels=held.labels, source=held.source,
-                                         threads=threads, task=card_obj.task if card_obj else None)
+                                         threads=threads, task=card_obj.task if card_obj else None, boxes=held.boxes)
         fp32.release()
 
         say(f"accuracy of the FP32 model ({scorer.metric})")
@@ -268,23 +272,23 @@ def optimize(model, out: str | Path, *, engine: str = "auto", precision: str = "
 
         say("latency")
         plan = latency.plan_for
-        lat_plans = {"ORT default FP32 (anchor)": plan(src, "onnxruntime", anchor=True)}
+        lat_cands = {"ORT default FP32 (anchor)": plan(src, "onnxruntime", anchor=True)}
         if engines.available("openvino"):  # OpenVINO as users open it (BF16 where the CPU has it)
-            lat_plans["OpenVINO default (anchor)"] = plan(src, "openvino", anchor=True)
-        lat_plans |= {Candidate(Precision.FP32, e, graph=False).label: plan(src, e, threads=threads) for e in targets}
-        lat_plans |= {c.label: plan(p, c.engine, threads=threads, precision=c.precision) for c, (p, _) in allowed.items()}
+            lat_cands["OpenVINO default (anchor)"] = plan(src, "openvino", anchor=True)
+        lat_cands |= {Candidate(Precision.FP32, e, graph=False).label: plan(src, e, threads=threads) for e in targets}
+        lat_cands |= {c.label: plan(p, c.engine, threads=threads, precision=c.precision) for c, (p, _) in allowed.items()}
         x = feeds[0][next(iter(feeds[0]))]
-        lat = latency.measure(lat_plans, x, rounds=latency_rounds, progress=say)
+        lat = latency.measure(lat_cands, x, rounds=latency_rounds, progress=say)
         ms = {label: v.median_ms for label, v in lat.items()}
         if goal == "size":
             best = min(choices, key=lambda c: (choices[c][0].stat().st_size, ms[c.label]))
         else:
             best = min(choices, key=lambda c: ms[c.label])
         path, acc = allowed[best]
-        baseline = _fp32_baseline(best.engine, lat_plans, ms)
+        baseline = _fp32_baseline(best.engine, lat_cands, ms)
         size_before = m.size_bytes()
         verdict = _never_worse(best, goal, ms, baseline, path.stat().st_size, size_before) or \
-            _behind_anchor(best, goal, lat, [k for k, p in lat_plans.items() if p.untuned and p.engine in targets])
+            _behind_anchor(best, goal, lat, [k for k, p in lat_cands.items() if p.untuned and p.engine in targets])
         if verdict:
             figures["latency_ms"] = {k: round(v, 3) for k, v in ms.items()}
             figures["size_before"], figures["size_after"] = size_before, path.stat().st_size
@@ -320,19 +324,19 @@ def optimize(model, out: str | Path, *, engine: str = "auto", precision: str = "
         )
         _write(path, out, report, exported)
         scored = {c.label: v for c, v in made.items()}  # the FP32 model as is: the accuracy measured before
-        scored |= {k: (Path(p.model.path), before[p.engine]) for k, p in lat_plans.items()
+        scored |= {k: (Path(p.model.path), before[p.engine]) for k, p in lat_cands.items()
                    if k not in scored and p.engine in before and not (p.untuned and p.engine is not Engine.ONNXRUNTIME)}
-        _pareto(out, best, lat, lat_plans, scored, latency_rounds, threads)
+        _pareto(out, best, lat, lat_cands, scored, latency_rounds, threads)
     return report
 
 
-def _pareto(out: Path, best: Candidate, lat: dict, lat_plans: dict, made: dict, rounds: int, threads: int) -> None:
+def _pareto(out: Path, best: Candidate, lat: dict, lat_cands: dict, made: dict, rounds: int, threads: int) -> None:
     """Every candidate timed (latency vs accuracy, marker ~ model file size) beside the output:
     ``OUT.pareto.png`` and ``OUT.report.html``."""
     from edgedeploy.benchmarking import pareto
 
     points = []
-    for label, plan in lat_plans.items():
+    for label, plan in lat_cands.items():
         path, acc = made.get(label, (Path(plan.model.path), None))
         points.append(pareto.Point(label=label, latency_ms=lat[label].median_ms, accuracy=acc,
                                    memory_mb=Path(path).stat().st_size / 2**20, anchor=plan.untuned,
@@ -345,10 +349,9 @@ def _pareto(out: Path, best: Candidate, lat: dict, lat_plans: dict, made: dict, 
                  rule=rule, method=latency.method(threads=threads, rounds=rounds), size_label="model file (MiB)")
 
 
-def _fp32_baseline(engine: Engine, lat_plans: dict, ms: dict[str, float]) -> str:
+def _fp32_baseline(engine: Engine, lat_cands: dict, ms: dict[str, float]) -> str:
     """The fastest FP32 configuration measured on ``engine`` (original, graph-optimised, or as users open it)."""
-    fp32 = [label for label, p in lat_plans.items()
-            if p.engine == engine and (p.untuned or label.startswith("fp32"))]
+    fp32 = [label for label, p in lat_cands.items() if p.engine == engine and (p.untuned or label.startswith("fp32"))]
     return min(fp32, key=ms.get)
 
 
