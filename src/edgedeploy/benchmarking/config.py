@@ -121,7 +121,7 @@ class BenchConfig:
         if self.label:
             return self.label
         if self.untuned:
-            return ANCHOR_LABELS[self.engine]
+            return ANCHOR_LABELS.get(self.engine, f"{self.engine} default (anchor)")
         return f"{self.engine} {self.precision} (edgedeploy)"
 
     @property
