@@ -10,7 +10,6 @@ few warm runs in one process — a sanity figure; ``edgedeploy bench`` measures 
 from __future__ import annotations
 
 import logging
-import statistics
 import time
 from dataclasses import asdict, dataclass
 
@@ -60,16 +59,6 @@ def reference_engine(model: Model) -> str:
     return engines.resolve("auto", model.format)
 
 
-def _timed_run(session, feeds, runs: int) -> tuple[dict, float]:
-    out = session.run(feeds)  # warm-up (first-run allocation, kernel selection)
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        session.run(feeds)
-        times.append((time.perf_counter() - t) * 1000)
-    return out, statistics.median(times)
-
-
 def check_model(source, engine_names: list[str], *, shape: tuple[int, ...] | None = None, runs: int = 5,
                 threads: int | None = None, seed: int = 0) -> list[ParityRow]:
     """One row per engine for ``source``; the reference engine's row comes first."""
@@ -93,11 +82,12 @@ def check_model(source, engine_names: list[str], *, shape: tuple[int, ...] | Non
             load_ms = (time.perf_counter() - t) * 1000
             if feeds is None:
                 if shape is None and any(d is None for d in session.inputs[0].shape[1:]):
-                    raise UserError(f"{model.name} has a dynamic input shape; give one with --shape")
+                    raise UserError(f"{model.name} has a dynamic input shape; give one with the shape parameter")
                 use = shape or tuple(d or 1 for d in session.inputs[0].shape)
                 feeds = {session.inputs[0].name: image_like_input(model, use, seed)}
                 feeds.update({k: v for k, v in session.example_feeds(seed=seed).items() if k not in feeds})
-            out, latency = _timed_run(session, feeds, runs)
+            out = session.run(feeds)  # also the warm-up (first-run allocation, kernel selection)
+            latency = session.time(feeds, runs=runs).stat("p50")
             session.release()
         except UserError as exc:
             rows.append(ParityRow(model.name, name, ref_name, "failed", None, None, None, None, str(exc)))

@@ -18,10 +18,11 @@ def test_seed_yaml_deploys_with_every_target_measured(tmp_path):
     checks = {c.name: c for c in report.result.checks}
     assert set(checks) >= {"latency", "memory", "power"}
     assert checks["latency"].how.startswith("measured") and checks["memory"].how.startswith("measured")
-    assert checks["power"].how.split(":")[0] in ("measured", "estimated")
+    power = checks["power"]  # a sensor measures it, or it is an estimate that cannot decide pass/fail
+    assert (power.status == "unverifiable") == (not power.how.startswith("measured"))
     assert report.named_estimate is not None and report.named_estimate.device == "jetson-nano"
     assert any("not on jetson-nano" in n for n in report.notes)
     if report.met:  # on a machine this busy the 10 ms target may be missed; then the advice must be there
-        assert manifest.verify(report.out_dir)["chosen"]
+        assert manifest.verify(report.out_dir)["plan"]["engine"] == report.result.plan.engine
     else:
         assert report.advice and report.result.chosen is not None

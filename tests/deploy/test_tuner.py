@@ -5,21 +5,21 @@ from __future__ import annotations
 import pytest
 
 from edgedeploy.deploy import config
-from edgedeploy.deploy.tuner import Measurement, Variant, choose, tune
+from edgedeploy.deploy.tuner import Measurement, Variant, check_targets, choose, tune
 
 # latency at 1 thread, batch 1, per (engine, precision); memory MiB; W per thread
 SPEED = {("onnxruntime", "fp32"): 8.0, ("openvino", "fp32"): 6.0, ("openvino", "bf16"): 4.0, ("openvino", "fp16"): 4.4}
 
 
-def fake_measure(calls):
+def fake_measure(calls, power_measured=True):
     def measure(cands, stage):
         out = []
         for c in cands:
             calls.append((stage, c.label))
             lat = SPEED[(c.engine, c.precision)] / (1.6 if c.threads == 2 else 1) * (0.8 * c.batch if c.batch > 1 else 1)
             mem = (30 if c.engine == "onnxruntime" else 50) * 2**20 * c.batch
-            out.append(Measurement(candidate=c, ok=True, stage=stage, latency_ms={"p50": lat, "p99": lat * 1.2},
-                                   memory_bytes=mem, power_w=2.0 + 1.6 * c.threads,
+            out.append(Measurement(plan=c, ok=True, stage=stage, latency_ms={"p50": lat, "p99": lat * 1.2},
+                                   memory_bytes=mem, power_w=2.0 + 1.6 * c.threads, power_measured=power_measured,
                                    throughput=1000 * c.batch / lat, accuracy=0.99 if c.precision == "fp32" else 0.985))
         return out
     return measure
@@ -46,7 +46,7 @@ def test_picks_fastest_that_meets_every_target_and_prunes(cfg):
     r = tune(c, measure=fake_measure(calls), produce=produce, cores=2)
     assert r.met
     # power ≤ 5 W rules out 2 threads (5.2 W); bf16 at 1 thread is the fastest that meets everything
-    assert r.chosen.candidate.label == "openvino bf16 t1 b1"
+    assert r.chosen.plan.label == "openvino bf16 t1 b1"
     pruned = {p.what: p.reason for p in r.pruned}
     assert "int8" in " ".join(pruned) and "paddle" in pruned
     assert "openvino fp16" in pruned and "dominated by openvino bf16" in pruned["openvino fp16"]
@@ -56,21 +56,67 @@ def test_picks_fastest_that_meets_every_target_and_prunes(cfg):
 def test_unmet_targets_give_the_closest(cfg):
     r = tune(cfg(latency="1ms"), measure=fake_measure([]), produce=produce, cores=2)
     assert not r.met and r.chosen is not None
-    assert r.chosen.candidate.engine == "openvino" and not all(c.met for c in r.checks)
+    assert r.chosen.plan.engine == "openvino" and not all(c.met for c in r.checks)
     assert any("already misses" in p.reason for p in r.pruned)
 
 
 def test_ties_go_to_lower_latency_then_memory(cfg):
     c = cfg()
     base = fake_measure([])
-    from edgedeploy.deploy.tuner import Candidate
+    from edgedeploy.plan import DeploymentPlan
 
     def m(engine, lat, mem, thr):
-        cand = Candidate(engine=engine, precision="fp32", threads=1, batch=1, variant=Variant(model="x"), shape=(1, 3))
-        return Measurement(candidate=cand, ok=True, latency_ms={"p50": lat}, memory_bytes=mem, power_w=1.0,
+        plan = DeploymentPlan(engine=engine, precision="fp32", model="x", batch=1, shape=(1, 3))
+        return Measurement(plan=plan, ok=True, latency_ms={"p50": lat}, memory_bytes=mem, power_w=1.0,
                            throughput=thr)
 
-    a, b, d = m("a", 5.0, 40e6, 200.0), m("b", 4.9, 50e6, 199.0), m("c", 4.9, 45e6, 198.0)
+    a, b, d = m("onnxruntime", 5.0, 40e6, 200.0), m("openvino", 4.9, 50e6, 199.0), m("paddle", 4.9, 45e6, 198.0)
     chosen, met = choose([a, b, d], c, None)
     assert met and chosen is d  # within 3% throughput: lower latency (b, c), then lower memory (c)
     del base
+
+
+def _m(threads, lat, *, power, measured, band=0.0, mem=30e6):
+    from edgedeploy.plan import DeploymentPlan
+
+    plan = DeploymentPlan(engine="onnxruntime", precision="fp32", model="x", options={"threads": threads},
+                          batch=1, shape=(1, 3))
+    return Measurement(plan=plan, ok=True, latency_ms={"p50": lat, "p50_low": lat - band, "p50_high": lat + band},
+                       memory_bytes=mem, power_w=power, power_measured=measured, throughput=1000 / lat)
+
+
+def test_an_estimate_never_picks_the_slower_plan_and_the_policy_decides_the_verdict(cfg):
+    c = cfg()  # power_consumption: 5W; no sensor: the 2-thread plan's estimated 5.2 W cannot rule it out
+    fast, slow = _m(2, 2.0, power=5.2, measured=False), _m(1, 4.0, power=3.6, measured=False)
+    chosen, met = choose([slow, fast], c, None)
+    assert chosen is fast and met  # policy warn: reported unverifiable, passes
+    assert {x.name: x.status for x in check_targets(fast, c, None)}["power"] == "unverifiable"
+    strict = c.model_copy(update={"performance": c.performance.model_copy(update={"estimated": "fail"})})
+    chosen, met = choose([slow, fast], strict, None)
+    assert chosen is fast and not met  # the same choice; the verdict follows the policy
+    # a measured power figure does decide
+    chosen, met = choose([_m(1, 4.0, power=3.6, measured=True), _m(2, 2.0, power=5.2, measured=True)], c, None)
+    assert chosen.plan.threads == 1 and met
+
+
+def test_latency_is_met_only_when_its_noise_band_clears_the_target(cfg):
+    c = cfg(latency="10ms")
+    assert {x.name: x.met for x in check_targets(_m(1, 9.0, power=1, measured=True, band=0.5), c, None)}["latency"]
+    assert not {x.name: x.met for x in check_targets(_m(1, 9.0, power=1, measured=True, band=2.0), c, None)}["latency"]
+
+
+def test_plans_within_each_others_noise_are_tied_and_the_one_using_less_wins(cfg):
+    c = cfg()
+    one, two = _m(1, 2.10, power=1, measured=True, band=0.2), _m(2, 2.0, power=1, measured=True, band=0.2)
+    assert choose([two, one], c, None)[0] is one and choose([one, two], c, None)[0] is one
+    clearly = _m(2, 1.0, power=1, measured=True, band=0.1)
+    assert choose([one, clearly], c, None)[0] is clearly
+
+
+def test_a_latency_miss_the_machine_load_explains_is_unverifiable_not_missed(cfg):
+    c = cfg(latency="10ms")
+    busy = _m(1, 14.0, power=1, measured=True, band=1.0)
+    busy.others_load = 0.7  # 13 ms x 30% of the CPUs left = 3.9 ms: the load explains the miss
+    assert {x.name: x.status for x in check_targets(busy, c, None)}["latency"] == "unverifiable"
+    busy.latency_ms = {"p50": 60.0, "p50_low": 59.0, "p50_high": 61.0}  # 59 x 0.3 = 17.7 ms: a real miss
+    assert {x.name: x.status for x in check_targets(busy, c, None)}["latency"] == "missed"

@@ -7,8 +7,8 @@
 >>> print(bench.report.to_markdown(results, skipped))
 
 Modules, one job each: :mod:`config` (one typed row), :mod:`plan` (the matrix and its checks),
-:mod:`anchors` (the engines opened untuned, as users would), :mod:`worker` (measures one
-config in its own process), :mod:`memory` (peak RSS), :mod:`power` (sensors or an estimate),
+:mod:`worker` (measures one config in its own process; an anchor is the engine opened
+untuned, as users would, by the engine's own ``open_default``), :mod:`memory` (peak RSS), :mod:`power` (sensors or an estimate),
 :mod:`accuracy` (task accuracy on generated data), :mod:`runner` (processes, failures,
 ratios), :mod:`report` (table, JSON, CSV, Markdown, PNG).
 """

@@ -1,21 +1,24 @@
 """One benchmark configuration: what to run, on which engine, how, and for how long.
 
 A :class:`BenchConfig` crosses a process boundary (runner → worker) as JSON, so it is
-flat, frozen and validated once, in ``__post_init__``; :meth:`BenchConfig.from_dict`
-refuses unknown keys with a suggestion.
+frozen and validated once, in ``__post_init__``; :meth:`BenchConfig.from_dict` refuses
+unknown keys with a suggestion. It carries the :class:`~edgedeploy.engines.EngineOptions`
+whole, so every engine setting of a :class:`~edgedeploy.plan.DeploymentPlan` is measured
+(:meth:`BenchConfig.from_plan`); ``precision`` and ``threads`` are the options' own, kept
+as fields for the table.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Literal
 
+from edgedeploy.engines.base import EngineOptions
 from edgedeploy.errors import UserError, did_you_mean
+from edgedeploy.vocab import RUNTIME_PRECISIONS, Precision
 
-Precision = Literal["fp32", "bf16", "fp16"]
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
+PRECISIONS: tuple[str, ...] = tuple(p.value for p in RUNTIME_PRECISIONS)
 
-# How each engine's untuned default is labelled in the table (see benchmarking.anchors).
+# How each engine's untuned default is labelled in the table (an anchor: the engine's ``open_default``).
 ANCHOR_LABELS = {
     "onnxruntime": "ORT default (anchor)",
     "openvino": "OpenVINO default (anchor)",
@@ -29,7 +32,10 @@ class BenchConfig:
 
     model: a path or zoo name. shape: the full input shape, batch first (NCHW).
     untuned: the anchor — the engine opened exactly as a user would with its defaults
-        (``precision`` and ``threads`` are then ignored and left at their defaults).
+        (``precision``, ``threads`` and ``options`` are then ignored and left at their defaults).
+    options: the other engine settings (graph and memory optimisation, mkldnn, device, ...); ``threads``
+        and ``precision`` are the row's own fields and are written into it, so ``options`` is then every
+        setting the engine is opened with.
     warmup: untimed runs after the first inference. runs: timed runs wanted.
     time_budget_s: stop the timed phase early once this many seconds have passed (None: no limit);
         at least ``min(runs, 3)`` runs are always made.
@@ -47,8 +53,9 @@ class BenchConfig:
     model: str
     engine: str
     shape: tuple[int, ...]
-    precision: Precision = "fp32"
+    precision: Precision = Precision.FP32
     threads: int | None = None
+    options: EngineOptions | None = None
     warmup: int = 3
     runs: int = 50
     time_budget_s: float | None = 10.0
@@ -68,6 +75,8 @@ class BenchConfig:
         if self.precision not in PRECISIONS:
             raise UserError(f"precision {self.precision!r}{did_you_mean(self.precision, PRECISIONS)}; "
                             f"choose one of {', '.join(PRECISIONS)}")
+        if isinstance(self.options, dict):
+            object.__setattr__(self, "options", EngineOptions.from_dict(self.options))
         for name in ("warmup", "runs", "concurrency", "samples"):
             low = 0 if name in ("warmup", "samples") else 1
             if getattr(self, name) < low:
@@ -82,10 +91,25 @@ class BenchConfig:
         if self.untuned and self.source is not None:
             raise UserError(f"an anchor is the source model itself, opened untuned: benchmark {self.source!r} "
                             f"with untuned=True, and {self.model!r} (source={self.source!r}) tuned")
-        if self.untuned and (self.precision != "fp32" or self.threads is not None):
+        if self.untuned:
             # An anchor is the engine's own default; keep the fields honest about that.
-            object.__setattr__(self, "precision", "fp32")
-            object.__setattr__(self, "threads", None)
+            object.__setattr__(self, "options", EngineOptions())
+        else:  # threads and precision are the row's own fields (the table's columns); the rest come from options
+            object.__setattr__(self, "options", (self.options or EngineOptions()).replace(
+                threads=self.threads, precision=self.precision))
+        object.__setattr__(self, "precision", self.options.precision)
+        object.__setattr__(self, "threads", self.options.threads)
+
+    @classmethod
+    def from_plan(cls, plan, **measurement) -> BenchConfig:
+        """The benchmark row that measures :class:`~edgedeploy.plan.DeploymentPlan` ``plan`` exactly:
+        its model file (standing for its source), engine, shape and every engine option.
+        ``measurement``: runs, warmup, time_budget_s, dataset, samples, timeout_s, label, ..."""
+        if plan.shape is None:
+            raise UserError(f"plan {plan.label} has no input shape; a benchmark needs one")
+        return cls(model=plan.model.path, engine=plan.engine.value, shape=plan.shape, options=plan.options,
+                   threads=plan.options.threads, precision=plan.options.precision, untuned=plan.untuned,
+                   source=plan.model.source, **measurement)
 
     @property
     def batch(self) -> int:
@@ -112,6 +136,8 @@ class BenchConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["shape"] = list(self.shape)
+        d["precision"] = self.precision.value
+        d["options"] = self.options.to_dict()
         return d
 
     @classmethod

@@ -71,25 +71,25 @@ def resolve_shape(model: Model, text: str | None, batch: int = 1) -> tuple[int, 
         elif model.zoo:
             dims = (batch, *model.zoo.example_shape[1:])
         else:
-            raise UserError(f"{model.name} has a dynamic input shape ({_fmt(declared)}); give one with --shape, "
-                            "e.g. --shape 640x640")
+            raise UserError(f"{model.name} has a dynamic input shape ({_fmt(declared)}); give one with the shape parameter, "
+                            "e.g. 640x640")
     else:
         given = parse_shape(text)
         if len(given) == 2:
             if declared and len(declared) != 4:
-                raise UserError(f"--shape {text}: HxW needs an image model (NCHW input); {model.name} takes "
+                raise UserError(f"shape {text}: HxW needs an image model (NCHW input); {model.name} takes "
                                 f"{_fmt(declared)}: give the full shape")
             dims = (batch, (declared[1] if declared else None) or 3, *given)
         else:
             dims = (batch, *given[1:]) if batch != 1 else given
     if declared:
         if len(dims) != len(declared):
-            raise UserError(f"--shape {_fmt(dims)}: {model.name} takes rank {len(declared)} ({_fmt(declared)})")
+            raise UserError(f"shape {_fmt(dims)}: {model.name} takes rank {len(declared)} ({_fmt(declared)})")
         bad = [i for i, (d, want) in enumerate(zip(dims, declared)) if want is not None and d != want]
         if bad:
             i = bad[0]
             raise UserError(f"shape {_fmt(dims)}: {model.name} takes {_fmt(declared)} only (dimension {i} must be "
-                            f"{declared[i]}, got {dims[i]}); drop --shape or pass a matching one")
+                            f"{declared[i]}, got {dims[i]}); leave shape out or pass a matching one")
     return tuple(dims)
 
 
@@ -119,16 +119,16 @@ def plan(models: list[str], *, engine_names: list[str] | None = None, precisions
         engines.resolve(e, "onnx")  # checks the name ("auto" is resolved per model below)
     for p in precisions:
         if p not in PRECISIONS:
-            raise UserError(f"--precision {p!r}{did_you_mean(p, PRECISIONS)}; choose from {', '.join(PRECISIONS)}")
+            raise UserError(f"precision {p!r}{did_you_mean(p, PRECISIONS)}; choose from {', '.join(PRECISIONS)}")
     dataset = settings.get("dataset")
     if dataset is not None:
         from edgedeploy.benchmarking.accuracy import SCORERS
 
         known = ["auto", *dict.fromkeys(s.dataset for s in SCORERS.values())]
         if dataset not in known:
-            raise UserError(f"--dataset {dataset!r}{did_you_mean(dataset, known)}; choose one of {', '.join(known)}")
+            raise UserError(f"dataset {dataset!r}{did_you_mean(dataset, known)}; choose one of {', '.join(known)}")
     if batch < 1:
-        raise UserError(f"--batch {batch}: expected at least 1")
+        raise UserError(f"batch {batch}: expected at least 1")
     resolved = [(name, load_model(name)) for name in models]
     # Resolve every shape first: a shape a model cannot take stops the run before anything starts.
     jobs = [(name, m, resolve_shape(m, text, batch)) for name, m in resolved for text in (shapes or [None])]

@@ -154,7 +154,7 @@ class NvmlSensor:
         try:
             pynvml.nvmlInit()
             self._handle = pynvml.nvmlDeviceGetHandleByIndex(self.index)
-        except Exception as exc:  # pynvml.NVMLError and driver-missing errors
+        except pynvml.NVMLError as exc:  # no driver, no device: NVML's own error types, all NVMLError
             return f"NVML unavailable: {exc}"
         self._nv = pynvml
         return None
@@ -162,7 +162,7 @@ class NvmlSensor:
     def start(self) -> None:
         try:
             self._e0 = self._nv.nvmlDeviceGetTotalEnergyConsumption(self._handle)  # mJ
-        except Exception:  # older GPUs: sample instantaneous power instead
+        except self._nv.NVMLError:  # older GPUs have no energy counter: sample instantaneous power instead
             self._e0 = -1
             self._stop.clear()
             self._thread = threading.Thread(target=self._sample, daemon=True)

@@ -50,6 +50,7 @@ class BenchResult:
     accuracy: float | None = None
     accuracy_metric: str | None = None
     system_cpu_others: float | None = None  # share of the CPUs other processes used during the timed runs
+    engine_settings: dict = field(default_factory=dict)  # what the engine was set to, read back from it
     notes: list[str] = field(default_factory=list)
     anchor_scheme: str | None = None  # the anchor the ratios are against
     speedup: float | None = None  # anchor p50 / this p50
@@ -82,7 +83,7 @@ class BenchResult:
                "threads": c.threads, "batch": c.batch, "concurrency": c.concurrency, "anchor": c.untuned,
                "scheme": self.scheme, "model_file": c.model, "source": c.source}
         d = asdict(self)
-        for k in ("config", "latency_ms", "notes"):
+        for k in ("config", "latency_ms", "notes", "engine_settings"):
             d.pop(k)
         row.update({f"{k}_ms": v for k, v in self.latency_ms.items() if k != "runs"})
         row["runs"] = self.latency_ms.get("runs")

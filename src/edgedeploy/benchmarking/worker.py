@@ -9,7 +9,8 @@ Phases, in order (times in ms, memory in bytes):
    input; then the **baseline** RSS is taken — interpreter + ready engine + input, no model.
 2. load (open the session) and the first inference; cold start = load + first.
 3. warm-up runs, untimed; then timed runs until ``runs`` or ``time_budget_s`` → p50/p90/p99/mean/std,
-   with power and CPU utilisation measured over this phase.
+   each percentile with its 95% interval (:mod:`edgedeploy.engines.timing`), with power and CPU
+   utilisation measured over this phase.
 4. throughput: items/s from the timed runs; with ``concurrency > 1``, N threads each with their
    own request (sharing the compiled model where the engine allows) over a second phase.
 Model-attributable memory = peak RSS from the baseline on − the baseline.
@@ -32,6 +33,7 @@ import psutil
 
 from edgedeploy.benchmarking.config import BenchConfig
 from edgedeploy.benchmarking.memory import PeakRss, rss_bytes
+from edgedeploy.engines.timing import time_runs
 from edgedeploy.errors import UserError
 
 MB = 1 << 20
@@ -44,23 +46,13 @@ def _sdk_version(engine: str) -> str:
     return str(getattr(mod, "__version__", "unknown"))
 
 
-def _fork_tuned(session):
-    """A run function for another thread, on an edgedeploy Session (its own request, shared weights)."""
-    return session.clone_instance().run
-
-
 def _open(cfg: BenchConfig, model):
-    """(session, fork) for the config: the anchor opener, or edgedeploy's tuned engine path."""
-    if cfg.untuned:
-        from edgedeploy.benchmarking.anchors import open_default
-
-        s = open_default(cfg.engine, model)
-        return s, s.fork
+    """The session for the config: the engine's anchor (``open_default``), or as tuned with ``cfg.options``."""
     from edgedeploy import engines
-    from edgedeploy.engines import EngineOptions
 
-    s = engines.load(model, engine=cfg.engine, options=EngineOptions(threads=cfg.threads, precision=cfg.precision))
-    return s, lambda: _fork_tuned(s)
+    if cfg.untuned:
+        return engines.open_default(model, cfg.engine)
+    return engines.open(model, engine=cfg.engine, options=cfg.options)
 
 
 def _feeds(session, x: np.ndarray, seed: int) -> dict[str, np.ndarray]:
@@ -74,29 +66,17 @@ def _feeds(session, x: np.ndarray, seed: int) -> dict[str, np.ndarray]:
     return feeds
 
 
-def _timed(run, feeds, runs: int, budget_s: float | None) -> tuple[list[float], float]:
-    """(per-run ms, wall seconds) until ``runs`` are done or the budget is spent (at least min(runs, 3))."""
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < runs:
-        if budget_s is not None and time.perf_counter() - start >= budget_s and len(times) >= min(runs, 3):
-            break
-        t = time.perf_counter()
-        run(feeds)
-        times.append((time.perf_counter() - t) * 1000)
-    return times, time.perf_counter() - start
-
-
-def _concurrent(fork, feeds, threads: int, runs: int, budget_s: float | None) -> tuple[int, float]:
-    """(requests completed, wall seconds) with ``threads`` threads, each with its own request."""
-    runners = [fork() for _ in range(threads)]
+def _concurrent(session, feeds, threads: int, runs: int, budget_s: float | None) -> tuple[int, float]:
+    """(requests completed, wall seconds) with ``threads`` threads, each with its own request
+    (another instance of the session, sharing its weights)."""
+    runners = [session.clone_instance().run for _ in range(threads)]
     counts = [0] * threads
     per_thread = max(runs // threads, 2)
     barrier = threading.Barrier(threads + 1)
 
     def work(i: int) -> None:
         barrier.wait()
-        counts[i] = len(_timed(runners[i], feeds, per_thread, budget_s)[0])
+        counts[i] = time_runs(runners[i], feeds, runs=per_thread, budget_s=budget_s).runs
 
     pool = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
     for t in pool:
@@ -124,7 +104,7 @@ def measure(cfg: BenchConfig) -> dict:
 
     if not engines.available(cfg.engine):
         raise UserError(f"engine {cfg.engine!r} is not installed: {engines.spec(cfg.engine).install}")
-    importlib.import_module(engines.spec(cfg.engine).package if cfg.untuned else engines.spec(cfg.engine).module)
+    importlib.import_module(engines.spec(cfg.engine).module)
     engines.warm_up(cfg.engine)  # the engine's own libraries, plugins and threads belong to the baseline
     model = load_model(cfg.model)
     if cfg.source is not None:  # a derived file (e.g. INT8) standing for its source: input, labels, name
@@ -138,7 +118,7 @@ def measure(cfg: BenchConfig) -> dict:
     peak = PeakRss().start()
 
     t = time.perf_counter()
-    session, fork = _open(cfg, model)
+    session = _open(cfg, model)
     load_ms = (time.perf_counter() - t) * 1000
     feeds = _feeds(session, x, cfg.seed)
     t = time.perf_counter()
@@ -148,11 +128,11 @@ def measure(cfg: BenchConfig) -> dict:
         session.run(feeds)
     system0 = psutil.cpu_times()
     with power.measure() as watts:
-        times, wall = _timed(session.run, feeds, cfg.runs, cfg.time_budget_s)
+        timing = session.time(feeds, runs=cfg.runs, budget_s=cfg.time_budget_s)
     others = _other_load(system0, psutil.cpu_times(), watts.utilisation)
-    throughput = cfg.batch * len(times) / wall
+    throughput = cfg.batch * timing.runs / timing.wall_s
     if cfg.concurrency > 1:
-        done, cwall = _concurrent(fork, feeds, cfg.concurrency, cfg.runs, cfg.time_budget_s)
+        done, cwall = _concurrent(session, feeds, cfg.concurrency, cfg.runs, cfg.time_budget_s)
         throughput = cfg.batch * done / cwall
     peak_bytes = peak.peak()
     peak.stop()
@@ -160,19 +140,16 @@ def measure(cfg: BenchConfig) -> dict:
     accuracy = metric = None
     if cfg.dataset:
         metric, accuracy = _accuracy(session, model, cfg)
-    t_ms = np.asarray(times)
     return {
         "status": "ok", "scheme": cfg.scheme, "model_name": model.name, "engine_version": _sdk_version(cfg.engine),
         "load_ms": load_ms, "first_inference_ms": first_ms, "cold_start_ms": load_ms + first_ms,
-        "latency_ms": {"p50": float(np.percentile(t_ms, 50)), "p90": float(np.percentile(t_ms, 90)),
-                       "p99": float(np.percentile(t_ms, 99)), "mean": float(t_ms.mean()), "std": float(t_ms.std()),
-                       "min": float(t_ms.min()), "max": float(t_ms.max()), "runs": len(times)},
+        "latency_ms": timing.to_dict(),
         "throughput_ips": throughput, "cpu_utilisation": watts.utilisation,
         "baseline_rss_mb": baseline / MB, "peak_rss_mb": peak_bytes / MB,
         "model_memory_mb": max(peak_bytes - baseline, 0) / MB, "memory_method": peak.method,
         "power_w": watts.watts, "power_measured": watts.measured, "power_source": watts.source,
         "size_bytes": model.size_bytes(), "accuracy": accuracy, "accuracy_metric": metric,
-        "system_cpu_others": others,
+        "system_cpu_others": others, "engine_settings": dict(session.settings),
         "notes": list(getattr(session, "notes", [])) + ([
             f"other processes used {others:.0%} of the CPUs during the timed runs: figures are noisy"]
             if others > 0.1 else []),

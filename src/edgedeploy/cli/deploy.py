@@ -63,7 +63,7 @@ def deploy(config: Path = typer.Argument(..., help="Deployment YAML (seed 000's 
     r = report.result
     rows = []
     for m in r.measurements:
-        c = m.candidate
+        c = m.plan
         rows.append([m.stage, c.engine, c.precision, c.threads, c.batch, fmt_ms(m.latency("p50")) if m.ok else "failed",
                      fmt_bytes(m.memory_bytes) if m.ok else m.reason[:60],
                      f"{m.power_w:.1f} {'M' if m.power_measured else 'E'}" if m.power_w else "-",
@@ -74,11 +74,12 @@ def deploy(config: Path = typer.Argument(..., help="Deployment YAML (seed 000's 
     for p in r.pruned:
         _say(f"pruned: {p.what}: {p.reason}")
     if r.chosen:
-        c = r.chosen.candidate
+        c = r.chosen.plan
         head = "chosen" if r.met else "closest (not every target met)"
         _say(f"{head}: {c.engine} {c.precision}, {c.threads} threads, batch {c.batch}")
     console.print(table("targets vs measured (this machine)", ["target", "wanted", "measured", "met", "how"],
-                        [[x.name, x.target, x.measured, "yes" if x.met else "NO", x.how] for x in r.checks]))
+                        [[x.name, x.target, x.measured, {"met": "yes", "missed": "NO"}.get(x.status, x.status), x.how]
+                         for x in r.checks]))
     e = report.named_estimate
     if e is not None:
         _say(f"{e.device} (not measured — estimate): {fmt_ms(e.latency_ms)} ({fmt_ms(e.latency_low_ms)}-"
@@ -217,8 +218,7 @@ def run_deployment(directory: Path = typer.Argument(..., help="A deployment dire
     from edgedeploy.deploy.runtime import open_deployment
 
     with open_deployment(directory) as d:
-        shape = tuple(int(x) for x in d.config.deployment.input_shape.split("x"))
-        feeds = d.session.example_feeds(shape)
+        feeds = d.session.example_feeds(d.plan.shape)
         for _ in range(runs):
             d.run(feeds)
         m = d.metrics()

@@ -102,11 +102,7 @@ def run(model: str = typer.Argument(..., help=MODEL_HELP),
     dims = image_shape(parse_shape(shape), session.inputs[0].shape if session.inputs else ())
     feeds = _load_inputs(session, input_ or [], dims or (m.zoo.example_shape if m.zoo else None))
     outputs = session.run(feeds)
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        session.run(feeds)
-        times.append((time.perf_counter() - t) * 1000)
+    times = session.time(feeds, runs=runs).times_ms
     if save:
         from edgedeploy.util import atomic_write
 

@@ -16,8 +16,11 @@ How the tuner reads the seed's knobs — each is a *limit you allow*, or ``auto`
   worse for accuracy), and the winner is whichever meets the targets best. A list: only those.
 - ``thread_num: 4`` — at most 4 threads (1..4 are tried, capped at this machine's cores).
 - ``batch_size: 1`` — at most 1; with ``4``, batches 1, 2 and 4 are tried and throughput decides.
-- ``memory_optimization`` and ``operator_fusion`` are honoured as written (``doctor`` says when
-  changing them would help).
+- ``memory_optimization`` and ``operator_fusion`` are honoured as written, in every measured
+  plan and in the deployment (``doctor`` says when changing them would help).
+- ``performance.estimated: warn|fail|ignore`` (default warn): what a target means when its figure
+  can only be estimated here (power without a sensor): reported as unverifiable and passed,
+  counted as not met, or passed silently. An estimate never steers the choice.
 
 Units go through :mod:`edgedeploy.units`; unknown keys get a did-you-mean and the YAML line.
 """
@@ -165,6 +168,9 @@ class Performance(_Strict):
     max_memory: int | None = None  # bytes
     power_consumption: float | None = None  # W
     latency_statistic: Literal["p50", "p90", "p99"] = "p50"
+    # a target whose figure can only be estimated here (power without a sensor): warn (report it as
+    # unverifiable, pass), fail (an unverifiable target is not met) or ignore (do not mention it)
+    estimated: Literal["warn", "fail", "ignore"] = "warn"
 
     _lat = field_validator("target_latency", mode="before")(classmethod(lambda cls, v: _unit("duration", "target_latency")(v)))
     _mem = field_validator("max_memory", mode="before")(classmethod(lambda cls, v: _unit("size", "max_memory")(v)))
@@ -212,6 +218,7 @@ class Search(_Strict):
     runs: int = Field(30, ge=3, le=10_000)
     time_budget: float = 3000.0  # ms of timed runs per configuration
     screen_runs: int = Field(8, ge=3, le=1000)
+    repeats: int = Field(3, ge=1, le=20, description="fresh-process measurements of the chosen plan for the verdict")
     timeout: float = 300_000.0  # ms per configuration
 
     _tb = field_validator("time_budget", mode="before")(classmethod(lambda cls, v: _unit("duration", "time_budget")(v)))

@@ -8,12 +8,12 @@ device beside the measurements — labelled an estimate, never a measurement.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edgedeploy.deploy import config as cfgmod
 from edgedeploy.deploy import manifest
-from edgedeploy.deploy.tuner import RUNTIME_PRECISIONS, Measurement, TuneResult, bench_measure, tune
+from edgedeploy.deploy.tuner import Measurement, TuneResult, bench_measure, default_produce, tune
 from edgedeploy.units import fmt_bytes, fmt_ms
 
 log = logging.getLogger("edgedeploy.deploy")
@@ -33,8 +33,6 @@ class DeployReport:
         return self.result.met
 
     def to_dict(self) -> dict:
-        from dataclasses import asdict
-
         return {"met": self.met, "out_dir": str(self.out_dir) if self.out_dir else None,
                 "hardware": self.config.deployment.hardware, "measured_on": "this machine",
                 "named_device_estimate": self.named_estimate.to_dict() if self.named_estimate else None,
@@ -50,28 +48,26 @@ def _monitor(cfg: cfgmod.DeploymentConfig):
 
     def report(m: Measurement) -> None:
         if not m.ok:
-            log.info("monitoring %s: failed: %s", m.candidate.label, m.reason)
+            log.info("monitoring %s: failed: %s", m.plan.label, m.reason)
             return
         parts = {"latency": f"latency p50 {fmt_ms(m.latency('p50'))} p99 {fmt_ms(m.latency('p99'))}",
                  "memory": f"memory {fmt_bytes(m.memory_bytes)}",
                  "throughput": f"throughput {m.throughput or 0:.1f}/s",
                  "power": f"power {m.power_w or 0:.1f} W ({'measured' if m.power_measured else 'estimated'})",
                  "cpu": f"cpu {', '.join(m.notes[-1:]) or '-'}"}
-        log.info("monitoring %s: %s", m.candidate.label, ", ".join(parts[k] for k in mon.metrics if k in parts))
+        log.info("monitoring %s: %s", m.plan.label, ", ".join(parts[k] for k in mon.metrics if k in parts))
 
     return report
 
 
-def resolved_config(cfg: cfgmod.DeploymentConfig, m: Measurement, shape) -> dict:
-    """The config as deployed: one engine, precision, thread count and batch; units canonical."""
-    c = m.candidate
+def resolved_config(cfg: cfgmod.DeploymentConfig) -> dict:
+    """The config as written, every unit in canonical form (ms, bytes, W). What was chosen is the
+    plan in the manifest, not this file: the search lists stay as the user wrote them."""
     data = cfg.resolved()
-    data["deployment"].update(engines=[c.engine], precision=[c.precision], thread_num=[c.threads],
-                              batch_size=[c.batch], input_shape="x".join(map(str, c.shape)))
-    data["performance"]["target_latency"] = f"{cfg.performance.target_latency}ms" if cfg.performance.target_latency else None
-    data["performance"]["max_memory"] = f"{cfg.performance.max_memory}B" if cfg.performance.max_memory else None
-    data["performance"]["power_consumption"] = (f"{cfg.performance.power_consumption}W"
-                                                if cfg.performance.power_consumption else None)
+    perf = cfg.performance
+    data["performance"]["target_latency"] = f"{perf.target_latency}ms" if perf.target_latency else None
+    data["performance"]["max_memory"] = f"{perf.max_memory}B" if perf.max_memory else None
+    data["performance"]["power_consumption"] = f"{perf.power_consumption}W" if perf.power_consumption else None
     data["search"]["time_budget"] = f"{cfg.search.time_budget}ms"
     data["search"]["timeout"] = f"{cfg.search.timeout}ms"
     return data
@@ -79,39 +75,38 @@ def resolved_config(cfg: cfgmod.DeploymentConfig, m: Measurement, shape) -> dict
 
 def deploy(config_path: str | Path, out_dir: str | Path | None = None, *, measure=None, produce=None,
            progress=None) -> DeployReport:
-    """Load and validate the YAML, tune here, and (when every target is met) write ``out_dir``."""
+    """Load and validate the YAML, tune here, and (when every target is met) write ``out_dir`` with the
+    chosen :class:`~edgedeploy.plan.DeploymentPlan` in its manifest."""
+    import tempfile
+
     from edgedeploy.deploy.doctor import advise
     from edgedeploy.ingest import load_model
 
     cfg = cfgmod.load(config_path)
     on_result = _monitor(cfg)
     measure = measure or bench_measure(cfg, on_result=on_result)
-    result = tune(cfg, measure=measure, produce=produce, progress=progress)
-    notes = list(result.notes)
-    est = None
-    if cfg.deployment.hardware != "local":
-        notes.append(f"measured on this machine, not on {cfg.deployment.hardware}: the {cfg.deployment.hardware} "
-                     "figures are estimates (edgedeploy estimate)")
-        est = _named_estimate(cfg, result)
-    for m in result.measurements:
-        for n in m.notes:
-            if "applied when the deployment runs" in n and n not in notes:
-                notes.append(n)
-    advice = [] if result.met else advise(cfg, result, est)
-    written = None
-    if result.met and out_dir is not None:
-        c = result.chosen.candidate
-        model = load_model(c.variant.model if c.variant.model != str(cfg.model) else cfg.model, cfg.params)
-        record = {"chosen": result.chosen.to_dict(), "checks": [vars(x) for x in result.checks],
-                  "measured_on": "this machine", "hardware": cfg.deployment.hardware,
-                  "named_device_estimate": est.to_dict() if est else None,
-                  "reference_accuracy": result.reference_accuracy,
-                  "measurements": [m.to_dict() for m in result.measurements],
-                  "pruned": [vars(p) for p in result.pruned]}
-        written = manifest.write(out_dir, model=model, resolved=resolved_config(cfg, result.chosen, c.shape),
-                                 record=record)
-    elif out_dir is not None:
-        notes.append(f"nothing written to {out_dir}: a deployment is written only when every target is met")
+    with tempfile.TemporaryDirectory(prefix="edgedeploy-tune-") as work:  # the made models, until copied
+        result = tune(cfg, measure=measure, produce=produce or default_produce(cfg, work), progress=progress)
+        notes = list(result.notes)
+        est = None
+        if cfg.deployment.hardware != "local":
+            notes.append(f"measured on this machine, not on {cfg.deployment.hardware}: the {cfg.deployment.hardware} "
+                         "figures are estimates (edgedeploy estimate)")
+            est = _named_estimate(cfg, result)
+        advice = [] if result.met else advise(cfg, result, est)
+        written = None
+        if result.met and out_dir is not None:
+            plan = result.plan
+            model = load_model(plan.model.path, plan.model.params)
+            record = {"chosen": result.chosen.to_dict(), "checks": [x.to_dict() for x in result.checks],
+                      "measured_on": "this machine", "hardware": cfg.deployment.hardware,
+                      "named_device_estimate": est.to_dict() if est else None,
+                      "reference_accuracy": result.reference_accuracy,
+                      "measurements": [m.to_dict() for m in result.measurements],
+                      "pruned": [asdict(p) for p in result.pruned]}
+            written = manifest.write(out_dir, model=model, resolved=resolved_config(cfg), record=record, plan=plan)
+        elif out_dir is not None:
+            notes.append(f"nothing written to {out_dir}: a deployment is written only when every target is met")
     return DeployReport(cfg, result, written, est, advice, notes)
 
 
@@ -119,7 +114,7 @@ def _named_estimate(cfg, result: TuneResult):
     from edgedeploy.errors import UserError
     from edgedeploy.hardware.estimate import estimate
 
-    precision = result.chosen.candidate.precision if result.chosen else "fp32"
+    precision = result.plan.precision.value if result.plan else "fp32"
     try:
         return estimate(cfg.model, cfg.deployment.hardware, shape=tuple(result.shape), precision=precision, top=5)
     except UserError as exc:
@@ -127,4 +122,4 @@ def _named_estimate(cfg, result: TuneResult):
         return None
 
 
-__all__ = ["RUNTIME_PRECISIONS", "DeployReport", "deploy", "resolved_config"]
+__all__ = ["DeployReport", "deploy", "resolved_config"]

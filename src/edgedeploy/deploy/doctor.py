@@ -7,9 +7,12 @@
 | accuracy drop after quantization | layers whose INT8 rounding error is large | per-layer SQNR of weights and activations |
 | operators not supported | by each installed engine; by the target device | the engine's own load error; the device's op list |
 
-Measurements here are *probes*: each setting opened in a fresh process (spawned), median of a
-few warm runs, peak RSS from :mod:`edgedeploy.benchmarking.memory` — enough to tell settings
-apart, and labelled so. ``edgedeploy bench`` and ``deploy`` measure properly.
+Every measurement here is made by the benchmark worker, as ``deploy`` makes it (fresh process,
+p50 with its 95% interval, model-attributable peak RSS), and a setting is called better only
+when its interval is clearly below. A **deployment directory** is judged exactly as ``deploy``
+judged it: its recorded plan is measured again and held to the same targets by the same rules
+(:func:`edgedeploy.deploy.tuner.check_targets`); the choice among alternatives was deploy's, made
+by measuring, and is reported, not second-guessed.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from pathlib import Path
 
 from edgedeploy.units import fmt_bytes, fmt_ms
 
-PROBE_METHOD = "probe: fresh process, median of {runs} warm runs; memory = peak RSS - baseline"
+PROBE_METHOD = ("measured as deploy measures: benchmark worker in a fresh process, median of {runs} warm runs "
+                "(95% interval); memory = peak RSS - baseline after the engine's warm-up")
 
 
 @dataclass
@@ -47,51 +51,31 @@ class DoctorReport:
                 "findings": [asdict(f) for f in self.findings]}
 
 
-def _probe_child(model: str, engine: str, shape: tuple, options: dict, runs: int) -> dict:
-    import gc
-    import time
-
-    import numpy as np
-
-    from edgedeploy import engines
-    from edgedeploy.benchmarking.memory import PeakRss, rss_bytes
-    from edgedeploy.engines import EngineOptions
-    from edgedeploy.ingest import load_model
-    from edgedeploy.parity import image_like_input
-
-    m = load_model(model)
-    importlib_module = engines.spec(engine).module
-    __import__(importlib_module)
-    x = image_like_input(m, tuple(shape))
-    gc.collect()
-    base = rss_bytes()
-    peak = PeakRss().start()
-    try:
-        s = engines.load(m, engine=engine, options=EngineOptions(**options))
-    except Exception as exc:  # the engine's refusal is the evidence
-        return {"ok": False, "error": " ".join(str(exc).split())[:400]}
-    feeds = {s.inputs[0].name: x}
-    s.run(feeds)
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        s.run(feeds)
-        times.append((time.perf_counter() - t) * 1000)
-    mem = max(peak.peak() - base, 0)
-    peak.stop()
-    return {"ok": True, "p50": float(np.median(times)), "memory_bytes": mem, "notes": list(s.notes)}
-
-
 def probe(model: str, engine: str, shape, *, runs: int = 10, **options) -> dict:
-    """Open ``model`` on ``engine`` with ``options`` in a fresh spawned process; p50 ms and memory bytes."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    """Open ``model`` on ``engine`` with ``options`` and measure it with the benchmark worker in a fresh process —
+    the measurement ``deploy`` makes: p50 ms with its 95% interval, model-attributable memory in bytes."""
+    from edgedeploy.benchmarking import BenchConfig, run_one
+    from edgedeploy.engines import EngineOptions
+    from edgedeploy.plan import DeploymentPlan, ModelFile
 
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        try:
-            return pool.submit(_probe_child, str(model), engine, tuple(shape), options, runs).result(timeout=600)
-        except Exception as exc:  # a crashed child is evidence too
-            return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    opts = EngineOptions(**options)
+    shape = tuple(shape)
+    plan = DeploymentPlan(engine=engine, precision=opts.precision, model=ModelFile.of(model), options=opts,
+                          batch=shape[0], shape=shape)
+    return _as_probe(run_one(BenchConfig.from_plan(plan, runs=runs, warmup=1, time_budget_s=None)))
+
+
+def _as_probe(r) -> dict:
+    if not r.ok:
+        return {"ok": False, "error": " ".join(r.reason.split())[:400]}
+    return {"ok": True, "p50": r.p50, "p50_low": r.latency_ms.get("p50_low", r.p50),
+            "p50_high": r.latency_ms.get("p50_high", r.p50), "memory_bytes": (r.model_memory_mb or 0) * 2**20,
+            "notes": list(r.notes)}
+
+
+def _clearly_faster(a: dict, b: dict, by: float = 1.0) -> bool:
+    """``a`` faster than ``b`` beyond the noise: a's 95% interval entirely below b's, by a factor ``by``."""
+    return a["ok"] and b["ok"] and a["p50_high"] < b["p50_low"] * by
 
 
 def _subject(target: str):
@@ -119,16 +103,14 @@ def diagnose(target: str, *, shape: str | None = None, engine: str | None = None
     from edgedeploy.ingest import load_model
 
     kind, cfg, source, ddir = _subject(target)
-    findings: list[Finding] = []
     if kind == "deployment":
         try:
-            manifest.verify(ddir)
+            record = manifest.verify(ddir)
         except UserError as exc:
             return DoctorReport(str(target), kind, [Finding("deployment", "problem", "files do not match the manifest",
                                                             [str(exc)], ["deploy again: `edgedeploy deploy CONFIG -o DIR`"])])
-        findings.append(Finding("deployment", "ok", "every file matches its sha256 in the manifest"))
-        cfg = cfgmod.load(ddir / manifest.CONFIG)
-        source = cfg.model
+        return DoctorReport(str(target), kind, _deployment(ddir, record, runs, progress))
+    findings: list[Finding] = []
     model = load_model(source, cfg.params if cfg else None)
     dep = cfg.deployment if cfg else None
     full = resolve_shape(model, shape or (dep.input_shape if dep else None), 1)
@@ -170,6 +152,36 @@ def diagnose(target: str, *, shape: str | None = None, engine: str | None = None
     return DoctorReport(str(target), kind, findings)
 
 
+def _deployment(ddir: Path, record: dict, runs: int, progress) -> list[Finding]:
+    """A deployment judged as deploy judged it: its plan measured again, the same targets, the same rules."""
+    from edgedeploy.deploy import config as cfgmod
+    from edgedeploy.deploy import manifest
+    from edgedeploy.deploy.runtime import deployed_plan
+    from edgedeploy.deploy.tuner import MISSED, UNVERIFIABLE, bench_measure, check_targets, verdict
+
+    findings = [Finding("deployment", "ok", "every file matches its sha256 in the manifest")]
+    cfg = cfgmod.load(ddir / manifest.CONFIG)
+    plan = deployed_plan(ddir, record)
+    tried = record.get("measurements", [])
+    findings.append(Finding("deployment", "info", f"deployed plan: {plan.label} (chosen by deploy from "
+                                                  f"{len(tried)} measured configurations)",
+                            [f"engine options: {plan.options.to_dict()}", f"model: {plan.model.made_by}"]))
+    if progress:
+        progress(f"measuring {plan.label} as deploy did", 0)
+    m = bench_measure(cfg)([plan.under(ddir)], "expand")[0]
+    if not m.ok:
+        return findings + [Finding("targets", "problem", f"the deployed plan no longer runs here: {m.reason}", [],
+                                   ["deploy again on this machine"])]
+    checks = check_targets(m, cfg, record.get("reference_accuracy"))
+    for c in checks:
+        status = {MISSED: "problem", UNVERIFIABLE: "info"}.get(c.status, "ok")
+        if c.status == UNVERIFIABLE and not verdict([c], cfg.performance.estimated):
+            status = "problem"
+        findings.append(Finding("targets", status, f"{c.name}: {c.target}", [f"measured {c.measured} ({c.how})"],
+                                [] if status != "problem" else ["deploy again: the machine or its load changed"]))
+    return findings
+
+
 def _slow(model, engine, base, run, installed, threads, cores, fusion, method) -> list[Finding]:
     from edgedeploy import engines
 
@@ -183,19 +195,19 @@ def _slow(model, engine, base, run, installed, threads, cores, fusion, method) -
         if other["ok"]:
             on, off = (base, other) if fusion else (other, base)
             ev = [f"graph optimisation on: {fmt_ms(on['p50'])}, off: {fmt_ms(off['p50'])} ({method})"]
-            if not fusion and on["p50"] < off["p50"] * 0.9:
+            if not fusion and _clearly_faster(on, off, 0.9):
                 out.append(Finding("slow", "problem", "graph optimisation (operator fusion) is off", ev,
                                    [f"set operator_fusion: true — measured {off['p50'] / on['p50']:.1f}x faster"]))
             else:
                 out.append(Finding("slow", "ok", "graph optimisation", ev))
     if threads < cores:
         more = run(engine, threads=cores)
-        if more["ok"] and more["p50"] < base["p50"] * 0.85:
+        if _clearly_faster(more, base, 0.85):
             out.append(Finding("slow", "problem", f"{threads} thread(s) of {cores}",
                                [f"{threads} threads: {fmt_ms(base['p50'])}; {cores}: {fmt_ms(more['p50'])} ({method})"],
                                [f"thread_num: {cores} (costs power: see the power target)"]))
     alts = {e: run(e) for e in installed if e != engine}
-    faster = {e: r for e, r in alts.items() if r["ok"] and r["p50"] < base["p50"] * 0.9}
+    faster = {e: r for e, r in alts.items() if _clearly_faster(r, base, 0.9)}
     ev = [here] + [f"{e}: {fmt_ms(r['p50'])}" if r["ok"] else f"{e}: fails ({r['error'][:120]})" for e, r in alts.items()]
     if faster:
         best = min(faster, key=lambda e: faster[e]["p50"])
@@ -357,7 +369,7 @@ def _accuracy(model, full, dep) -> list[Finding]:
 
 def advise(cfg, result, named_estimate=None) -> list[Finding]:
     """Advice for targets the tuner could not meet, from the measurements it already made."""
-    from edgedeploy.deploy.tuner import check_targets
+    from edgedeploy.deploy.tuner import check_targets, verdict
 
     out = []
     chosen = result.chosen
@@ -367,11 +379,11 @@ def advise(cfg, result, named_estimate=None) -> list[Finding]:
     ok = [m for m in result.measurements if m.ok]
     stat = cfg.performance.latency_statistic
     for c in check_targets(chosen, cfg, result.reference_accuracy):
-        if c.met:
+        if verdict([c], cfg.performance.estimated):
             continue
         if c.name == "latency":
             fastest = min(ok, key=lambda m: m.latency(stat))
-            ev = [f"fastest measured: {fastest.candidate.label} {fmt_ms(fastest.latency(stat))} vs target {c.target}"]
+            ev = [f"fastest measured: {fastest.plan.label} {fmt_ms(fastest.latency(stat))} vs target {c.target}"]
             adv = []
             if "int8" not in cfg.deployment.precisions():
                 adv.append("allow precision: int8 (quantized models; measure with accuracy control)")
@@ -384,12 +396,12 @@ def advise(cfg, result, named_estimate=None) -> list[Finding]:
         elif c.name == "memory":
             least = min(ok, key=lambda m: m.memory_bytes or 0)
             out.append(Finding("memory", "problem", f"memory target {c.target} not met",
-                               [f"smallest footprint measured: {least.candidate.label} {fmt_bytes(least.memory_bytes)}"],
+                               [f"smallest footprint measured: {least.plan.label} {fmt_bytes(least.memory_bytes)}"],
                                ["batch_size: 1", "memory_optimization: true", "precision: int8 (4x smaller weights)"]))
         elif c.name == "power":
             low = min(ok, key=lambda m: m.power_w or 0)
             out.append(Finding("power", "problem", f"power target {c.target} not met",
-                               [f"lowest: {low.candidate.label} {low.power_w:.1f} W ({low.power_source[:80]})"],
+                               [f"lowest: {low.plan.label} {low.power_w:.1f} W ({low.power_source[:80]})"],
                                ["fewer threads (thread_num: 1) trade latency for power", "a lower-power device"]))
         elif c.name == "accuracy":
             out.append(Finding("accuracy", "problem", f"accuracy drop above {c.target}", [c.measured],

@@ -14,6 +14,7 @@ no longer matches.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -51,11 +52,13 @@ def engine_versions() -> dict[str, str]:
     return out
 
 
-def write(out_dir: str | Path, *, model, resolved: dict, record: dict) -> Path:
+def write(out_dir: str | Path, *, model, resolved: dict, record: dict, plan=None) -> Path:
     """Write the deployment into ``out_dir`` atomically (replacing an existing deployment there).
 
     ``model``: the :class:`~edgedeploy.ingest.Model` to ship (its files are copied).
     ``resolved``: the resolved config. ``record``: measurements and checks for the manifest.
+    ``plan``: the chosen :class:`~edgedeploy.plan.DeploymentPlan`, recorded as ``"plan"`` with its model
+    file pointing at the copy (relative name and sha256).
     """
     from edgedeploy import __version__
 
@@ -71,6 +74,10 @@ def write(out_dir: str | Path, *, model, resolved: dict, record: dict) -> Path:
             dst = tmp / f"model{src.suffix}"
             shutil.copyfile(src, dst)
             names.append(dst.name)
+        if plan is not None:
+            shipped = dataclasses.replace(plan.model, path=names[0], params=names[1] if len(names) > 1 else None,
+                                          sha256=sha256(tmp / names[0]))
+            record = {**record, "plan": plan.with_model(shipped).to_dict()}
         resolved = dict(resolved)
         resolved["model"] = names[0]
         if len(names) > 1:

@@ -1,5 +1,10 @@
-"""Run a deployment directory: verified against its manifest first, then opened as it was chosen,
-with its ``monitoring`` section honoured (log level; the listed metrics every ``interval`` inferences)."""
+"""Run a deployment directory: verified against its manifest first, then its recorded
+:class:`~edgedeploy.plan.DeploymentPlan` opened exactly as it was measured, with the config's
+``monitoring`` section honoured (log level; the listed metrics every ``interval`` inferences).
+
+:func:`deployed_plan` is the one way to read a deployment's plan; serving and pipelines open a
+deployment with ``deployed_plan(directory).open(base=directory)``.
+"""
 
 from __future__ import annotations
 
@@ -10,29 +15,38 @@ from pathlib import Path
 
 from edgedeploy.deploy import config as cfgmod
 from edgedeploy.deploy import manifest
-from edgedeploy.deploy.tuner import RUNTIME_PRECISIONS
+from edgedeploy.errors import UserError
+from edgedeploy.plan import DeploymentPlan
 from edgedeploy.units import fmt_bytes, fmt_ms
 
 log = logging.getLogger("edgedeploy.deployment")
+
+
+def deployed_plan(directory: str | Path, record: dict | None = None) -> DeploymentPlan:
+    """The plan recorded in the deployment's manifest (verified first unless ``record``, the verified
+    manifest, is given); its model path is relative to ``directory``."""
+    record = manifest.verify(directory) if record is None else record
+    if "plan" not in record:
+        raise UserError(f"deployment {directory} records no deployment plan (made by an older edgedeploy); "
+                        "deploy again")
+    return DeploymentPlan.from_dict(record["plan"])
+
+
+def open_plan(directory: str | Path):
+    """The verified deployment's session, opened as planned (for serving and pipelines)."""
+    return deployed_plan(directory).open(base=directory)
 
 
 class Deployment:
     """A verified deployment, open on its engine. ``run(feeds)`` infers and keeps the metrics."""
 
     def __init__(self, directory: str | Path):
-        from edgedeploy import engines
-        from edgedeploy.engines import EngineOptions
-
         self.directory = Path(directory)
         self.manifest = manifest.verify(self.directory)  # refuses a modified deployment, naming the file
         self.config = cfgmod.load(self.directory / manifest.CONFIG)
-        d = self.config.deployment
-        precision = d.precision[0] if d.precision != "auto" else "fp32"
-        self.options = EngineOptions(threads=d.thread_num[0] if d.thread_num != "auto" else None,
-                                     graph_optimization=d.operator_fusion, memory_optimization=d.memory_optimization,
-                                     precision=precision if precision in RUNTIME_PRECISIONS else "fp32")
-        self.session = engines.load(self.config.model, engine=d.engines[0] if d.engines else "auto",
-                                    options=self.options, params=self.config.params)
+        self.plan = deployed_plan(self.directory, self.manifest)
+        self.options = self.plan.options
+        self.session = self.plan.open(base=self.directory)
         self.monitoring = self.config.monitoring
         if self.monitoring.enable:
             logging.getLogger("edgedeploy").setLevel(getattr(logging, self.monitoring.log_level.upper()))
@@ -41,7 +55,7 @@ class Deployment:
         self._t0 = time.perf_counter()
 
     def run(self, feeds):
-        t = time.perf_counter()
+        t = time.perf_counter()  # each live inference is timed as it serves, not in a timing loop
         out = self.session.run(feeds)
         self._times.append((time.perf_counter() - t) * 1000)
         self._count += 1

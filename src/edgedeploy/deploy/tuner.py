@@ -1,6 +1,8 @@
-"""Find the best configuration that meets the deployment's targets, by measuring, with pruning.
+"""Find the best deployment plan that meets the deployment's targets, by measuring, with pruning.
 
-Search space: engine x precision x threads x batch, within what the config allows
+Search space: :class:`~edgedeploy.plan.DeploymentPlan` s — engine x precision x threads x batch
+(with the config's ``memory_optimization`` and ``operator_fusion`` in every plan's engine
+options, so they are measured), within what the config allows
 (:class:`~edgedeploy.deploy.config.Deployment`). Three stages:
 
 1. **Static pruning**, nothing run: engines that cannot read the model or are not installed,
@@ -8,73 +10,85 @@ Search space: engine x precision x threads x batch, within what the config allow
 2. **Screen**: each (engine, precision) once at the most threads and batch 1 — its best case
    for latency — with accuracy measured where the model has ground truth. A variant is not
    expanded when it already misses the latency target there by more than 2x (fewer threads
-   and larger batches are slower per call, short of contention on a shared machine), when it loses more accuracy than allowed, or when another variant is at
-   least as good on latency, memory and power alike (dominated).
+   and larger batches are slower per call, short of contention on a shared machine), when it
+   loses more accuracy than allowed, or when another variant is at least as good on latency,
+   memory and measured power alike and clearly better on one (dominated).
 3. **Expand** the survivors over thread counts and batch sizes with full runs; batches grow
    until one misses the latency target.
 
-Choice: among configurations that meet every target, the highest throughput (items/s; with a
-fixed batch that is the lowest latency); within 3% of each other, lower latency, then lower
-memory. When none meets them all, the closest (smallest worst-case miss) is returned, marked so.
+**Rules that keep decisions from flipping** (:func:`check_targets`, :func:`choose`):
+
+- A latency target is met only when the upper end of the 95% confidence interval of the
+  statistic (p50 by default; distribution-free, from the timed runs of one fresh process,
+  :mod:`edgedeploy.engines.timing`) is at or below it. Memory (model-attributable peak RSS) is
+  one reading per fresh process, compared as is.
+- The verdict is taken on repeated measurements: the chosen plan is measured ``search.repeats``
+  times in all (fresh processes) and judged by the least disturbed repeat (the lowest upper
+  bound). Other processes on the machine only ever add time, so the least disturbed repeat is
+  the machine's own figure; one busy moment does not flip the verdict.
+- A figure that was estimated, not measured (power without a sensor), or a latency miss
+  measured while other processes used more than a quarter of the CPUs (share ``b``) in the
+  least disturbed repeat and small enough for that load to explain (lower bound x (1 - b)
+  within the target), never decides: its check is *unverifiable here*, the configuration's policy (``performance.estimated``: warn,
+  fail, ignore) says what that does to the verdict, and the choice ignores it.
+- Choice: among plans that miss no target, the highest throughput; plans whose throughput
+  intervals come within 3% of the best are tied; among those, the lowest latency (again
+  with ties by interval), then the smallest memory (within 5%: tied), then the plan that uses
+  the least: fewer threads, smaller batch, the more precise precision, the engine's order in
+  ``ENGINES``. When none meets every target, the closest (smallest worst-case miss).
 
 Measuring and model-producing functions are injected (``measure``, ``produce``), so the
 search is tested without engines; by default they are the benchmark harness
-(:func:`edgedeploy.benchmarking.run_bench`) and the optimiser (``edgedeploy.optimize``).
+(:func:`edgedeploy.benchmarking.run_one`) and the optimiser (``edgedeploy.optimize``).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
 from edgedeploy import engines
 from edgedeploy.deploy.config import PRECISION_ORDER, DeploymentConfig
+from edgedeploy.engines import EngineOptions
+from edgedeploy.errors import UserError, VerdictError
+from edgedeploy.plan import DeploymentPlan, ModelFile
 from edgedeploy.units import fmt_bytes, fmt_ms, fmt_watts
+from edgedeploy.vocab import RUNTIME_PRECISIONS
 
 log = logging.getLogger(__name__)
 
-TIE = 0.03  # throughputs within 3% are a tie: below what these machines can tell apart
+BUSY = 0.25  # other processes using more than this share of the CPUs make a latency miss unverifiable
+TIE = 0.03  # throughputs within 3% (beyond their intervals) are a tie: below what these machines tell apart
+MEMORY_TIE = 0.05  # memory readings within 5% are a tie
 PRUNE_MISS = 2.0  # a variant missing the latency target by more than this at its best case is not expanded
 # (not 1.0: on a shared machine fewer threads can beat more, so a near miss is still worth a look)
-RUNTIME_PRECISIONS = ("fp32", "bf16", "fp16")  # what EngineOptions.precision can ask of an engine
 
 
 @dataclass(frozen=True)
 class Variant:
-    """A model to run for one (engine, precision): its file and the engine's run-time precision."""
+    """A model file for one (engine, precision), the engine's run-time precision for it, and the
+    accuracy its producer measured (e.g. the optimiser's own evaluation)."""
 
-    model: str
+    model: ModelFile
     runtime_precision: str = "fp32"
-    accuracy: float | None = None  # from the producer (e.g. the optimiser's own evaluation)
-    note: str = ""
+    accuracy: float | None = None
 
-
-@dataclass(frozen=True, kw_only=True)
-class Candidate:
-    engine: str
-    precision: str
-    threads: int
-    batch: int
-    variant: Variant
-    shape: tuple[int, ...]
-    graph_optimization: bool = True
-    memory_optimization: bool = False
-
-    @property
-    def label(self) -> str:
-        return f"{self.engine} {self.precision} t{self.threads} b{self.batch}"
+    def __post_init__(self):
+        if not isinstance(self.model, ModelFile):
+            object.__setattr__(self, "model", ModelFile.of(self.model))
 
 
 @dataclass
 class Measurement:
-    """What was measured for one candidate (ms, bytes, W); ``stage`` is "screen" or "expand"."""
+    """What was measured for one plan (ms, bytes, W); ``stage`` is "screen" or "expand"."""
 
-    candidate: Candidate
+    plan: DeploymentPlan
     ok: bool
     stage: str = "expand"
     reason: str = ""
-    latency_ms: dict = field(default_factory=dict)
+    latency_ms: dict = field(default_factory=dict)  # p50, p90, p99 (+ _low/_high: the 95% interval), ...
     memory_bytes: float | None = None
     power_w: float | None = None
     power_source: str = ""
@@ -84,16 +98,29 @@ class Measurement:
     accuracy_metric: str | None = None
     engine_version: str = ""
     method: str = ""
+    engine_settings: dict = field(default_factory=dict)  # read back from the engine in the measuring process
+    others_load: float | None = None  # share of the CPUs other processes used during the timed runs
     notes: list[str] = field(default_factory=list)
 
     def latency(self, stat: str = "p50") -> float | None:
         return self.latency_ms.get(stat)
 
+    def interval(self, stat: str = "p50") -> tuple[float, float]:
+        """The 95% interval of ``stat`` (the point value twice where no interval was measured)."""
+        v = self.latency(stat)
+        return self.latency_ms.get(f"{stat}_low", v), self.latency_ms.get(f"{stat}_high", v)
+
+    def throughput_interval(self) -> tuple[float, float]:
+        """Throughput scaled by the p50 interval: (low, high) items/s."""
+        p50, (lo, hi) = self.latency("p50"), self.interval("p50")
+        thr = self.throughput or 0.0
+        if not p50:
+            return thr, thr
+        return thr * p50 / hi, thr * p50 / lo
+
     def to_dict(self) -> dict:
         d = asdict(self)
-        c = d.pop("candidate")
-        d["config"] = {k: v for k, v in c.items() if k != "variant"} | {
-            "model": c["variant"]["model"], "runtime_precision": c["variant"]["runtime_precision"]}
+        d["plan"] = self.plan.to_dict()
         return d
 
 
@@ -103,13 +130,26 @@ class Pruned:
     reason: str
 
 
+MET, MISSED, UNVERIFIABLE = "met", "missed", "unverifiable"
+
+
 @dataclass
 class TargetCheck:
+    """One target against one measurement. ``status``: met, missed, or unverifiable (the figure was
+    estimated here, not measured; the policy ``performance.estimated`` decides what that means)."""
+
     name: str
     target: str
     measured: str
-    met: bool
-    how: str  # "measured", "estimated (no sensor)", ...
+    status: str
+    how: str  # "measured: ...", "estimated (no sensor)", ...
+
+    @property
+    def met(self) -> bool:
+        return self.status == MET
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"met": self.met}
 
 
 @dataclass
@@ -124,93 +164,148 @@ class TuneResult:
     reference_accuracy: float | None
     notes: list[str]
 
+    @property
+    def plan(self) -> DeploymentPlan | None:
+        return self.chosen.plan if self.chosen else None
+
     def to_dict(self) -> dict:
         return {"model": self.model, "shape": self.shape, "met": self.met,
                 "chosen": self.chosen.to_dict() if self.chosen else None,
-                "checks": [asdict(c) for c in self.checks], "reference_accuracy": self.reference_accuracy,
+                "checks": [c.to_dict() for c in self.checks], "reference_accuracy": self.reference_accuracy,
                 "measurements": [m.to_dict() for m in self.measurements],
                 "pruned": [asdict(p) for p in self.pruned], "notes": self.notes}
 
 
-Measure = Callable[[list[Candidate], str], list[Measurement]]
+Measure = Callable[[list[DeploymentPlan], str], list[Measurement]]
 Produce = Callable[[object, str, str], "Variant | str"]
 
 
 def check_targets(m: Measurement, cfg: DeploymentConfig, reference_accuracy: float | None) -> list[TargetCheck]:
-    """Each target of ``cfg.performance`` (and the accuracy limit) against measurement ``m``."""
+    """Each target of ``cfg.performance`` (and the accuracy limit) against measurement ``m``, by the
+    rules in the module docstring."""
     perf, stat = cfg.performance, cfg.performance.latency_statistic
     checks = []
     if perf.target_latency is not None:
-        lat = m.latency(stat)
-        checks.append(TargetCheck("latency", f"≤ {fmt_ms(perf.target_latency)} ({stat})", fmt_ms(lat),
-                                  lat is not None and lat <= perf.target_latency, m.method or "measured"))
+        lat, (low, high) = m.latency(stat), m.interval(stat)
+        met = high is not None and high <= perf.target_latency
+        shown = fmt_ms(lat) if high == lat else f"{fmt_ms(lat)} (95% upper bound {fmt_ms(high)})"
+        how = (m.method or "measured") + "; met when the 95% upper bound is within the target"
+        status = MET if met else MISSED
+        busy = m.others_load or 0.0
+        if not met and busy > BUSY and low * (1 - busy) <= perf.target_latency:
+            # a miss the other processes' share of the CPUs can explain says little about the plan
+            status = UNVERIFIABLE
+            how = (f"unverifiable here: other processes used {busy:.0%} of the CPUs while its least disturbed "
+                   f"repeat was timed; measure on a quiet machine; policy estimated: {perf.estimated}")
+        checks.append(TargetCheck("latency", f"≤ {fmt_ms(perf.target_latency)} ({stat})", shown, status, how))
     if perf.max_memory is not None:
+        met = m.memory_bytes is not None and m.memory_bytes <= perf.max_memory
         checks.append(TargetCheck("memory", f"≤ {fmt_bytes(perf.max_memory)}", fmt_bytes(m.memory_bytes),
-                                  m.memory_bytes is not None and m.memory_bytes <= perf.max_memory,
-                                  "measured: model-attributable peak RSS"))
+                                  MET if met else MISSED, "measured: model-attributable peak RSS"))
     if perf.power_consumption is not None:
-        checks.append(TargetCheck("power", f"≤ {fmt_watts(perf.power_consumption)}", fmt_watts(m.power_w),
-                                  m.power_w is not None and m.power_w <= perf.power_consumption,
-                                  m.power_source or ("measured" if m.power_measured else "estimated")))
+        if m.power_measured:
+            met = m.power_w is not None and m.power_w <= perf.power_consumption
+            checks.append(TargetCheck("power", f"≤ {fmt_watts(perf.power_consumption)}", fmt_watts(m.power_w),
+                                      MET if met else MISSED, m.power_source or "measured"))
+        elif perf.estimated != "ignore":
+            checks.append(TargetCheck("power", f"≤ {fmt_watts(perf.power_consumption)}",
+                                      f"~{fmt_watts(m.power_w)} (estimate)", UNVERIFIABLE,
+                                      f"unverifiable here: no power sensor ({m.power_source or 'estimated'}); "
+                                      f"policy estimated: {perf.estimated}"))
     if reference_accuracy is not None and cfg.evaluation.enable and m.accuracy is not None:
         drop = reference_accuracy - m.accuracy
         checks.append(TargetCheck("accuracy", f"drop ≤ {cfg.evaluation.max_accuracy_drop:.1%}",
-                                  f"{m.accuracy:.1%} ({-drop:+.1%})", drop <= cfg.evaluation.max_accuracy_drop + 1e-9,
+                                  f"{m.accuracy:.1%} ({-drop:+.1%})",
+                                  MET if drop <= cfg.evaluation.max_accuracy_drop + 1e-9 else MISSED,
                                   f"measured: {m.accuracy_metric}"))
     return checks
 
 
+def verdict(checks: list[TargetCheck], policy: str) -> bool:
+    """Whether ``checks`` pass: nothing missed, and nothing unverifiable when the policy is ``fail``."""
+    return all(c.status == MET or (c.status == UNVERIFIABLE and policy != "fail") for c in checks)
+
+
 def _miss(m: Measurement, cfg: DeploymentConfig) -> float:
-    """Worst ratio measured/target over the targets (≤ 1 when all are met)."""
+    """Worst ratio measured/target over the measured targets (≤ 1 when all are met)."""
     p = cfg.performance
-    ratios = [1e9] if not m.ok else []
-    if m.ok:
-        if p.target_latency:
-            ratios.append(m.latency(p.latency_statistic) / p.target_latency)
-        if p.max_memory and m.memory_bytes is not None:
-            ratios.append(m.memory_bytes / p.max_memory)
-        if p.power_consumption and m.power_w is not None:
-            ratios.append(m.power_w / p.power_consumption)
+    if not m.ok:
+        return 1e9
+    ratios = []
+    if p.target_latency:
+        ratios.append(m.interval(p.latency_statistic)[1] / p.target_latency)
+    if p.max_memory and m.memory_bytes is not None:
+        ratios.append(m.memory_bytes / p.max_memory)
+    if p.power_consumption and m.power_w is not None and m.power_measured:
+        ratios.append(m.power_w / p.power_consumption)
     return max(ratios, default=0.0)
+
+
+def _least(plan: DeploymentPlan) -> tuple:
+    """The deterministic last tie-break: the plan that uses the least."""
+    order = list(engines.ENGINES)
+    return (plan.threads or 0, plan.batch, -PRECISION_ORDER.index(plan.precision.value),
+            order.index(plan.engine.value) if plan.engine.value in order else len(order))
+
+
+def _tied(ms: list[Measurement], interval) -> list[Measurement]:
+    """Those whose ``interval(m)`` (low, high) reaches the best one's low end (lower is better)."""
+    best = min(ms, key=lambda m: interval(m)[1])
+    return [m for m in ms if interval(m)[0] <= interval(best)[1]]
 
 
 def choose(measured: list[Measurement], cfg: DeploymentConfig, reference_accuracy: float | None
            ) -> tuple[Measurement | None, bool]:
-    """(best measurement, whether it meets every target). Throughput first, then latency, then memory."""
+    """(best measurement, whether it passes every target under the policy for estimates); see the
+    module docstring for the rules. Unverifiable (estimated) figures never steer the choice."""
     ok = [m for m in measured if m.ok]
     if not ok:
         return None, False
-    feasible = [m for m in ok if all(c.met for c in check_targets(m, cfg, reference_accuracy))]
-    if feasible:
-        top = max(m.throughput or 0 for m in feasible)
-        tied = [m for m in feasible if (m.throughput or 0) >= top * (1 - TIE)]
-        stat = cfg.performance.latency_statistic
-        return min(tied, key=lambda m: (m.latency(stat), m.memory_bytes or 0)), True
-    return min(ok, key=lambda m: (_miss(m, cfg), m.latency(cfg.performance.latency_statistic))), False
+    stat = cfg.performance.latency_statistic
+    feasible = [m for m in ok if all(c.status != MISSED for c in check_targets(m, cfg, reference_accuracy))]
+    if not feasible:
+        return min(ok, key=lambda m: (_miss(m, cfg), m.latency(stat))), False
+    best_low = max(m.throughput_interval()[0] for m in feasible)
+    tied = [m for m in feasible if m.throughput_interval()[1] * (1 + TIE) >= best_low]
+    tied = _tied(tied, lambda m: m.interval(stat))
+    least_memory = min(m.memory_bytes or 0 for m in tied)
+    tied = [m for m in tied if (m.memory_bytes or 0) <= least_memory * (1 + MEMORY_TIE)]
+    chosen = min(tied, key=lambda m: _least(m.plan))
+    return chosen, verdict(check_targets(chosen, cfg, reference_accuracy), cfg.performance.estimated)
 
 
 def _dominated(a: Measurement, others: list[Measurement]) -> Measurement | None:
+    """Another measurement no worse than ``a`` on latency, memory, measured power and accuracy, and clearly
+    better on latency (its interval entirely below a's) or memory (10% less)."""
+    a_lo, a_hi = a.interval()
     for b in others:
         if b is a or not b.ok:
             continue
-        if (b.latency() <= a.latency() and (b.memory_bytes or 0) <= (a.memory_bytes or 0)
-                and (b.power_w or 0) <= (a.power_w or 0) and (b.accuracy or 0) >= (a.accuracy or 0)
-                and (b.latency() < a.latency() * (1 - TIE) or (b.memory_bytes or 0) < (a.memory_bytes or 0) * 0.9)):
+        b_lo, b_hi = b.interval()
+        power_ok = not (a.power_measured and b.power_measured) or (b.power_w or 0) <= (a.power_w or 0)
+        if (b_lo <= a_hi and (b.memory_bytes or 0) <= (a.memory_bytes or 0) and power_ok
+                and (b.accuracy or 0) >= (a.accuracy or 0)
+                and (b_hi < a_lo * (1 - TIE) or (b.memory_bytes or 0) < (a.memory_bytes or 0) * 0.9)):
             return b
     return None
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def tune(cfg: DeploymentConfig, *, measure: Measure | None = None, produce: Produce | None = None,
          cores: int | None = None, progress: Callable[[str, int, int], None] | None = None) -> TuneResult:
     """Search, prune and choose; see the module docstring. ``progress(stage, done, total)``."""
-    import os
-
     from edgedeploy.benchmarking import resolve_shape
     from edgedeploy.ingest import load_model
 
     measure = measure or bench_measure(cfg)
-    produce = produce or default_produce(cfg)
-    cores = cores or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    if produce is None:  # callers that keep the made files (deploy) pass their own working directory
+        import tempfile
+
+        produce = default_produce(cfg, tempfile.mkdtemp(prefix="edgedeploy-tune-"))
+    cores = cores or usable_cores()
     dep, perf = cfg.deployment, cfg.performance
     model = load_model(cfg.model, cfg.params)
     shape1 = resolve_shape(model, dep.input_shape, 1)
@@ -238,21 +333,25 @@ def tune(cfg: DeploymentConfig, *, measure: Measure | None = None, produce: Prod
             else:
                 variants.append((e, p, v))
 
-    def cand(e, p, v, t, b):
-        return Candidate(engine=e, precision=p, threads=t, batch=b, variant=v, shape=(b, *shape1[1:]),
-                         graph_optimization=dep.operator_fusion, memory_optimization=dep.memory_optimization)
+    def plan(e: str, p: str, v: Variant, t: int, b: int) -> DeploymentPlan:
+        options = EngineOptions(threads=t, graph_optimization=dep.operator_fusion,
+                                memory_optimization=dep.memory_optimization, precision=v.runtime_precision)
+        return DeploymentPlan(engine=e, precision=p, model=v.model, options=options, batch=b, shape=(b, *shape1[1:]))
 
     # 2. screen: best case per variant
-    screen = [cand(e, p, v, max(threads), 1) for e, p, v in variants]
+    screen = [plan(e, p, v, max(threads), 1) for e, p, v in variants]
+    accuracy_of = {(e, p): v.accuracy for e, p, v in variants}
     if progress:
         progress("screening engines x precisions", 0, len(screen))
     screened = measure(screen, "screen") if screen else []
     for m in screened:
         m.stage = "screen"
+        if m.accuracy is None:  # no ground truth in the harness: the producer's own evaluation, if any
+            m.accuracy = accuracy_of.get((m.plan.engine, m.plan.precision))
     ref = _reference_accuracy(screened, model)
     survivors = []
     for m in screened:
-        c = m.candidate
+        c = m.plan
         what = f"{c.engine} {c.precision}"
         if not m.ok:
             pruned.append(Pruned(what, f"failed: {m.reason}"))
@@ -261,13 +360,13 @@ def tune(cfg: DeploymentConfig, *, measure: Measure | None = None, produce: Prod
             pruned.append(Pruned(what, f"accuracy {m.accuracy:.1%} vs {ref:.1%} at fp32: drop above "
                                        f"{cfg.evaluation.max_accuracy_drop:.1%}"))
             continue
-        if perf.target_latency and m.latency(perf.latency_statistic) > perf.target_latency * PRUNE_MISS:
+        if perf.target_latency and m.interval(perf.latency_statistic)[0] > perf.target_latency * PRUNE_MISS:
             pruned.append(Pruned(f"{what} other threads/batches", f"{fmt_ms(m.latency(perf.latency_statistic))} at "
                                  f"{c.threads} threads, batch 1 already misses {fmt_ms(perf.target_latency)}"))
             continue
         better = _dominated(m, [s for s in screened if s.ok])
         if better is not None:
-            b = better.candidate
+            b = better.plan
             pruned.append(Pruned(what, f"dominated by {b.engine} {b.precision}: {fmt_ms(better.latency())} vs "
                                        f"{fmt_ms(m.latency())}, {fmt_bytes(better.memory_bytes)} vs {fmt_bytes(m.memory_bytes)}"))
             continue
@@ -275,14 +374,15 @@ def tune(cfg: DeploymentConfig, *, measure: Measure | None = None, produce: Prod
 
     # 3. expand survivors: threads, then batches while they meet the latency target
     measured = list(screened)
-    todo = [cand(c.engine, c.precision, c.variant, t, 1) for m in survivors for c in [m.candidate] for t in threads]
+    todo = [DeploymentPlan(**{**vars(m.plan), "options": m.plan.options.replace(threads=t)})
+            for m in survivors for t in threads]
     if progress:
         progress("measuring thread counts", 0, len(todo))
     expanded = measure(todo, "expand") if todo else []
     measured += expanded
     prev = expanded
     for b in batches[1:]:
-        grow = [replace(m.candidate, batch=b, shape=(b, *shape1[1:])) for m in prev if m.ok and _fits(m, cfg)]
+        grow = [m.plan.with_batch(b) for m in prev if m.ok and _fits(m, cfg)]
         if not grow:
             pruned.append(Pruned(f"batch {b} and above", "every configuration at the previous batch already misses "
                                                          "the latency or memory target"))
@@ -292,107 +392,110 @@ def tune(cfg: DeploymentConfig, *, measure: Measure | None = None, produce: Prod
         prev = measure(grow, "expand")
         measured += prev
     final = [m for m in measured if m.stage == "expand"] or measured
+    screened_accuracy = {(s.plan.engine, s.plan.precision): (s.accuracy, s.accuracy_metric)
+                         for s in screened if s.accuracy is not None}
     for m in final:  # accuracy was measured per variant at the screen; it holds for every thread/batch
         if m.accuracy is None:
-            src = next((s for s in screened if s.candidate.variant == m.candidate.variant and s.accuracy is not None), None)
-            if src:
-                m.accuracy, m.accuracy_metric = src.accuracy, src.accuracy_metric
+            key = (m.plan.engine, m.plan.precision)
+            m.accuracy, m.accuracy_metric = screened_accuracy.get(key, (None, m.accuracy_metric))
     chosen, met = choose(final, cfg, ref)
+    if chosen is not None and cfg.search.repeats > 1:
+        if progress:
+            progress("repeating the chosen plan", 0, cfg.search.repeats - 1)
+        repeats = measure([chosen.plan] * (cfg.search.repeats - 1), "repeat")
+        measured += repeats
+        chosen = _least_disturbed([chosen, *repeats], perf.latency_statistic)
+        met = verdict(check_targets(chosen, cfg, ref), perf.estimated)
     checks = check_targets(chosen, cfg, ref) if chosen else []
+    if any(c.status == UNVERIFIABLE for c in checks):
+        notes.append(f"{', '.join(c.name for c in checks if c.status == UNVERIFIABLE)} target unverifiable here "
+                     f"(estimated, or measured on a busy machine): it did not steer the choice; "
+                     f"policy estimated: {perf.estimated}")
     return TuneResult(model=model.name, shape=list(shape1), chosen=chosen, met=met, checks=checks,
                       measurements=measured, pruned=pruned, reference_accuracy=ref, notes=notes)
 
 
+def _least_disturbed(repeats: list[Measurement], stat: str) -> Measurement:
+    """Of repeated measurements of one plan, the one with the lowest upper bound (accuracy carried over)."""
+    first = repeats[0]
+    ok = [m for m in repeats if m.ok] or [first]
+    best = min(ok, key=lambda m: m.interval(stat)[1])
+    best.stage = first.stage
+    if best.accuracy is None:
+        best.accuracy, best.accuracy_metric = first.accuracy, first.accuracy_metric
+    best.method = f"{best.method}; least disturbed of {len(repeats)} repeats"
+    return best
+
+
 def _fits(m: Measurement, cfg: DeploymentConfig) -> bool:
     p = cfg.performance
-    return not ((p.target_latency and m.latency(p.latency_statistic) > p.target_latency)
+    return not ((p.target_latency and m.interval(p.latency_statistic)[1] > p.target_latency)
                 or (p.max_memory and m.memory_bytes and m.memory_bytes > p.max_memory))
 
 
 def _reference_accuracy(screened: list[Measurement], model) -> float | None:
     """Accuracy of the FP32 model on its native engine (else any FP32 row)."""
     native = engines.resolve("auto", model.format)
-    fp32 = [m for m in screened if m.ok and m.accuracy is not None and m.candidate.precision == "fp32"]
-    fp32.sort(key=lambda m: m.candidate.engine != native)
+    fp32 = [m for m in screened if m.ok and m.accuracy is not None and m.plan.precision == "fp32"]
+    fp32.sort(key=lambda m: m.plan.engine != native)
     return fp32[0].accuracy if fp32 else None
 
 
-def default_produce(cfg: DeploymentConfig) -> Produce:
-    """The model for (engine, precision): run-time precisions directly; others from ``edgedeploy.optimize``."""
-    import importlib.util
-    import tempfile
-
+def default_produce(cfg: DeploymentConfig, workdir: str) -> Produce:
+    """The model for (engine, precision): run-time precisions directly; others made by ``edgedeploy.optimize``
+    into ``workdir``. A variant the optimiser refuses (a :class:`UserError`, or a :class:`VerdictError` such as
+    no INT8 model within the accuracy budget) is a pruned row; anything else it raises is a failure."""
     from edgedeploy.benchmarking.plan import precision_skip
 
-    workdir = tempfile.mkdtemp(prefix="edgedeploy-tune-")
+    source = ModelFile.of(cfg.model, cfg.params)
 
     def produce(model, engine: str, precision: str):
         if precision in RUNTIME_PRECISIONS and (precision == "fp32" or not precision_skip(engine, precision)):
-            return Variant(model=str(cfg.model), runtime_precision=precision)
-        if importlib.util.find_spec("edgedeploy.optimize") is None:
-            return f"a {precision} model for {engine} needs edgedeploy.optimize, not in this installation"
+            return Variant(model=source, runtime_precision=precision)
         from edgedeploy import optimize as opt
 
-        if not callable(getattr(opt, "optimize", None)):
-            return f"a {precision} model for {engine} needs edgedeploy.optimize.optimize(), not available yet"
         out = f"{workdir}/{model.name}-{engine}-{precision}.onnx"
         try:
             res = opt.optimize(model, out, engine=engine, precision=precision,
-                               max_accuracy_drop=cfg.evaluation.max_accuracy_drop,
+                               max_accuracy_drop=100 * cfg.evaluation.max_accuracy_drop,  # optimize takes points
                                task=model.zoo.task if model.zoo else None)
-        except Exception as exc:  # one variant the optimiser cannot make is a pruned row, not a failed search
-            log.info("optimiser failed for %s %s", engine, precision, exc_info=True)
-            return f"optimiser could not make it: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
-        path = getattr(res, "path", None) or getattr(res, "output", None) or out
-        acc = getattr(res, "accuracy_after", None)
-        return Variant(model=str(path), runtime_precision="fp32", accuracy=acc if isinstance(acc, float) else None,
-                       note=f"made by edgedeploy.optimize ({precision})")
+        except (UserError, VerdictError) as exc:  # the optimiser's "cannot" for this variant: pruned, said why
+            log.info("optimiser made no %s model for %s: %s", precision, engine, exc)
+            return f"optimiser could not make it: {' '.join(str(exc).split())[:200]}"
+        return Variant(model=ModelFile.of(res.output, source=str(cfg.model),
+                                          made_by=f"edgedeploy.optimize {precision} for {engine}"),
+                       accuracy=res.accuracy_after)
 
     return produce
 
 
 def bench_measure(cfg: DeploymentConfig, *, on_result: Callable[[Measurement], None] | None = None) -> Measure:
-    """Measure candidates with the benchmark harness: one fresh process each (latency, memory, power)."""
-    from dataclasses import fields
-
+    """Measure plans with the benchmark harness: one fresh process each (latency, memory, power), every
+    engine option of the plan applied (:meth:`BenchConfig.from_plan`)."""
     from edgedeploy.benchmarking import BenchConfig, run_one
 
-    known = {f.name for f in fields(BenchConfig)}
     s = cfg.search
 
-    def measure(cands: list[Candidate], stage: str) -> list[Measurement]:
+    def measure(plans: list[DeploymentPlan], stage: str) -> list[Measurement]:
         out = []
-        for c in cands:
-            extra, notes = {}, []
-            for opt, default in (("graph_optimization", True), ("memory_optimization", False)):
-                if opt in known:
-                    extra[opt] = getattr(c, opt)
-                elif getattr(c, opt) != default:
-                    notes.append(f"{opt}={getattr(c, opt)} is applied when the deployment runs; the benchmark "
-                                 "harness measured the engine's default for it")
+        for plan in plans:
             with_acc = stage == "screen" and cfg.evaluation.enable
-            if c.variant.model != str(cfg.model) and "source" in known:
-                extra["source"] = str(cfg.model)  # a derived model (INT8) is scored like the model it stands for
-            bc = BenchConfig(model=c.variant.model, engine=c.engine, shape=c.shape, precision=c.variant.runtime_precision,
-                             threads=c.threads, runs=s.screen_runs if stage == "screen" else s.runs,
-                             time_budget_s=s.time_budget / 1000 / (3 if stage == "screen" else 1), warmup=2,
-                             dataset=cfg.evaluation.dataset if with_acc else None, samples=cfg.evaluation.samples,
-                             timeout_s=s.timeout / 1000, **extra)
+            bc = BenchConfig.from_plan(plan, runs=s.screen_runs if stage == "screen" else s.runs,
+                                       time_budget_s=s.time_budget / 1000 / (3 if stage == "screen" else 1), warmup=2,
+                                       dataset=cfg.evaluation.dataset if with_acc else None,
+                                       samples=cfg.evaluation.samples, timeout_s=s.timeout / 1000)
             r = run_one(bc)
-            m = Measurement(candidate=c, ok=r.ok, stage=stage, reason=r.reason, latency_ms=dict(r.latency_ms),
+            m = Measurement(plan=plan, ok=r.ok, stage=stage, reason=r.reason, latency_ms=dict(r.latency_ms),
                             memory_bytes=r.model_memory_mb * 2**20 if r.model_memory_mb is not None else None,
                             power_w=r.power_w, power_source=r.power_source, power_measured=r.power_measured,
-                            throughput=r.throughput_ips, accuracy=r.accuracy if r.accuracy is not None else c.variant.accuracy,
-                            accuracy_metric=r.accuracy_metric, engine_version=r.engine_version,
+                            throughput=r.throughput_ips, accuracy=r.accuracy, accuracy_metric=r.accuracy_metric,
+                            engine_version=r.engine_version, engine_settings=dict(r.engine_settings),
+                            others_load=r.system_cpu_others,
                             method=f"measured: median of {r.latency_ms.get('runs', 0)} runs, fresh process",
-                            notes=notes + list(r.notes))
+                            notes=list(r.notes))
             if on_result:
                 on_result(m)
             out.append(m)
         return out
 
     return measure
-
-
-def precision_rank(p: str) -> int:
-    return PRECISION_ORDER.index(p)

@@ -1,11 +1,17 @@
 """Engines ("backends"): found by name, imported on first use, described by one capability table.
 
 >>> from edgedeploy import engines
->>> with engines.load("ppocr-cls", engine="openvino") as session:
+>>> with engines.open("ppocr-cls", engine="openvino") as session:
 ...     out = session.run(session.example_feeds())
+...     print(session.time(session.example_feeds(), runs=20).stat("p50"))
 
 ``ENGINES`` is the single source of truth for what each engine can do; the CLI choices, the
 tuner, ``doctor`` and the tests all read it.
+
+Each engine is one module, a loader and a runner: ``open(model, options)`` (the engine as
+edgedeploy tunes it) and ``open_default(model)`` (the engine exactly as its users run it,
+untuned: the *anchor* every figure is compared with), both returning a :class:`Session`,
+plus ``gpu_available()``. Adding an engine is adding its module and its row in ``ENGINES``.
 """
 
 from __future__ import annotations
@@ -16,12 +22,13 @@ import logging
 from dataclasses import dataclass
 
 from edgedeploy.engines.base import EngineOptions, Session, TensorSpec, warn_once
+from edgedeploy.engines.timing import Timing
 from edgedeploy.errors import EngineMissing, UserError, did_you_mean
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ENGINES", "EngineOptions", "EngineSpec", "Session", "TensorSpec", "available", "gpu_available",
-           "load", "resolve", "runnable", "warm_up"]
+__all__ = ["ENGINES", "EngineOptions", "EngineSpec", "Session", "TensorSpec", "Timing", "available", "gpu_available",
+           "load", "open", "open_default", "resolve", "runnable", "warm_up"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -151,13 +158,35 @@ def warm_up(name: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "warm_up.onnx"
         onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
-        session = mod.load(load_model(path), EngineOptions())
+        session = mod.open(load_model(path), EngineOptions())
         session.run({"x": np.zeros((1, 3, 16, 16), np.float32)})
         session.release()
 
 
-def load(model, *, engine: str = "onnxruntime", options: EngineOptions | None = None, params=None) -> Session:
-    """Open ``model`` (path, zoo name or :class:`~edgedeploy.ingest.Model`) on ``engine``.
+def _runnable_module(m, engine: str):
+    """(engine name, its module) for model ``m``, once the engine is known, installed and takes the model."""
+    name = resolve(engine, m.format)
+    why_not = runnable(name, m.format)
+    if why_not:
+        raise UserError(f"cannot run {m.name} on {name}: {why_not}; use engine {resolve('auto', m.format)!r}")
+    return name, _module(name)
+
+
+def open_default(model, engine: str = "onnxruntime", *, params=None) -> Session:
+    """``model`` on ``engine`` opened exactly as the engine's own quick-start does, every default left
+    alone (no threads, precision or performance hints): the anchor. ``auto``: the format's native engine."""
+    from edgedeploy.ingest import load_model
+
+    if engine != "auto":
+        spec(engine)
+    m = load_model(model, params)
+    name, mod = _runnable_module(m, engine)
+    return mod.open_default(m)
+
+
+def open(model, *, engine: str = "onnxruntime", options: EngineOptions | None = None,  # noqa: A001
+         params=None) -> Session:
+    """Open ``model`` (path, zoo name or :class:`~edgedeploy.ingest.Model`) on ``engine`` with ``options``.
 
     GPU asked for where the engine sees none: warns once and runs on the CPU (as Paddle
     Inference does); the session's ``notes`` say so, and so do options the engine ignores.
@@ -168,24 +197,23 @@ def load(model, *, engine: str = "onnxruntime", options: EngineOptions | None = 
     if engine != "auto":
         spec(engine)  # an unknown engine is reported before any model is read
     m = load_model(model, params)
-    name = resolve(engine, m.format)
-    why_not = runnable(name, m.format)
-    if why_not:
-        raise UserError(f"cannot run {m.name} on {name}: {why_not}; use --engine {resolve('auto', m.format)}")
-    mod = _module(name)
+    name, mod = _runnable_module(m, engine)
     notes: list[str] = []
     if options.device == "gpu" and not mod.gpu_available():
         msg = f"{name}: no GPU available on this machine; running on the CPU"
         warn_once(f"nogpu-{name}", msg)
         notes.append(msg)
-        options = EngineOptions(**{**options.__dict__, "device": "cpu"})
+        options = options.replace(device="cpu")
     s = spec(name)
     defaults = EngineOptions()
     for field_name in ("graph_optimization", "memory_optimization", "mkldnn", "precision"):
         if field_name not in s.options and getattr(options, field_name) != getattr(defaults, field_name):
             notes.append(f"{name} does not expose {field_name}; the option has no effect on this engine")
-    session = mod.load(m, options)
+    session = mod.open(m, options)
     session.notes[:0] = notes
     for note in notes:
         log.info(note)
     return session
+
+
+load = open  # the name the library's callers have used since the first version

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
-from edgedeploy.errors import UserError
+from edgedeploy.engines.timing import Timing, time_runs
+from edgedeploy.errors import UserError, did_you_mean
+from edgedeploy.vocab import RUNTIME_PRECISIONS, Device, Precision, parse
 
 log = logging.getLogger(__name__)
-
-Device = Literal["cpu", "gpu"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,15 +38,41 @@ class EngineOptions:
         always shares its pool) instead of a pool per session: many models, few threads.
     """
 
-    device: Device = "cpu"
+    device: Device = Device.CPU
     device_id: int = 0
     gpu_memory_mb: int = 100
     threads: int | None = None
     graph_optimization: bool = True
     memory_optimization: bool = False
     mkldnn: bool = True
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Precision = Precision.FP32
     shared_threads: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "device", parse(Device, self.device, what="device"))
+        precision = parse(Precision, self.precision, what="precision")
+        if precision not in RUNTIME_PRECISIONS:
+            raise UserError(f"precision {precision.value!r} is not a run-time precision; an engine can be asked for "
+                            f"{', '.join(p.value for p in RUNTIME_PRECISIONS)} (INT8 comes from a quantized model file)")
+        object.__setattr__(self, "precision", precision)
+        if self.threads is not None and (isinstance(self.threads, bool) or int(self.threads) < 1):
+            raise UserError(f"threads = {self.threads}: expected at least 1 (or None for the engine's default)")
+
+    def replace(self, **changes) -> EngineOptions:
+        return EngineOptions(**{**self.to_dict(), **changes})
+
+    def to_dict(self) -> dict:
+        """JSON-ready (enums as their strings)."""
+        return {k: (v.value if isinstance(v, Device | Precision) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> EngineOptions:
+        known = [f.name for f in fields(cls)]
+        unknown = [k for k in data if k not in known]
+        if unknown:
+            raise UserError(f"unknown engine option {unknown[0]!r}{did_you_mean(unknown[0], known)}; "
+                            f"known: {', '.join(known)}")
+        return cls(**data)
 
 
 @dataclass(frozen=True)
@@ -74,12 +99,18 @@ class Session(ABC):
     outputs: list[TensorSpec]
     device: Device = "cpu"
     notes: list[str] = field(default_factory=list)  # options the engine could not honour, and why
+    settings: dict = field(default_factory=dict)  # what the engine was actually set to, read back from it
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the model on ``feeds`` (input name → array); returns output name → array."""
         checked = self.check_feeds(feeds)
         outs = self._run(checked)
         return {spec.name: np.asarray(o) for spec, o in zip(self.outputs, outs)}
+
+    def time(self, feeds: dict[str, np.ndarray], *, runs: int, warmup: int = 0,
+             budget_s: float | None = None) -> Timing:
+        """Time ``runs`` calls of :meth:`run` after ``warmup`` untimed ones (see :mod:`~edgedeploy.engines.timing`)."""
+        return time_runs(self.run, feeds, runs=runs, warmup=warmup, budget_s=budget_s)
 
     def check_feeds(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Validate names, rank, dtype and static dimensions; say what the model expects."""

@@ -6,13 +6,18 @@ import numpy as np
 import onnxruntime as ort
 
 from edgedeploy.engines.base import EngineOptions, Session, TensorSpec
-from edgedeploy.errors import UserError
+from edgedeploy.errors import InternalError, UserError
 
 _DTYPES = {
     "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
     "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int8)": np.int8,
     "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_,
 }
+_state = ort.capi.onnxruntime_pybind11_state
+# What ORT raises for a model or an input it cannot take (the user's to fix); anything else it raises
+# (RuntimeException, EPFail) is an engine failure and propagates as one.
+_MODEL_ERRORS = (_state.Fail, _state.InvalidGraph, _state.InvalidArgument, _state.NotImplemented,
+                 _state.InvalidProtobuf, _state.NoSuchFile)
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 
 
@@ -68,18 +73,27 @@ def _spec(arg) -> TensorSpec:
     return TensorSpec(arg.name, np.dtype(_DTYPES.get(arg.type, np.float32)), shape)
 
 
+def _settings(sess: ort.InferenceSession) -> dict:
+    so = sess.get_session_options()
+    return {"intra_op_num_threads": so.intra_op_num_threads, "enable_cpu_mem_arena": so.enable_cpu_mem_arena,
+            "enable_mem_pattern": so.enable_mem_pattern, "graph_optimization_level": str(so.graph_optimization_level),
+            "providers": sess.get_providers()}
+
+
 class OrtSession(Session):
     def __init__(self, sess: ort.InferenceSession, device: str):
         super().__init__(engine="onnxruntime", inputs=[_spec(a) for a in sess.get_inputs()],
-                         outputs=[_spec(a) for a in sess.get_outputs()], device=device)
+                         outputs=[_spec(a) for a in sess.get_outputs()], device=device, settings=_settings(sess))
         self._sess = sess
         self._names = [o.name for o in self.outputs]
 
     def _run(self, feeds):
         try:
             return self._sess.run(self._names, feeds)
-        except ort.capi.onnxruntime_pybind11_state.Fail as exc:  # shape the graph cannot take, etc.
+        except _MODEL_ERRORS as exc:  # a shape the graph cannot take, etc.
             raise UserError(f"onnxruntime could not run the model on these inputs: {str(exc).splitlines()[0][:300]}") from None
+        except (_state.RuntimeException, _state.EPFail) as exc:  # the engine failed, not the input
+            raise InternalError(f"onnxruntime failed while running the model: {str(exc).splitlines()[0][:300]}") from exc
 
     def clone_instance(self):
         # An InferenceSession may run from several threads at once: instances share it whole.
@@ -91,15 +105,28 @@ class OrtSession(Session):
         self._sess = None
 
 
-def load(model, options: EngineOptions) -> Session:
-    path = model.onnx_path()
+def _session(path, **kwargs) -> ort.InferenceSession:
     try:
-        sess = ort.InferenceSession(str(path), sess_options=session_options(options), providers=providers(options))
-    except Exception as exc:
+        return ort.InferenceSession(str(path), **kwargs)
+    except _MODEL_ERRORS as exc:  # the model's fault (an operator ORT lacks, a broken graph): the user's to fix
         raise UserError(f"onnxruntime could not load {path.name}: {str(exc).splitlines()[0][:300]}") from None
+
+
+def open(model, options: EngineOptions) -> Session:  # noqa: A001 - the engine module's loader
+    """The model on ONNX Runtime as edgedeploy tunes it (threads, graph level, arena, providers)."""
+    path = model.onnx_path()
+    sess = _session(path, sess_options=session_options(options), providers=providers(options))
     device = "gpu" if any(p in GPU_PROVIDERS for p in sess.get_providers()) else "cpu"
     session = OrtSession(sess, device)
     if _global_pool and options.threads and options.threads != _global_pool["threads"]:
         session.notes.append(f"threads={options.threads} has no effect: this process runs ONNX Runtime on its shared "
                              f"thread pool ({_global_pool['threads'] or 'default'} threads)")
+    return session
+
+
+def open_default(model) -> Session:
+    """The anchor: ``onnxruntime.InferenceSession(path)`` and nothing else, as ORT's quick-start does."""
+    sess = _session(model.onnx_path())
+    session = OrtSession(sess, "cpu")
+    session.notes.append(f"threads: ORT default ({sess.get_session_options().intra_op_num_threads or 'all cores'})")
     return session

@@ -43,10 +43,20 @@ def _spec(port) -> TensorSpec:
     return TensorSpec(sorted(names)[0] if names else port.get_any_name(), np.dtype(port.get_element_type().to_dtype()), shape)
 
 
+def _settings(compiled: ov.CompiledModel) -> dict:
+    out = {}
+    for key in ("PERFORMANCE_HINT", "INFERENCE_PRECISION_HINT", "INFERENCE_NUM_THREADS", "NUM_STREAMS"):
+        try:
+            out[key] = str(compiled.get_property(key))
+        except RuntimeError:  # a plugin that does not report this property
+            pass
+    return out
+
+
 class OvSession(Session):
     def __init__(self, compiled: ov.CompiledModel, device: str):
         super().__init__(engine="openvino", inputs=[_spec(p) for p in compiled.inputs],
-                         outputs=[_spec(p) for p in compiled.outputs], device=device)
+                         outputs=[_spec(p) for p in compiled.outputs], device=device, settings=_settings(compiled))
         self._compiled = compiled
         self._request = compiled.create_infer_request()
 
@@ -84,10 +94,29 @@ def read(model) -> ov.Model:
         raise ConversionError(f"openvino could not read {path.name}: {str(exc).splitlines()[0][:300]}") from None
 
 
-def load(model, options: EngineOptions) -> Session:
+def _compile(core: ov.Core, what, device: str, config: dict, model) -> ov.CompiledModel:
+    try:
+        return core.compile_model(what, device, config)
+    except RuntimeError as exc:  # an operator or shape the plugin cannot take: the model's, not ours
+        raise UserError(f"openvino could not compile {model.name} for {device}: {str(exc).strip().splitlines()[0][:300]}") from None
+
+
+def open(model, options: EngineOptions) -> Session:  # noqa: A001 - the engine module's loader
+    """The model on OpenVINO as edgedeploy tunes it (latency hint, explicit precision, threads, streams)."""
     device = "GPU" if options.device == "gpu" else "CPU"
-    compiled = _core().compile_model(read(model), device, compile_config(options))
+    compiled = _compile(_core(), read(model), device, compile_config(options), model)
     session = OvSession(compiled, options.device)
     if not options.graph_optimization:
         session.notes.append("openvino always optimises the graph when compiling; graph_optimization=False has no effect")
+    return session
+
+
+def open_default(model) -> Session:
+    """The anchor: ``openvino.Core().compile_model(path, "CPU")``, no hints — so OpenVINO's own precision
+    choice (BF16 on CPUs with AVX-512 BF16 or AMX): the default users get."""
+    core = ov.Core()
+    compiled = _compile(core, str(model.path) if model.format == "onnx" else read(model), "CPU", {}, model)
+    session = OvSession(compiled, "cpu")
+    hint = compiled.get_property("INFERENCE_PRECISION_HINT")
+    session.notes.append(f"OpenVINO default inference precision here: {hint.to_string() if hasattr(hint, 'to_string') else hint}")
     return session

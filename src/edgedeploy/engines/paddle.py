@@ -88,7 +88,7 @@ class PaddleSession(Session):
             handle.copy_from_cpu(arr)
         try:
             p.run()
-        except Exception as exc:  # Paddle raises its own error types (ValueError, RuntimeError, ...)
+        except (ValueError, RuntimeError, OSError) as exc:  # Paddle's errors for inputs the program cannot take
             raise UserError(f"paddle could not run the model on these inputs: {str(exc).strip().splitlines()[-1][:300]}") from None
         return [p.get_output_handle(s.name).copy_to_cpu() for s in self.outputs]
 
@@ -106,11 +106,37 @@ class PaddleSession(Session):
         self._predictor = None
 
 
-def load(model, options: EngineOptions) -> Session:
+def _settings(c: pi.Config) -> dict:
+    # Paddle's Config reads back these; enable_memory_optim has no getter
+    return {"mkldnn": c.mkldnn_enabled(), "ir_optim": c.ir_optim(),
+            "cpu_math_threads": c.cpu_math_library_num_threads(), "gpu": c.use_gpu()}
+
+
+def _predictor(model, c: pi.Config):
     if model.format != "paddle":
         raise UserError(f"paddle runs Paddle-format models only; {model.name} is {model.format}")
     try:
-        predictor = pi.create_predictor(config(model, options))
-    except Exception as exc:
+        return pi.create_predictor(c)
+    except (ValueError, RuntimeError, OSError) as exc:  # Paddle's load errors: a model it cannot read
         raise UserError(f"paddle could not load {model.path.name}: {str(exc).strip().splitlines()[-1][:300]}") from None
-    return PaddleSession(predictor, declared_specs(model), options.device)
+
+
+def open(model, options: EngineOptions) -> Session:  # noqa: A001 - the engine module's loader
+    """The model on Paddle Inference as edgedeploy tunes it (oneDNN, IR optimisation, memory optimisation, threads)."""
+    c = config(model, options)
+    session = PaddleSession(_predictor(model, c), declared_specs(model), options.device)
+    session.settings = _settings(c)
+    return session
+
+
+def open_default(model) -> Session:
+    """The anchor: ``Config(model, params)`` + ``create_predictor`` (Paddle 3.x defaults: oneDNN on,
+    IR optimisation on, one CPU math thread)."""
+    if model.format != "paddle":
+        raise UserError(f"paddle runs Paddle-format models only; {model.name} is {model.format}")
+    c = pi.Config(str(model.path), str(model.params))
+    session = PaddleSession(_predictor(model, c), declared_specs(model), "cpu")
+    session.settings = _settings(c)
+    session.notes.append(f"Paddle defaults: oneDNN {'on' if c.mkldnn_enabled() else 'off'}, "
+                         f"{c.cpu_math_library_num_threads()} CPU math thread(s)")
+    return session

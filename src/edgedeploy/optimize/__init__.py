@@ -267,13 +267,14 @@ def optimize(model, out: str | Path, *, engine: str = "auto", precision: str = "
             raise UserError(_over_budget(precision, trials, candidates, before, scorer.metric, max_accuracy_drop))
 
         say("latency")
-        lat_candidates = [latency.Candidate("ORT default FP32 (anchor)", str(src), "onnxruntime", anchor=True)]
+        plan = latency.plan_for
+        lat_plans = {"ORT default FP32 (anchor)": plan(src, "onnxruntime", anchor=True)}
         if engines.available("openvino"):  # OpenVINO as users open it (BF16 where the CPU has it)
-            lat_candidates.append(latency.Candidate("OpenVINO default (anchor)", str(src), "openvino", anchor=True))
-        lat_candidates += [latency.Candidate(f"fp32 on {e}", str(src), e) for e in targets]
-        lat_candidates += [latency.Candidate(k, str(p), e) for k, (p, e, _) in allowed.items()]
+            lat_plans["OpenVINO default (anchor)"] = plan(src, "openvino", anchor=True)
+        lat_plans |= {f"fp32 on {e}": plan(src, e, threads=threads) for e in targets}
+        lat_plans |= {k: plan(p, e, threads=threads) for k, (p, e, _) in allowed.items()}
         x = feeds[0][next(iter(feeds[0]))]
-        lat = latency.measure(lat_candidates, x, threads=threads, rounds=latency_rounds, progress=say)
+        lat = latency.measure(lat_plans, x, rounds=latency_rounds, progress=say)
         best = min(choices, key=lambda k: lat[k].median_ms)  # with --precision auto: INT8, FP16 or FP32
         notes: list[str] = []
         path, chosen_engine, acc = allowed[best]

@@ -1,35 +1,37 @@
-"""Latency of several candidate models, measured interleaved in one process.
+"""Latency of several candidate plans, measured interleaved in one process.
 
-Method: every candidate is opened (edgedeploy's engine path with ``threads``; the ONNX Runtime
-anchor exactly as ``onnxruntime.InferenceSession(path)``), then ``rounds`` rounds run each
-candidate in turn: 2 untimed runs, then ``block`` timed runs. Interleaving spreads load from
-other processes evenly over the candidates, so their ratios stay fair on a busy machine; the
-figure is the median of all timed runs (and the minimum, the least disturbed run, is kept too).
-The benchmark harness (``edgedeploy.benchmarking``) measures one configuration per fresh
-process, one after another — better for memory and cold start, worse for A/B under shared load.
+Method: every candidate :class:`~edgedeploy.plan.DeploymentPlan` is opened (tuned, or the
+engine's anchor for an ``untuned`` plan, e.g. ``onnxruntime.InferenceSession(path)``), then
+``rounds`` rounds time each candidate in turn with :func:`edgedeploy.engines.timing.time_runs`:
+2 untimed runs, then ``block`` timed runs. Interleaving spreads load from other processes
+evenly over the candidates, so their ratios stay fair on a busy machine; the figure is the
+median of all timed runs (and the minimum, the least disturbed run, is kept too). The
+benchmark harness (``edgedeploy.benchmarking``) measures one plan per fresh process, one after
+another — better for memory and cold start, worse for A/B under shared load.
 """
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+
+from edgedeploy.engines import EngineOptions
+from edgedeploy.engines.timing import Timing, merge, time_runs
+from edgedeploy.plan import DeploymentPlan, ModelFile
 
 METHOD = "in-process, interleaved: {rounds} rounds x {block} timed runs per candidate after 2 warm-up runs each; " \
          "median of all timed runs (the minimum is kept in the JSON); {threads} threads"
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """A model file on an engine; ``anchor``: opened with the engine's untouched defaults."""
-
-    label: str
-    path: str
-    engine: str
-    anchor: bool = False
+def plan_for(path: str | Path, engine: str, *, threads: int = 2, anchor: bool = False,
+             precision: str = "fp32") -> DeploymentPlan:
+    """The plan the optimiser times: ``path`` on ``engine`` at ``threads`` (``anchor``: the engine's defaults).
+    ``precision`` records what the file is (``int8`` for a quantized file); the engine runs it as it is."""
+    return DeploymentPlan(engine=engine, precision=precision, model=ModelFile.of(path), untuned=anchor,
+                          options=EngineOptions(threads=None if anchor else threads))
 
 
 @dataclass
@@ -38,42 +40,30 @@ class Latency:
     min_ms: float
     runs: int
 
+    @classmethod
+    def of(cls, timing: Timing) -> Latency:
+        return cls(timing.stat("p50"), timing.stat("min"), timing.runs)
+
     def to_dict(self) -> dict:
         return {"median_ms": round(self.median_ms, 3), "min_ms": round(self.min_ms, 3), "runs": self.runs}
 
 
-def _open(c: Candidate, threads: int):
-    from edgedeploy import engines
-    from edgedeploy.engines import EngineOptions
-    from edgedeploy.ingest import load_model
-
-    if c.anchor:
-        from edgedeploy.benchmarking.anchors import open_default
-
-        s = open_default(c.engine, load_model(c.path))
-        return s.run, s.inputs
-    s = engines.load(c.path, engine=c.engine, options=EngineOptions(threads=threads))
-    return s.run, s.inputs
-
-
-def measure(candidates: list[Candidate], x: np.ndarray, *, threads: int = 2, rounds: int = 5, block: int = 5,
+def measure(plans: dict[str, DeploymentPlan], x: np.ndarray, *, rounds: int = 5, block: int = 5,
             progress: Callable[[str], None] | None = None) -> dict[str, Latency]:
-    """Label → :class:`Latency` for each candidate on input ``x`` (fed to each model's first input)."""
-    runs = {}
-    for c in candidates:
-        fn, inputs = _open(c, threads)
-        runs[c.label] = (fn, {inputs[0].name: x})
-    times: dict[str, list[float]] = {k: [] for k in runs}
+    """Label → :class:`Latency` for each plan on input ``x`` (fed to each model's first input)."""
+    sessions = {}
+    for label, plan in plans.items():
+        s = plan.open()
+        sessions[label] = (s, {s.inputs[0].name: x})
+    blocks: dict[str, list[Timing]] = {k: [] for k in sessions}
     for r in range(rounds):
         if progress:
             progress(f"latency round {r + 1}/{rounds}")
-        for label, (fn, feeds) in runs.items():
-            fn(feeds), fn(feeds)
-            for _ in range(block):
-                t = time.perf_counter()
-                fn(feeds)
-                times[label].append((time.perf_counter() - t) * 1e3)
-    return {k: Latency(statistics.median(v), min(v), len(v)) for k, v in times.items()}
+        for label, (s, feeds) in sessions.items():
+            blocks[label].append(time_runs(s.run, feeds, runs=block, warmup=2))
+    for s, _ in sessions.values():
+        s.release()
+    return {k: Latency.of(merge(v)) for k, v in blocks.items()}
 
 
 def method(*, threads: int = 2, rounds: int = 5, block: int = 5) -> str:
