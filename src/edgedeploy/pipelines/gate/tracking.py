@@ -98,6 +98,8 @@ class TrackerStage(Stage):
         self._lock = threading.Lock()
         self._frame_hw: tuple[int, int] | None = None
 
+    budget_share = 0.05
+
     def open(self, pipeline) -> None:
         if self.snapshots:
             self.snapshots.mkdir(parents=True, exist_ok=True)
