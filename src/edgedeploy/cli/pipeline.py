@@ -29,6 +29,7 @@ def pipeline(config: Path = typer.Argument(..., help="Pipeline YAML (see example
 
     Prints live FPS, latency and dropped frames every 2 s, then the totals and each sink's report.
     """
+    from edgedeploy.pipelines.budget import lines as budget_lines
     from edgedeploy.pipelines.config import run_config
 
     def live(stats: dict) -> None:
@@ -45,6 +46,8 @@ def pipeline(config: Path = typer.Argument(..., help="Pipeline YAML (see example
             ["FPS processed (mean) / delivered by source", f"{s['mean_fps']:.1f} / {s['capture_fps']:.1f}"],
             ["end-to-end latency p50 / p99 (ms)", f"{fmt_ms(s['end_to_end']['p50_ms'])} / {fmt_ms(s['end_to_end']['p99_ms'])}"]]
     rows += [[f"stage {n} p50 / p99 (ms)", f"{fmt_ms(v['p50_ms'])} / {fmt_ms(v['p99_ms'])}"] for n, v in s["stages"].items()]
+    rows += [[f"model {o['stage']}", f"{o['engine']} {o['precision']}: {o['how']}"] for o in report.startup]
+    rows += [["latency budget", line] for line in budget_lines(s["budget"])]
     rows += [["events", str(s["events"])], ["stopped by", report.stopped_by],
              ["source", ", ".join(f"{k}={v}" for k, v in report.source.items() if k != "errors")]]
     rows += [[f"sink {name}", ", ".join(f"{k}={v}" for k, v in r.items() if k != "dropped_events")]
