@@ -18,6 +18,12 @@ QUICK = dict(rounds=1, runs=3, budget_s=0.05)
 SHAPE = (1, 3, 16, 16)
 
 
+@pytest.fixture(autouse=True)
+def _steady_load(monkeypatch):
+    """The machine's load as the choice sees it, held steady (a test sets its own where it matters)."""
+    monkeypatch.setattr(choice, "load_per_core", lambda: 0.2)
+
+
 def test_choice_is_measured_once_then_cached_per_machine_and_model_digest(tmp_path):
     model = build_tiny_onnx(tmp_path / "m.onnx")
     cache = tmp_path / "choices"
@@ -83,3 +89,15 @@ def test_no_runnable_candidate_is_one_clear_error():
     fp32 = DeploymentPlan(engine="onnxruntime", precision="fp32", model="m.onnx")
     with pytest.raises(Exception, match="no candidate engine could run"):
         choice.decide([fp32], {fp32.label: "onnxruntime could not load m.onnx"})
+
+
+def test_a_choice_made_on_a_busy_machine_is_measured_again_once_it_is_quiet(tmp_path, monkeypatch):
+    model = build_tiny_onnx(tmp_path / "m.onnx")
+    monkeypatch.setattr(choice, "load_per_core", lambda: 6.0)  # other processes hold every core
+    busy = choice.choose(model, SHAPE, cache=tmp_path, machine=AMD, **QUICK)
+    assert busy.load_per_core == 6.0 and "load 6.0/core" in busy.summary()
+    assert choice.choose(model, SHAPE, cache=tmp_path, machine=AMD, **QUICK).cached  # still busy: kept
+    monkeypatch.setattr(choice, "load_per_core", lambda: 0.1)
+    quiet = choice.choose(model, SHAPE, cache=tmp_path, machine=AMD, **QUICK)
+    assert not quiet.cached and quiet.load_per_core == 0.1
+    assert choice.choose(model, SHAPE, cache=tmp_path, machine=AMD, **QUICK).cached

@@ -16,6 +16,8 @@ the one that uses the least wins: the more precise precision, then the engine's 
 ``cache_dir()/engine-choice``, written atomically. The machine is the CPU model and its ISA flags
 (AVX-512, AMX, ...) with the engines' versions; a new CPU, a changed model file (its sha256), a
 new INT8 copy, another thread count or input shape is another key, so it is measured afresh.
+The load average per core during the measurement is kept with it: a choice made while other
+processes held every core (above ``BUSY``) is measured again once the machine is quiet (below ``QUIET``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import functools
 import hashlib
 import json
 import logging
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -41,6 +44,7 @@ from edgedeploy.vocab import Engine, Precision
 log = logging.getLogger(__name__)
 
 FORMAT = 1
+BUSY, QUIET = 1.0, 0.5  # 1-minute load average per usable core
 _ISA = re.compile(r"^(avx|amx|fma|f16c|sse4|vnni|asimd|sve|neon)")
 
 
@@ -95,6 +99,7 @@ class Choice:
     reason: str
     key: dict
     measured_at: str
+    load_per_core: float = 0.0  # 1-minute load average per usable core when it was measured
     cached: bool = False
     path: Path | None = None
     tied: list[str] = field(default_factory=list)
@@ -102,13 +107,19 @@ class Choice:
     def summary(self) -> str:
         """One line for a start-up report."""
         how = f"cached choice of {self.measured_at}" if self.cached else "measured now"
+        how += f", load {self.load_per_core:.1f}/core"
         figures = ", ".join(f"{k} {v['p50']:.1f} ms" if "p50" in v else f"{k} failed"
                             for k, v in self.measured.items())
         return f"{self.plan.engine.value} {self.plan.precision.value} ({how}; p50 {figures}; {self.reason})"
 
     def to_dict(self) -> dict:
         return {"format": FORMAT, "key": self.key, "plan": self.plan.to_dict(), "measured": self.measured,
-                "reason": self.reason, "tied": self.tied, "measured_at": self.measured_at}
+                "reason": self.reason, "tied": self.tied, "measured_at": self.measured_at,
+                "load_per_core": self.load_per_core}
+
+
+def load_per_core() -> float:
+    return os.getloadavg()[0] / max(len(os.sched_getaffinity(0)), 1)
 
 
 def _key(plans: list[DeploymentPlan], shape, machine: dict, digests: dict[str, str]) -> dict:
@@ -187,20 +198,27 @@ def choose(model: str | Path, shape: tuple[int, ...], *, threads: int | None = 1
     if path.is_file():
         try:
             data = json.loads(path.read_text())
-            if data.get("format") == FORMAT and data.get("key") == key:
+            busy_then = data.get("load_per_core", 0.0) > BUSY
+            if busy_then and load_per_core() < QUIET:
+                log.info("engine auto: the cached choice for %s was measured on a busy machine; measuring again",
+                         Path(model).name)
+            elif data.get("format") == FORMAT and data.get("key") == key:
                 plan = DeploymentPlan.from_dict(data["plan"])
                 return Choice(plan=plan, measured=data["measured"], reason=data["reason"], key=key,
-                              measured_at=data["measured_at"], cached=True, path=path, tied=data.get("tied", []))
+                              measured_at=data["measured_at"], load_per_core=data.get("load_per_core", 0.0),
+                              cached=True, path=path, tied=data.get("tied", []))
         except (ValueError, KeyError, UserError) as exc:  # damaged or from another version: measure again
             log.warning("engine choice cache %s unusable (%s); measuring again", path, exc)
     log.info("engine auto: measuring %d candidates for %s on this machine (once; cached in %s)",
              len(plans), Path(model).name, folder)
+    load = load_per_core()
     timings = measure(plans, tuple(shape), rounds=rounds, runs=runs, budget_s=budget_s)
     plan, tied, reason = decide(plans, timings)
     measured = {k: ({"p50": v.stat("p50"), "p50_low": v.interval("p50")[0], "p50_high": v.interval("p50")[1],
                      "runs": v.runs} if isinstance(v, Timing) else {"error": v}) for k, v in timings.items()}
     choice = Choice(plan=plan.with_model(plan.model.hashed()), measured=measured, reason=reason, key=key,
-                    measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), path=path, tied=tied)
+                    measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), path=path, tied=tied,
+                    load_per_core=max(load, load_per_core()))
     with atomic_write(path, "w") as f:
         json.dump(choice.to_dict(), f, indent=1)
     return choice
