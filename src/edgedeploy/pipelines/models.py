@@ -21,8 +21,9 @@ from pathlib import Path
 
 from edgedeploy import tasks, zoo
 from edgedeploy.deploy.choice import choose
-from edgedeploy.engines import EngineOptions
+from edgedeploy.engines import EngineOptions, resolve
 from edgedeploy.errors import UserError
+from edgedeploy.ingest import load_model
 from edgedeploy.plan import DeploymentPlan, ModelFile
 from edgedeploy.vocab import Engine
 
@@ -105,23 +106,18 @@ def open_model(task: str, model: str, *, stage: str, path: str | None = None, en
         zmodel = zoo.fetch(source)
     else:
         zmodel = zoo.fetch(model)
-        file = str(path) if path else str(zmodel.path)
+        file, params = (str(path), None) if path else (str(zmodel.path), zmodel.params)
         if engine == Engine.AUTO and Path(file).suffix == ".onnx":
             int8 = int8_copy(model) if reduced_precision and not path else None
             choice = choose(file, probe_shape(task, options), threads=threads, int8=int8,
                             reduced_precision=reduced_precision)
             plan, how = choice.plan, f"engine auto: {choice.summary()}"
         else:
-            name = engine if engine != Engine.AUTO else None
-            from edgedeploy.engines import resolve
-            from edgedeploy.ingest import load_model
-
-            m = load_model(file, None if path else zmodel.params)
-            name = name or resolve("auto", m.format)
-            opts = EngineOptions(threads=threads, precision=precision)
-            plan = DeploymentPlan(engine=name, precision=precision,
-                                  model=ModelFile.of(file, None if path else zmodel.params), options=opts)
-            how = "engine named in the configuration" if engine != Engine.AUTO else "native engine of a non-ONNX model"
+            named = engine != Engine.AUTO
+            plan = DeploymentPlan(engine=engine if named else resolve("auto", load_model(file, params).format),
+                                  precision=precision, model=ModelFile.of(file, params),
+                                  options=EngineOptions(threads=threads, precision=precision))
+            how = "engine named in the configuration" if named else "the native engine of a model that is not ONNX"
     session = plan.open()
     return tasks.build(task, session, zmodel, **options), OpenedModel(stage, plan, how)
 
