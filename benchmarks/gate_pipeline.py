@@ -261,7 +261,9 @@ def markdown(out: Path) -> str:
         return json.loads(p.read_text()) if p.is_file() else None
 
     main = load("gate")
-    m = (main or {}).get("machine") or {}
+    main = main if main and "startup" in main else None  # written by an older version of this script
+    m = (main or {}).get("machine") or next((json.loads(f.read_text())["machine"] for f in sorted(out.glob("gate_*.json"))
+                                             if f.stem != "gate_ocr"), {})
     lines = ["# Gate pipeline on generated gate videos", "", "Method: " + __doc__.split("Method: ")[1].split("\n\nWrites")[0]
              .replace("\n", " "), ""]
     if m:

@@ -143,8 +143,9 @@ class ReadStage(Stage):
 
     def open(self, pipeline) -> None:
         if self.rec is None:
-            self.rec = load_task("rec", self.model, stage=self, path=self.path, engine=self.engine, threads=self.threads,
-                                 reduced_precision=self.reduced_precision, pipeline=pipeline, width_step=self.width_step)
+            self.rec = load_task("rec", self.model, stage=self, path=self.path, engine=self.engine,
+                                 threads=self.threads, reduced_precision=self.reduced_precision, pipeline=pipeline,
+                                 width_step=self.width_step)
         if self.scorer is None and hasattr(self.rec, "infer") and hasattr(self.rec, "decode"):
             try:
                 self.scorer = CheckDigitScorer(self.rec.decode.characters)
