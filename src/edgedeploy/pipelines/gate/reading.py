@@ -146,12 +146,24 @@ class ReadStage(Stage):
             self.rec = load_task("rec", self.model, stage=self, path=self.path, engine=self.engine,
                                  threads=self.threads, reduced_precision=self.reduced_precision, pipeline=pipeline,
                                  width_step=self.width_step)
+            self._warm_up()
         if self.scorer is None and hasattr(self.rec, "infer") and hasattr(self.rec, "decode"):
             try:
                 self.scorer = CheckDigitScorer(self.rec.decode.characters)
             except ValueError:  # a recogniser without digits or a space: no likelihood to weigh
                 self.scorer = None
         self.tracker = pipeline.stage(self.tracker_name) if self.tracker_name and pipeline is not None else None
+
+    def _warm_up(self, widths: int = 12, batch: int = 2) -> None:
+        """Run the recogniser once at each input shape it will mostly see (the first ``widths``
+        padded widths, 1 to ``batch`` crops): an engine that prepares itself per input shape
+        (OpenVINO) does so now, not on the frame that first brings a new container into view."""
+        o = self.rec.options
+        if o.width_step < 16:  # too many widths to prepare them all
+            return
+        for width in range(o.min_width, min(o.max_width, o.min_width + widths * o.width_step), o.width_step):
+            for n in range(1, batch + 1):
+                self.rec.infer(np.zeros((n, 3, o.height, width), np.float32))
 
     def _crop(self, image: np.ndarray, row: np.ndarray, extend: float | None = None) -> np.ndarray:
         h, w = image.shape[:2]
