@@ -17,7 +17,9 @@ def test_seed_yaml_deploys_with_every_target_measured(tmp_path):
     report = deploy(EXAMPLE, tmp_path / "dep")
     checks = {c.name: c for c in report.result.checks}
     assert set(checks) >= {"latency", "memory", "power"}
-    assert checks["latency"].how.startswith("measured") and checks["memory"].how.startswith("measured")
+    latency = checks["latency"]  # measured; on a machine other processes keep busy, a miss may be unverifiable
+    assert latency.how.startswith("measured") or latency.how.startswith("unverifiable here: other processes")
+    assert checks["memory"].how.startswith("measured")
     power = checks["power"]  # a sensor measures it, or it is an estimate that cannot decide pass/fail
     assert (power.status == "unverifiable") == (not power.how.startswith("measured"))
     assert report.named_estimate is not None and report.named_estimate.device == "jetson-nano"

@@ -33,6 +33,7 @@ def yaml_for(path, model, *, memopt=False, threads=1):
           runs: 8
           screen_runs: 3
           time_budget: 0.3s
+          repeats: 2
         """))
     return path
 
@@ -72,6 +73,7 @@ def test_the_same_yaml_gives_the_same_choice_and_verdict(tiny_onnx, tmp_path):
         path.write_text(path.read_text().replace("  power_consumption: 1W\n", "  power_consumption: 1W\n  estimated: fail\n"))
         strict = deploy(path, None)
         assert not strict.met and strict.result.plan.label == runs[0].result.plan.label
+        assert strict.verdict_error().exit_code == 1 and strict.verdict_error().figures["checks"]
 
 
 def test_a_plan_round_trips_through_json_and_refuses_bad_data():

@@ -116,7 +116,7 @@ def test_plans_within_each_others_noise_are_tied_and_the_one_using_less_wins(cfg
 def test_a_latency_miss_the_machine_load_explains_is_unverifiable_not_missed(cfg):
     c = cfg(latency="10ms")
     busy = _m(1, 14.0, power=1, measured=True, band=1.0)
-    busy.others_load = 0.7  # 13 ms x 30% of the CPUs left = 3.9 ms: the load explains the miss
+    busy.others_load = 0.7  # 13 ms / 2 (the most a load is allowed to explain) = 6.5 ms: the load explains it
     assert {x.name: x.status for x in check_targets(busy, c, None)}["latency"] == "unverifiable"
-    busy.latency_ms = {"p50": 60.0, "p50_low": 59.0, "p50_high": 61.0}  # 59 x 0.3 = 17.7 ms: a real miss
+    busy.latency_ms = {"p50": 30.0, "p50_low": 29.0, "p50_high": 31.0}  # 29 / 2 = 14.5 ms: a real miss
     assert {x.name: x.status for x in check_targets(busy, c, None)}["latency"] == "missed"

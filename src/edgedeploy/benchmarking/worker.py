@@ -88,11 +88,15 @@ def _concurrent(session, feeds, threads: int, runs: int, budget_s: float | None)
     return sum(counts), time.perf_counter() - start
 
 
-def _other_load(before, after, own: float) -> float:
-    """Share of all CPUs busy with other processes between two system-wide ``psutil.cpu_times()``."""
+MIN_CPU_SECONDS = 0.5  # CPU time is counted in clock ticks (10 ms): a shorter phase cannot tell load apart
+
+
+def _other_load(before, after, own: float) -> float | None:
+    """Share of all CPUs busy with other processes between two system-wide ``psutil.cpu_times()``
+    (None when the phase was too short to tell)."""
     busy = lambda t: sum(t) - t.idle - getattr(t, "iowait", 0.0)  # noqa: E731
     total = sum(after) - sum(before)
-    return max(0.0, (busy(after) - busy(before)) / total - own) if total > 0 else 0.0
+    return max(0.0, (busy(after) - busy(before)) / total - own) if total >= MIN_CPU_SECONDS else None
 
 
 def measure(cfg: BenchConfig) -> dict:
@@ -152,7 +156,7 @@ def measure(cfg: BenchConfig) -> dict:
         "system_cpu_others": others, "engine_settings": dict(session.settings),
         "notes": list(getattr(session, "notes", [])) + ([
             f"other processes used {others:.0%} of the CPUs during the timed runs: figures are noisy"]
-            if others > 0.1 else []),
+            if others and others > 0.1 else []),
     }
 
 

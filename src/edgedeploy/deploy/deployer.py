@@ -14,6 +14,7 @@ from pathlib import Path
 from edgedeploy.deploy import config as cfgmod
 from edgedeploy.deploy import manifest
 from edgedeploy.deploy.tuner import Measurement, TuneResult, bench_measure, default_produce, tune
+from edgedeploy.errors import VerdictError
 from edgedeploy.units import fmt_bytes, fmt_ms
 
 log = logging.getLogger("edgedeploy.deploy")
@@ -31,6 +32,16 @@ class DeployReport:
     @property
     def met(self) -> bool:
         return self.result.met
+
+    def verdict_error(self) -> VerdictError | None:
+        """None when every target passed; else the negative verdict (exit 1) with the figures behind it."""
+        if self.met:
+            return None
+        missed = [f"{c.name} {c.measured} vs {c.target}" for c in self.result.checks if not c.met]
+        return VerdictError(f"targets not met on this machine ({'; '.join(missed) or 'nothing ran'}); "
+                            "no deployment written", figures={"checks": [c.to_dict() for c in self.result.checks],
+                                                              "chosen": self.result.chosen.to_dict()
+                                                              if self.result.chosen else None})
 
     def to_dict(self) -> dict:
         return {"met": self.met, "out_dir": str(self.out_dir) if self.out_dir else None,

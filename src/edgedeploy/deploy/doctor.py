@@ -109,7 +109,7 @@ def diagnose(target: str, *, shape: str | None = None, engine: str | None = None
         except UserError as exc:
             return DoctorReport(str(target), kind, [Finding("deployment", "problem", "files do not match the manifest",
                                                             [str(exc)], ["deploy again: `edgedeploy deploy CONFIG -o DIR`"])])
-        return DoctorReport(str(target), kind, _deployment(ddir, record, runs, progress))
+        return DoctorReport(str(target), kind, _deployment(ddir, record, progress))  # deploy's own runs and repeats
     findings: list[Finding] = []
     model = load_model(source, cfg.params if cfg else None)
     dep = cfg.deployment if cfg else None
@@ -152,12 +152,12 @@ def diagnose(target: str, *, shape: str | None = None, engine: str | None = None
     return DoctorReport(str(target), kind, findings)
 
 
-def _deployment(ddir: Path, record: dict, runs: int, progress) -> list[Finding]:
+def _deployment(ddir: Path, record: dict, progress) -> list[Finding]:
     """A deployment judged as deploy judged it: its plan measured again, the same targets, the same rules."""
     from edgedeploy.deploy import config as cfgmod
     from edgedeploy.deploy import manifest
     from edgedeploy.deploy.runtime import deployed_plan
-    from edgedeploy.deploy.tuner import MISSED, UNVERIFIABLE, bench_measure, check_targets, verdict
+    from edgedeploy.deploy.tuner import MISSED, UNVERIFIABLE, bench_measure, check_targets, judge, verdict
 
     findings = [Finding("deployment", "ok", "every file matches its sha256 in the manifest")]
     cfg = cfgmod.load(ddir / manifest.CONFIG)
@@ -168,7 +168,7 @@ def _deployment(ddir: Path, record: dict, runs: int, progress) -> list[Finding]:
                             [f"engine options: {plan.options.to_dict()}", f"model: {plan.model.made_by}"]))
     if progress:
         progress(f"measuring {plan.label} as deploy did", 0)
-    m = bench_measure(cfg)([plan.under(ddir)], "expand")[0]
+    m, _ = judge(plan.under(ddir), cfg, record.get("reference_accuracy"), bench_measure(cfg))
     if not m.ok:
         return findings + [Finding("targets", "problem", f"the deployed plan no longer runs here: {m.reason}", [],
                                    ["deploy again on this machine"])]

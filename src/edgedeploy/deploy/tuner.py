@@ -22,18 +22,19 @@ options, so they are measured), within what the config allows
   statistic (p50 by default; distribution-free, from the timed runs of one fresh process,
   :mod:`edgedeploy.engines.timing`) is at or below it. Memory (model-attributable peak RSS) is
   one reading per fresh process, compared as is.
-- The verdict is taken on repeated measurements: the chosen plan is measured ``search.repeats``
-  times in all (fresh processes) and judged by the least disturbed repeat (the lowest upper
-  bound). Other processes on the machine only ever add time, so the least disturbed repeat is
-  the machine's own figure; one busy moment does not flip the verdict.
+- Choice and verdict are taken on repeated measurements: every finalist plan is measured
+  ``search.repeats`` times in all (fresh processes, in rounds) and represented by its least
+  disturbed repeat (the lowest upper bound). Other processes on the machine only ever add
+  time, so the least disturbed repeat is the machine's own figure; one busy moment does not
+  flip the choice or the verdict.
 - A figure that was estimated, not measured (power without a sensor), or a latency miss
   measured while other processes used more than a quarter of the CPUs (share ``b``) in the
-  least disturbed repeat and small enough for that load to explain (lower bound x (1 - b)
-  within the target), never decides: its check is *unverifiable here*, the configuration's policy (``performance.estimated``: warn,
+  least disturbed repeat and small enough for that load to explain (the interval's lower end
+  divided by the slowdown 1/(1 - b), at most 2x, within the target), never decides: its check is *unverifiable here*, the configuration's policy (``performance.estimated``: warn,
   fail, ignore) says what that does to the verdict, and the choice ignores it.
 - Choice: among plans that miss no target, the highest throughput; plans whose throughput
   intervals come within 3% of the best are tied; among those, the lowest latency (again
-  with ties by interval), then the smallest memory (within 5%: tied), then the plan that uses
+  with ties by interval), then the smallest memory (within 10% or 2 MiB: tied), then the plan that uses
   the least: fewer threads, smaller batch, the more precise precision, the engine's order in
   ``ENGINES``. When none meets every target, the closest (smallest worst-case miss).
 
@@ -59,9 +60,10 @@ from edgedeploy.vocab import RUNTIME_PRECISIONS
 
 log = logging.getLogger(__name__)
 
-BUSY = 0.25  # other processes using more than this share of the CPUs make a latency miss unverifiable
+BUSY = 0.25  # other processes using more than this share of the CPUs make a latency miss unverifiable ...
+MAX_EXPLAINED = 2.0  # ... when the load can explain it: a slowdown of at most 1 / (1 - share), and never beyond 2x
 TIE = 0.03  # throughputs within 3% (beyond their intervals) are a tie: below what these machines tell apart
-MEMORY_TIE = 0.05  # memory readings within 5% are a tie
+MEMORY_TIE = 0.10, 2 << 20  # memory readings within 10% or 2 MiB are a tie: peak RSS moves that much run to run
 PRUNE_MISS = 2.0  # a variant missing the latency target by more than this at its best case is not expanded
 # (not 1.0: on a shared machine fewer threads can beat more, so a near miss is still worth a look)
 
@@ -192,7 +194,7 @@ def check_targets(m: Measurement, cfg: DeploymentConfig, reference_accuracy: flo
         how = (m.method or "measured") + "; met when the 95% upper bound is within the target"
         status = MET if met else MISSED
         busy = m.others_load or 0.0
-        if not met and busy > BUSY and low * (1 - busy) <= perf.target_latency:
+        if not met and busy > BUSY and low / min(1 / (1 - busy), MAX_EXPLAINED) <= perf.target_latency:
             # a miss the other processes' share of the CPUs can explain says little about the plan
             status = UNVERIFIABLE
             how = (f"unverifiable here: other processes used {busy:.0%} of the CPUs while its least disturbed "
@@ -269,7 +271,8 @@ def choose(measured: list[Measurement], cfg: DeploymentConfig, reference_accurac
     tied = [m for m in feasible if m.throughput_interval()[1] * (1 + TIE) >= best_low]
     tied = _tied(tied, lambda m: m.interval(stat))
     least_memory = min(m.memory_bytes or 0 for m in tied)
-    tied = [m for m in tied if (m.memory_bytes or 0) <= least_memory * (1 + MEMORY_TIE)]
+    tied = [m for m in tied if (m.memory_bytes or 0) <= max(least_memory * (1 + MEMORY_TIE[0]),
+                                                          least_memory + MEMORY_TIE[1])]
     chosen = min(tied, key=lambda m: _least(m.plan))
     return chosen, verdict(check_targets(chosen, cfg, reference_accuracy), cfg.performance.estimated)
 
@@ -398,14 +401,14 @@ def tune(cfg: DeploymentConfig, *, measure: Measure | None = None, produce: Prod
         if m.accuracy is None:
             key = (m.plan.engine, m.plan.precision)
             m.accuracy, m.accuracy_metric = screened_accuracy.get(key, (None, m.accuracy_metric))
-    chosen, met = choose(final, cfg, ref)
-    if chosen is not None and cfg.search.repeats > 1:
+    final = [m for m in final if m.ok] or final
+    if final and final[0].ok and cfg.search.repeats > 1:  # every finalist again, in rounds: one busy moment cannot pick the winner
         if progress:
-            progress("repeating the chosen plan", 0, cfg.search.repeats - 1)
-        repeats = measure([chosen.plan] * (cfg.search.repeats - 1), "repeat")
-        measured += repeats
-        chosen = _least_disturbed([chosen, *repeats], perf.latency_statistic)
-        met = verdict(check_targets(chosen, cfg, ref), perf.estimated)
+            progress("repeating the finalists", 0, (cfg.search.repeats - 1) * len(final))
+        rounds = [measure([m.plan for m in final], "repeat") for _ in range(cfg.search.repeats - 1)]
+        measured += [m for r in rounds for m in r]
+        final = [_settle([m, *(r[i] for r in rounds)], perf.latency_statistic) for i, m in enumerate(final)]
+    chosen, met = choose(final, cfg, ref)
     checks = check_targets(chosen, cfg, ref) if chosen else []
     if any(c.status == UNVERIFIABLE for c in checks):
         notes.append(f"{', '.join(c.name for c in checks if c.status == UNVERIFIABLE)} target unverifiable here "
@@ -415,16 +418,28 @@ def tune(cfg: DeploymentConfig, *, measure: Measure | None = None, produce: Prod
                       measurements=measured, pruned=pruned, reference_accuracy=ref, notes=notes)
 
 
-def _least_disturbed(repeats: list[Measurement], stat: str) -> Measurement:
-    """Of repeated measurements of one plan, the one with the lowest upper bound (accuracy carried over)."""
+def _settle(repeats: list[Measurement], stat: str) -> Measurement:
+    """Of repeated measurements of one plan, the least disturbed (lowest upper bound of ``stat``), keeping the
+    first one's stage and accuracy. Other processes only ever add time, so that is the machine's own figure."""
     first = repeats[0]
-    ok = [m for m in repeats if m.ok] or [first]
+    ok = [m for m in repeats if m.ok]
+    if not ok:
+        return first
     best = min(ok, key=lambda m: m.interval(stat)[1])
     best.stage = first.stage
     if best.accuracy is None:
         best.accuracy, best.accuracy_metric = first.accuracy, first.accuracy_metric
-    best.method = f"{best.method}; least disturbed of {len(repeats)} repeats"
+    if len(repeats) > 1:
+        best.method = f"{best.method}; least disturbed of {len(repeats)} repeats"
     return best
+
+
+def judge(plan: DeploymentPlan, cfg: DeploymentConfig, reference_accuracy: float | None,
+          measure: Measure) -> tuple[Measurement, bool]:
+    """The verdict on ``plan`` as deploy gives it: ``cfg.search.repeats`` fresh-process measurements, judged on
+    the least disturbed by :func:`check_targets` and the policy for estimates (``doctor`` uses this)."""
+    m = _settle(measure([plan] * cfg.search.repeats, "repeat"), cfg.performance.latency_statistic)
+    return m, m.ok and verdict(check_targets(m, cfg, reference_accuracy), cfg.performance.estimated)
 
 
 def _fits(m: Measurement, cfg: DeploymentConfig) -> bool:

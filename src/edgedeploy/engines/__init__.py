@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from edgedeploy.engines.base import EngineOptions, Session, TensorSpec, warn_once
 from edgedeploy.engines.timing import Timing
 from edgedeploy.errors import EngineMissing, UserError, did_you_mean
+from edgedeploy.vocab import Device, Engine, Precision
 
 log = logging.getLogger(__name__)
 
@@ -39,53 +40,56 @@ class EngineSpec:
     options: the :class:`EngineOptions` fields it honours; the rest are reported as notes.
     """
 
-    name: str
+    name: Engine
     module: str
     package: str  # import name of its SDK
     install: str
     formats: tuple[str, ...]
-    devices: tuple[str, ...]
-    precisions: tuple[str, ...]
+    devices: tuple[Device, ...]
+    precisions: tuple[Precision, ...]
     options: tuple[str, ...]
     description: str
 
 
-ENGINES: dict[str, EngineSpec] = {
-    "onnxruntime": EngineSpec(
-        name="onnxruntime",
+CPU_GPU = (Device.CPU, Device.GPU)
+FP32, BF16, FP16, INT8 = Precision.FP32, Precision.BF16, Precision.FP16, Precision.INT8
+
+ENGINES: dict[Engine, EngineSpec] = {
+    Engine.ONNXRUNTIME: EngineSpec(
+        name=Engine.ONNXRUNTIME,
         module="edgedeploy.engines.onnxruntime",
         package="onnxruntime",
         install="pip install onnxruntime (or onnxruntime-gpu for CUDA/TensorRT)",
         formats=("onnx",),
-        devices=("cpu", "gpu"),
-        precisions=("fp32", "fp16", "int8"),
+        devices=CPU_GPU,
+        precisions=(FP32, FP16, INT8),
         options=("threads", "graph_optimization", "memory_optimization", "device"),
         description="ONNX Runtime: the embedded default; CPU, CUDA and TensorRT providers",
     ),
-    "openvino": EngineSpec(
-        name="openvino",
+    Engine.OPENVINO: EngineSpec(
+        name=Engine.OPENVINO,
         module="edgedeploy.engines.openvino",
         package="openvino",
         install="pip install 'edgedeploy[openvino]'",
         formats=("onnx", "paddle"),
-        devices=("cpu", "gpu"),
-        precisions=("fp32", "bf16", "fp16", "int8"),
+        devices=CPU_GPU,
+        precisions=(FP32, BF16, FP16, INT8),
         options=("threads", "memory_optimization", "device", "precision"),
         description="Intel OpenVINO: CPU (AVX-512/VNNI/AMX) and Intel GPU; reads ONNX and Paddle models",
     ),
-    "paddle": EngineSpec(
-        name="paddle",
+    Engine.PADDLE: EngineSpec(
+        name=Engine.PADDLE,
         module="edgedeploy.engines.paddle",
         package="paddle",
         install="pip install 'edgedeploy[paddle]'",
         formats=("paddle",),
-        devices=("cpu", "gpu"),
-        precisions=("fp32", "int8"),
+        devices=CPU_GPU,
+        precisions=(FP32, INT8),
         options=("threads", "graph_optimization", "memory_optimization", "mkldnn", "device"),
         description="Paddle Inference: Paddle-format models, CPU with oneDNN (MKLDNN), CUDA GPU",
     ),
 }
-ENGINE_CHOICES = (*ENGINES, "auto")
+ENGINE_CHOICES = (*ENGINES, Engine.AUTO)
 
 
 def spec(name: str) -> EngineSpec:
