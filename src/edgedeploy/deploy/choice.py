@@ -108,9 +108,9 @@ class Choice:
         """One line for a start-up report."""
         how = f"cached choice of {self.measured_at}" if self.cached else "measured now"
         how += f", load {self.load_per_core:.1f}/core"
-        figures = ", ".join(f"{k} {v['p50']:.1f} ms" if "p50" in v else f"{k} failed"
+        figures = ", ".join(f"{' '.join(k.split()[:2])} {v['p50']:.1f}" if "p50" in v else f"{k} failed"
                             for k, v in self.measured.items())
-        return f"{self.plan.engine.value} {self.plan.precision.value} ({how}; p50 {figures}; {self.reason})"
+        return f"{self.plan.engine.value} {self.plan.precision.value} ({how}; p50 ms: {figures}; {self.reason})"
 
     def to_dict(self) -> dict:
         return {"format": FORMAT, "key": self.key, "plan": self.plan.to_dict(), "measured": self.measured,
