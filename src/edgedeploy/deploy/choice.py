@@ -164,7 +164,7 @@ def decide(plans: list[DeploymentPlan], timings: dict[str, Timing | str]) -> tup
         reasons = "; ".join(f"{k}: {v}" for k, v in timings.items())
         raise UserError(f"engine auto: no candidate engine could run the model ({reasons}); name an engine")
     tied = _tied(ok, lambda pt: pt[1].interval("p50"))
-    chosen, t = min(tied, key=lambda pt: _least(pt[0]))
+    chosen, _ = min(tied, key=lambda pt: _least(pt[0]))
     fastest = min(ok, key=lambda pt: pt[1].stat("p50"))
     if len(tied) == 1:
         why = "fastest beyond the noise band"
