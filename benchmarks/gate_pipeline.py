@@ -14,7 +14,8 @@ the pipeline keeps up, as a camera does) through the gate pipeline (detect on a 
 read → track/vote), 1 thread per model, with latest-frame-wins dropping; ``--engine auto``
 (default) opens each model on the engine and precision measured fastest on this machine
 (``edgedeploy.deploy.choice``, cached per machine and model digest; ``--fresh-choice`` measures
-again first). Reported: frames captured/processed/dropped, processed FPS, the source's delivered
+again first; the detector's INT8 copy is a candidate when ``edgedeploy optimize`` made it,
+``--make-int8`` makes it). Reported: frames captured/processed/dropped, processed FPS, the source's delivered
 FPS, end-to-end latency (capture → event sinks done) p50/p99 pooled over all frames, per-stage
 latency against its share of the 40 ms frame interval (the budget report), recogniser crops
 and calls, and container accuracy (a container counts when the event matched to it carries its
@@ -390,6 +391,8 @@ def main() -> None:
     ap.add_argument("--first-seed", type=int, default=300, help="seed of the first video (300: never tuned on)")
     ap.add_argument("--engine", default="auto", help="auto (measured choice per machine and model) or an engine")
     ap.add_argument("--fresh-choice", action="store_true", help="forget cached engine choices: measure them again")
+    ap.add_argument("--make-int8", action="store_true",
+                    help="make the detector's INT8 copy first if it is not cached (edgedeploy optimize, minutes)")
     ap.add_argument("--threads", type=int, default=1, help="threads per model")
     ap.add_argument("--cpus", type=int, help="pin the pipeline to this many cores (a smaller box)")
     ap.add_argument("--no-reduced-precision", dest="reduced_precision", action="store_false")
@@ -420,6 +423,10 @@ def main() -> None:
         return
     if args.fresh_choice:
         shutil.rmtree(cache_dir() / "engine-choice", ignore_errors=True)
+    if args.make_int8:
+        from edgedeploy.presets import int8_model
+
+        int8_model("ppocrv6-det", engine="openvino")  # engine auto measures it when it is cached
     args.cache.mkdir(parents=True, exist_ok=True)
     count = args.ablation or args.fps_sweep or args.videos
     paths = _videos(args.cache, seeds or range(args.first_seed, args.first_seed + count), args.containers)
