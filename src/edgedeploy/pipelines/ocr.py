@@ -143,8 +143,8 @@ def ocr_stages(*, engine: str = "auto", threads: int = 1, use_cls: bool = True,
     """The OCR system as three stages (det → cls → rec), ready for a :class:`Pipeline`.
 
     preset: None (FP32 zoo models, task defaults) or "fast" (:data:`edgedeploy.presets.FAST`:
-    INT8 det made once and cached, BF16 rec, tight rec batching; ``engine`` should then be
-    "openvino", the engine it was measured on). ``det_options`` add to the preset's.
+    INT8 det made once and cached, BF16 rec, tight rec batching; ``engine`` "auto" is then the
+    engine it was measured on, "openvino"). ``det_options`` add to the preset's.
     """
     if preset is None:
         stages: list[Stage] = [DetectStage(engine=engine, threads=threads, **(det_options or {}))]
@@ -154,6 +154,8 @@ def ocr_stages(*, engine: str = "auto", threads: int = 1, use_cls: bool = True,
         return stages
     if preset != "fast":
         raise UserError(f"OCR preset {preset!r} is not known; choose 'fast' or leave it out")
+    engine = FAST.engine if engine == "auto" else engine  # the preset was measured on its own engine
+
     def kwargs(stage):
         path, precision = stage_path(stage, engine)
         return {"model": stage.model, "path": str(path) if path else None, "precision": precision,
