@@ -78,3 +78,11 @@ def test_engine_auto_opens_the_measured_choice_and_says_so():
     again = ReadStage(tracker=None)
     again.open(None)
     assert "cached choice" in again.opened.how and again.opened.plan == stage.opened.plan
+
+    from edgedeploy.pipelines import ArraySource, Pipeline
+
+    seen, frames_at_start = [], []
+    pipe = Pipeline(ArraySource([np.zeros((90, 160, 3), np.uint8)] * 3), [again])
+    report = pipe.run(on_start=lambda startup: (seen.extend(startup), frames_at_start.append(pipe.metrics.captured)))
+    assert frames_at_start == [0] and seen == report.startup  # the start-up report, before the first frame
+    assert seen[0]["stage"] == "read" and seen[0]["how"] == again.opened.how and report.stats["processed"] == 3

@@ -248,8 +248,9 @@ def build_pipeline(config: PipelineConfig, *, allow_python: Sequence[str] = ()):
 
 def run_config(path: str | Path, *, source: str | None = None, max_frames: int | None = None,
                duration: float | None = None, on_stats=None, stats_every: float = 2.0,
-               allow_python: Sequence[str] = ()):
+               allow_python: Sequence[str] = (), on_start=None):
     """Load, build and run the pipeline in ``path``; returns its :class:`PipelineReport`."""
     config = load_config(path, source=source, allow_python=allow_python)
     pipeline = build_pipeline(config, allow_python=allow_python)
-    return pipeline.run(max_frames=max_frames, duration=duration, on_stats=on_stats, stats_every=stats_every)
+    return pipeline.run(max_frames=max_frames, duration=duration, on_stats=on_stats, stats_every=stats_every,
+                        on_start=on_start)

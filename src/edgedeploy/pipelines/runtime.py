@@ -173,11 +173,14 @@ class Pipeline:
             self._fail(exc)
 
     def run(self, *, max_frames: int | None = None, duration: float | None = None,
-            on_stats: Callable[[dict], None] | None = None, stats_every: float = 2.0) -> PipelineReport:
+            on_stats: Callable[[dict], None] | None = None, stats_every: float = 2.0,
+            on_start: Callable[[list[dict]], None] | None = None) -> PipelineReport:
         """Run until the source ends, ``max_frames`` are captured or ``duration`` seconds pass.
 
-        ``on_stats(stats)`` is called every ``stats_every`` seconds (live reporting). Errors in
-        any thread stop the pipeline and are raised here.
+        ``on_start(startup)`` is called once the models are open, before the first frame, with the
+        start-up report (each model stage's plan and why); ``on_stats(stats)`` every
+        ``stats_every`` seconds (live reporting). Errors in any thread stop the pipeline and are
+        raised here.
         """
         # Models load before the first frame is captured: loading is not latency.
         opened = []
@@ -196,6 +199,8 @@ class Pipeline:
         for s in self.stages:
             if getattr(s, "opened", None) is not None:
                 log.info("%s: %s", self.name, s.opened.line())
+        if on_start is not None:
+            on_start(self.startup)
         threads = [threading.Thread(target=self._source_loop, args=(max_frames,), name="source", daemon=True)]
         threads += [threading.Thread(target=self._stage_loop, args=(i,), name=f"stage-{s.name}", daemon=True)
                     for i, s in enumerate(self.stages)]
