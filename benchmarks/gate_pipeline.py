@@ -398,7 +398,7 @@ def main() -> None:
     ap.add_argument("--no-reduced-precision", dest="reduced_precision", action="store_false")
     ap.add_argument("--no-skip-converged", dest="skip_converged", action="store_false")
     ap.add_argument("--no-batch-crops", dest="batch_crops", action="store_false")
-    ap.add_argument("--read-every", type=int, default=1, help="read on every N-th frame")
+    ap.add_argument("--read-every", type=int, default=1, help="read on every N-th frame (0: as the budget allows)")
     ap.add_argument("--ablation", type=int, metavar="K", help="run the ablation on K videos instead")
     ap.add_argument("--fps-sweep", type=int, metavar="K", help="run the accuracy-vs-FPS sweep on K videos instead")
     ap.add_argument("--offline", action="store_true", help="process every frame (no real-time pacing, no drops)")

@@ -39,7 +39,7 @@ def test_report_gives_each_stage_its_share_of_the_interval_and_what_it_used():
     assert not rows["detect"]["over"] and rows["detect"]["switches_left"] == []
     assert rows["read"]["budget_ms"] == pytest.approx(14.0) and rows["read"]["over"]
     assert rows["read"]["used"] == pytest.approx(20.0 / 14.0)
-    assert rows["read"]["switches_left"] == ["skip_converged: true", "every: 2"]
+    assert rows["read"]["switches_left"] == ["skip_converged: true", "every: 0 (by the budget)"]
     assert rows["rule"]["p50_ms"] is None and not rows["rule"]["over"]
     assert r["keeps_up"] and r["sum_p50_ms"] == pytest.approx(28.1)
     assert not budget.report({"read": [50.0]}, stages, fps=25)["keeps_up"]  # a stage slower than a frame
@@ -58,3 +58,30 @@ def test_a_running_pipeline_reports_its_budget_at_the_sources_rate():
     assert all(x["p50_ms"] is not None for x in b["stages"])
     with pytest.raises(UserError, match="not a stage"):
         Pipeline(ArraySource(frames), stages, budget=budget.Budget(shares={"c": 0.5}))
+
+
+def test_reading_paced_by_the_budget_reads_less_often_while_over_it_and_more_once_under():
+    def frames(stage, n, ms):
+        for _ in range(n):
+            stage._seen += 1
+            stage._pace(ms)
+        return stage.period
+
+    stage = ReadStage(every=0)
+    stage.budget_ms = 14.0
+    assert frames(stage, 24, 30.0) == 1  # judged once per 25 frames
+    assert frames(stage, 1, 30.0) == 2 and frames(stage, 25, 30.0) == 3
+    assert frames(stage, 100, 30.0) == ReadStage.MAX_EVERY  # never fewer reads than every 4th frame
+    assert frames(stage, 25, 10.0) == ReadStage.MAX_EVERY  # under budget, not under half: kept
+    assert frames(stage, 25, 2.0) == 3 and frames(stage, 50, 2.0) == 1
+    fixed = ReadStage(every=2)
+    fixed.budget_ms = 14.0
+    assert frames(fixed, 100, 30.0) == 2  # a fixed every is left alone
+    with pytest.raises(UserError, match="every >= 0"):
+        ReadStage(every=-1)
+
+
+def test_the_pipeline_gives_each_stage_its_budget_in_ms_before_it_opens():
+    stages = [FunctionStage(lambda f: f, name="a"), FunctionStage(lambda f: f, name="b")]
+    Pipeline(ArraySource([np.zeros((8, 8, 3), np.uint8)]), stages, budget=budget.Budget(fps=20, shares={"a": 0.2})).run()
+    assert stages[0].budget_ms == pytest.approx(10.0) and stages[1].budget_ms == pytest.approx(40.0)

@@ -183,6 +183,9 @@ class Pipeline:
         raised here.
         """
         # Models load before the first frame is captured: loading is not latency.
+        split = budgets.shares(self.stages, self.budget.shares)
+        for stage in self.stages:  # each stage's share of the frame interval, for stages that pace themselves
+            stage.budget_ms = split[stage.name] * 1000.0 / self.fps
         opened = []
         try:
             for stage in self.stages:

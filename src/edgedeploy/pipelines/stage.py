@@ -63,6 +63,7 @@ class Stage:
 
     name = "stage"
     budget_share: float | None = None  # share of the frame interval (None: an equal part of what is left)
+    budget_ms: float | None = None  # that share in ms, set by the pipeline before ``open``
 
     def open(self, pipeline) -> None:
         """Prepare to run; ``pipeline`` is the running :class:`~edgedeploy.pipelines.runtime.Pipeline`,

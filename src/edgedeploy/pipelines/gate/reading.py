@@ -8,7 +8,9 @@ are not read again (the tracker fills in their position).
 from __future__ import annotations
 
 import dataclasses
+import time
 import unicodedata
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -114,19 +116,24 @@ class ReadStage(Stage):
     go to the recogniser in one call: each crop's input, so its output, is what it would be
     alone); ``every`` (read on every n-th frame this stage sees: a container is in view for
     dozens of frames and needs ``confirm_votes`` reads; the frames between still give the
-    tracker its boxes). ``engine``/``reduced_precision``: see :mod:`edgedeploy.pipelines.models`.
+    tracker its boxes; 0: as often as the stage's budget allows, see :meth:`_pace`).
+    ``engine``/``reduced_precision``: see :mod:`edgedeploy.pipelines.models`.
     """
+
+    PACE_FRAMES, MAX_EVERY = 25, 4  # every=0: judged over this many frames; read at least every 4th
 
     def __init__(self, *, model: str = "ppocrv6-rec", path: str | None = None, engine: str = "auto",
                  threads: int | None = 1, extend: float = 1.5, pad: float = 0.15, min_height: float = 8.0,
                  max_height: float = 0.25, edge: float = 2.0, retry_chars: int = 9, digit_margin: float = 2.0,
                  tracker: str | None = "track", reduced_precision: bool = True, skip_converged: bool = True,
                  batch_crops: bool = True, every: int = 1, width_step: int = 32, name: str = "read"):
-        if every < 1 or width_step < 1:
-            raise UserError(f"every = {every}, width_step = {width_step}: expected at least 1")
+        if every < 0 or width_step < 1:
+            raise UserError(f"every = {every}, width_step = {width_step}: expected every >= 0 (0: by the budget), "
+                            "width_step >= 1")
         self.model, self.path, self.engine, self.threads = model, path, engine, threads
         self.reduced_precision, self.skip_converged, self.batch_crops = reduced_precision, skip_converged, batch_crops
         self.every, self.width_step, self.opened, self._seen = every, width_step, None, 0
+        self.period, self._times = max(every, 1), deque(maxlen=self.PACE_FRAMES)  # read every period-th frame
         self.extend, self.pad, self.min_height, self.tracker_name, self.name = extend, pad, min_height, tracker, name
         self.max_height = max_height
         self.edge, self.retry_chars, self.digit_margin = edge, retry_chars, digit_margin
@@ -139,7 +146,20 @@ class ReadStage(Stage):
         out = model_speedups(self)
         out += [] if self.skip_converged else ["skip_converged: true"]
         out += [] if self.batch_crops else ["batch_crops: true"]
-        return out + (["every: 2"] if self.every == 1 else [])
+        return out + (["every: 0 (by the budget)"] if self.every == 1 else [])
+
+    def _pace(self, ms: float) -> None:
+        """``every=0``: after each ``PACE_FRAMES`` frames, read less often (every 2nd, 3rd, up to
+        ``MAX_EVERY``-th frame) while the stage's mean time a frame is over its budget (its share of
+        the frame interval, ``budget_ms``, set by the pipeline), more often again under half of it."""
+        self._times.append(ms)
+        if self.every or self.budget_ms is None or self._seen % self.PACE_FRAMES:
+            return
+        mean = sum(self._times) / len(self._times)
+        if mean > self.budget_ms and self.period < self.MAX_EVERY:
+            self.period += 1
+        elif mean < self.budget_ms / 2 and self.period > 1:
+            self.period -= 1
 
     def open(self, pipeline) -> None:
         if self.rec is None:
@@ -201,6 +221,12 @@ class ReadStage(Stage):
         return texts, scores, probs
 
     def process(self, frame: Frame) -> Frame:
+        t = time.perf_counter()
+        frame = self._process(frame)
+        self._pace((time.perf_counter() - t) * 1e3)
+        return frame
+
+    def _process(self, frame: Frame) -> Frame:
         image = frame.full_image
         h, w = image.shape[:2]
         # Rows taller than max_height of the frame are not lettering (DB sometimes fires on a
@@ -209,7 +235,7 @@ class ReadStage(Stage):
                   if self.min_height <= max(r[3] - r[1] for r in g) and max(r[3] - r[1] for r in g) <= self.max_height * h]
         candidates = [Candidate(_union(g), g) for g in groups]
         self._seen += 1
-        if (self._seen - 1) % self.every:  # a frame this stage skips: the tracker gets boxes, no reads
+        if (self._seen - 1) % self.period:  # a frame this stage skips: the tracker gets boxes, no reads
             frame.candidates = candidates
             return frame
         confirmed = (self.tracker.confirmed_boxes(frame.index)
