@@ -40,8 +40,9 @@ def gate_stages(*, engine: str = "auto", det_threads: int = 1, rec_threads: int 
 
     engine: ``auto`` (measured per machine and model, :mod:`edgedeploy.deploy.choice`) or a named
     engine. The switches that keep the pipeline within its frame interval, each on by default
-    except ``read_every`` (1: read every frame): ``reduced_precision`` (INT8/BF16 candidates for
-    ``engine: auto``), ``skip_converged``, ``batch_crops``, ``read_every`` (see :class:`ReadStage`).
+    except ``read_every`` (1: read every frame; 0: as often as the read stage's budget allows):
+    ``reduced_precision`` (INT8/BF16 candidates for ``engine: auto``), ``skip_converged``,
+    ``batch_crops``, ``read_every`` (see :class:`ReadStage`).
     """
     return [DetectStage(engine=engine, threads=det_threads, reduced_precision=reduced_precision, **GATE_DET_OPTIONS),
             ReadStage(engine=engine, threads=rec_threads, reduced_precision=reduced_precision,
