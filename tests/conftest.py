@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -98,3 +99,32 @@ def tiny_paddle(tmp_path_factory) -> Path:
 @pytest.fixture
 def image_batch() -> np.ndarray:
     return np.random.default_rng(1).standard_normal((2, 3, 32, 40)).astype(np.float32)
+
+
+@dataclass
+class CliResult:
+    """What one `edgedeploy ...` command did: its exit code and what it printed."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+@pytest.fixture
+def edgedeploy_cli(capsys, monkeypatch, tmp_path):
+    """Run a command through the real entry point, ``edgedeploy.cli.main`` (never a private app)."""
+    from edgedeploy.cli import main
+
+    monkeypatch.setenv("EDGEDEPLOY_LOG_DIR", str(tmp_path / "crash-logs"))
+
+    def invoke(argv) -> CliResult:
+        capsys.readouterr()
+        code = main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return CliResult(code, out, err)
+
+    return invoke

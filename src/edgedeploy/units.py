@@ -10,7 +10,9 @@ Canonical units: durations in milliseconds, sizes in bytes, power in watts.
 (5.0, 0.8)
 
 Sizes follow SI/IEC strictly: ``MB`` is 10^6 bytes and ``MiB`` is 2^20, so a figure in a
-config always means the same number of bytes; :func:`fmt_bytes` prints binary units (MiB).
+config always means the same number of bytes; :func:`fmt_bytes` prints binary units (MiB), so
+``parse_bytes("256MB")`` prints as "244.1 MiB", never as "244.1 MB". Every size, duration and power
+printed anywhere goes through the one formatter here for its unit.
 A number without a unit is refused: ``10`` could be ms or s, and the message says so.
 """
 
@@ -78,10 +80,16 @@ def parse_watts(value, *, field: str = "power") -> float:
     return parse_quantity(value, "power", field=field)
 
 
-def fmt_ms(ms: float | None) -> str:
-    """12.3 → "12.3 ms", 0.25 → "250 µs", 1500 → "1.50 s"."""
+def fmt_ms(ms: float | None, *, bare: bool = False) -> str:
+    """12.3 → "12.3 ms", 0.25 → "250 µs", 1500 → "1.50 s".
+
+    ``bare``: the number of milliseconds alone, for a table column headed "ms" (12.3 → "12.3",
+    0.25 → "0.25").
+    """
     if ms is None:
         return "-"
+    if bare:
+        return f"{ms:.1f}" if ms >= 10 else f"{ms:.2f}"
     if ms >= 1000:
         return f"{ms / 1000:.2f} s"
     if ms < 1:
@@ -104,12 +112,3 @@ def fmt_watts(w: float | None) -> str:
     if w is None:
         return "-"
     return f"{w * 1000:.0f} mW" if w < 1 else f"{w:.1f} W"
-
-
-def fmt_flops(f: float | None) -> str:
-    if f is None:
-        return "-"
-    for unit, scale in (("TFLOPs", 1e12), ("GFLOPs", 1e9), ("MFLOPs", 1e6)):
-        if f >= scale:
-            return f"{f / scale:.2f} {unit}"
-    return f"{f:.0f} FLOPs"

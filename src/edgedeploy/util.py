@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 from edgedeploy.errors import UserError
+from edgedeploy.fsio import atomic_write
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -20,22 +19,7 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-@contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "wb"):
-    """Write to a temporary file beside ``path`` and rename it into place on success,
-    so a crash or a full disk never leaves a half-written file where the user's was."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+__all__ = ["atomic_write", "image_shape", "parse_shape", "sha256_file"]  # atomic_write: from edgedeploy.fsio
 
 
 def parse_shape(text: str | None) -> tuple[int, ...] | None:

@@ -73,7 +73,8 @@ def test_info_table_and_json(capsys, tiny_onnx):
     (["run", "ppocrv6-dte"], "did you mean 'ppocrv6-det'"),
     (["info", "ppocrv6-dte"], "did you mean 'ppocrv6-det'"),
     (["zoo", "fetch", "picodet"], "unknown zoo model 'picodet'"),
-    (["run", "TINY", "--engine", "tensorrt"], "unknown engine 'tensorrt'"),
+    (["run", "TINY", "--engine", "tensorrt"], "'tensorrt' is not one of 'onnxruntime'"),
+    (["run", "TINY", "--engine", "openvno"], "did you mean 'openvino'"),
     (["run", "TINY", "--shape", "1x3xabc"], "--shape '1x3xabc' is not a shape"),
     (["run", "TINY", "--shape", "1x4x8x8"], "dimension 1 must be 3"),
     (["run", "TINY"], "input shape is dynamic"),
@@ -106,3 +107,25 @@ def test_missing_engine_is_one_line_with_install_command(capsys, monkeypatch, ti
     monkeypatch.setitem(engines.ENGINES, "openvino", fake)
     code, _, err = run_cli(capsys, "run", str(tiny_onnx), "--engine", "openvino", "--shape", "1x3x8x8")
     assert code == 2 and "pip install 'edgedeploy[openvino]'" in one_line_error(err)
+
+
+def test_eval_task_choices_are_the_runners_tasks():
+    from edgedeploy.cli.eval import EvalTask
+    from edgedeploy.evaluation.runner import TASKS
+
+    assert [t.value for t in EvalTask] == list(TASKS)
+
+
+def test_threads_above_the_core_count_run_with_a_warning(capsys, tiny_onnx):
+    from edgedeploy.cli.params import CORES, MAX_THREADS
+
+    code, _, err = run_cli(capsys, "run", str(tiny_onnx), "--shape", "1x3x8x8", "--runs", "1",
+                           "--threads", str(CORES + 1))
+    assert code == 0 and f"--threads {CORES + 1} is above the {CORES} cores" in err
+    code, _, err = run_cli(capsys, "run", str(tiny_onnx), "--threads", str(MAX_THREADS + 1))
+    assert code == 2 and f"less than or equal to {MAX_THREADS}" in one_line_error(err)
+
+
+def test_help_shows_the_choices(capsys):
+    code, out, _ = run_cli(capsys, "run", "--help")
+    assert code == 0 and "onnxruntime|openvino|paddle" in out.replace(" ", "").replace("\n", "").replace("│", "")

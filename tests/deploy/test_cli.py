@@ -1,4 +1,4 @@
-"""`deploy`, `doctor`, `deployment verify|run` through typer, on the tiny model with the real harness."""
+"""`deploy`, `doctor`, `deployment verify|run` through edgedeploy.cli.main, on the tiny model with the real harness."""
 
 from __future__ import annotations
 
@@ -6,20 +6,11 @@ import json
 import textwrap
 
 import pytest
-import typer
-from typer.testing import CliRunner
-
-from edgedeploy.cli import deploy as cmds
-from edgedeploy.errors import UserError
 
 
-@pytest.fixture(scope="module")
-def app():
-    a = typer.Typer()
-    for name in ("deploy", "doctor", "estimate", "devices"):
-        a.command(name)(getattr(cmds, name))
-    a.add_typer(cmds.deployment_app, name="deployment")
-    return a
+@pytest.fixture
+def app(edgedeploy_cli):
+    return edgedeploy_cli
 
 
 def tiny_yaml(path, model, latency):
@@ -46,25 +37,25 @@ def tiny_yaml(path, model, latency):
 
 def test_deploy_meets_targets_writes_a_verified_directory_and_runs_it(app, tiny_onnx, tmp_path):
     out = tmp_path / "dep"
-    r = CliRunner().invoke(app, ["deploy", str(tiny_yaml(tmp_path / "c.yaml", tiny_onnx, "1s")), "-o", str(out), "--json"])
+    r = app(["deploy", str(tiny_yaml(tmp_path / "c.yaml", tiny_onnx, "1s")), "-o", str(out), "--json"])
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)
     assert data["met"] and {c["name"] for c in data["result"]["checks"]} == {"latency", "memory"}
     assert all(c["met"] and c["how"].startswith("measured") for c in data["result"]["checks"])
     assert (out / "manifest.json").exists() and (out / "model.onnx").exists()
-    r = CliRunner().invoke(app, ["deployment", "run", str(out), "--runs", "5", "--json"])
+    r = app(["deployment", "run", str(out), "--runs", "5", "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["inferences"] == 5
     (out / "deployment.yaml").write_text((out / "deployment.yaml").read_text() + "\n# edited\n")
-    r = CliRunner().invoke(app, ["deployment", "run", str(out)])
-    assert isinstance(r.exception, UserError) and "deployment.yaml does not match manifest.json" in str(r.exception)
+    r = app(["deployment", "run", str(out)])
+    assert r.exit_code == 2 and "deployment.yaml does not match manifest.json" in r.stderr
 
 
 def test_unmet_target_exits_1_with_closest_and_advice(app, tiny_onnx, tmp_path):
-    r = CliRunner().invoke(app, ["deploy", str(tiny_yaml(tmp_path / "c.yaml", tiny_onnx, "1us")), "-o",
+    r = app(["deploy", str(tiny_yaml(tmp_path / "c.yaml", tiny_onnx, "1us")), "-o",
                                  str(tmp_path / "dep")])
-    assert isinstance(r.exception, UserError) and r.exception.exit_code == 1, r.output
-    assert "targets not met on this machine (latency" in str(r.exception)
+    assert r.exit_code == 1, r.output
+    assert "targets not met on this machine (latency" in r.stderr
     assert "closest (not every target met): onnxruntime fp32, 1 threads, batch 1" in r.stdout
     assert "[PROBLEM] slow: latency target" in r.stdout and "advice:" in r.stdout
     assert not (tmp_path / "dep").exists()
@@ -73,5 +64,5 @@ def test_unmet_target_exits_1_with_closest_and_advice(app, tiny_onnx, tmp_path):
 def test_unknown_hardware_lists_the_known(app, tiny_onnx, tmp_path):
     path = tiny_yaml(tmp_path / "c.yaml", tiny_onnx, "1s")
     path.write_text(path.read_text().replace("hardware: local", "hardware: jetson-tx9"))
-    r = CliRunner().invoke(app, ["deploy", str(path)])
-    assert isinstance(r.exception, UserError) and "known: jetson-nano, jetson-orin-nano" in str(r.exception)
+    r = app(["deploy", str(path)])
+    assert r.exit_code == 2 and "known: jetson-nano, jetson-orin-nano" in r.stderr

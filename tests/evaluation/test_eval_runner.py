@@ -6,8 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import typer
-from typer.testing import CliRunner
 
 from edgedeploy import datasets
 from edgedeploy.engines import EngineOptions
@@ -142,13 +140,8 @@ def test_wrong_task_for_a_model_is_one_line():
 
 
 @pytest.mark.integration
-def test_cli_eval_json():
-    from edgedeploy.cli.eval import eval_
-
-    app = typer.Typer()
-    app.command("eval")(eval_)  # as cli/__init__.py registers it
-    app.command("noop")(lambda: None)  # with two commands, "eval" stays a subcommand name
-    out = CliRunner().invoke(app, ["eval", "pplcnet-orientation", "--n", "4", "--threads", "2", "--json"])
+def test_cli_eval_json(edgedeploy_cli):
+    out = edgedeploy_cli(["eval", "pplcnet-orientation", "--n", "4", "--threads", "2", "--json"])
     assert out.exit_code == 0, out.output
     result = json.loads(out.stdout)
     assert result["task"] == "orientation" and result["n"] == 4 and 0.0 <= result["value"] <= 1.0

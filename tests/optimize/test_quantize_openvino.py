@@ -1,6 +1,19 @@
-"""INT8 for OpenVINO: the Concat-input repair behind the PicoDet collapse (88.4 → 0.0 hmean)."""
+"""INT8 for OpenVINO: the Concat-input repair behind the PicoDet collapse (88.4 → 0.0 hmean).
+
+No threshold here is a number measured on one CPU: OpenVINO and ONNX Runtime pick other INT8
+kernels on other ISAs (AMX, AVX-512 VNNI, AVX2 without VNNI), with other rounding. Each check
+compares against a reference measured in the same run: the model's FP32 output on the same
+engine, the INT8 rounding noise of that FP32 reference, or the unrepaired form; the real model
+is judged by its task metric. ``ONEDNN_MAX_CPU_ISA=AVX2`` (OpenVINO's switch to a lower ISA) runs
+the neck checks as a CPU without AVX-512 would.
+"""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -80,6 +93,13 @@ def _sqnr_db(ref: np.ndarray, got: np.ndarray) -> float:
     return float("inf") if noise == 0 else -10 * np.log10(noise / float(np.sum(ref.astype(np.float64) ** 2)))
 
 
+#: dB per bit of a uniform quantizer (20 log10 2)
+DB_PER_BIT = 6.02
+#: effective bits an INT8 kernel may lose on a CPU without VNNI: OpenVINO avoids the 16-bit saturation of
+#: AVX2's u8s8 multiply-add with fewer effective bits (measured with ONEDNN_MAX_CPU_ISA=AVX2: ~2 bits)
+ISA_BITS = 3
+
+
 def test_concat_inputs_become_unsigned_with_the_same_levels():
     m = _neck(quantized=True)
     x = np.random.default_rng(1).standard_normal((1, 8, 16, 16)).astype(np.float32)
@@ -95,11 +115,30 @@ def test_concat_inputs_become_unsigned_with_the_same_levels():
 
 
 def test_openvino_runs_the_repaired_neck_as_onnxruntime_does():
-    """The PicoDet regression: OpenVINO 2026.4 gave ~5 dB on the signed form (0 dB on PicoDet's outputs)."""
-    m = _neck(quantized=True)
+    """The PicoDet regression: OpenVINO 2026.4 gave ~5 dB on the signed form (0 dB on PicoDet's outputs).
+
+    Against OpenVINO's own FP32 output, the repaired form must have at most a quarter of the signed
+    form's noise (6 dB better), and stay within the INT8 rounding noise ORT measures plus the bits a
+    lower ISA may lose (on AVX-512 VNNI the two engines agree to ~140 dB; on AVX2 OpenVINO is ~13 dB
+    noisier, still far from the collapse)."""
+    float_, signed, repaired = _neck(quantized=False), _neck(quantized=True), _neck(quantized=True)
     x = np.random.default_rng(1).standard_normal((1, 8, 16, 16)).astype(np.float32)
-    quantize_openvino.unsigned_concat_inputs(m)
-    assert _sqnr_db(_ort(m, x), _openvino(m, x)) > 40
+    quantize_openvino.unsigned_concat_inputs(repaired)
+    ref = _openvino(float_, x)
+    rounding = _sqnr_db(_ort(float_, x), _ort(repaired, x))  # what 8 bits cost this model, on the reference engine
+    assert _sqnr_db(ref, _openvino(repaired, x)) > _sqnr_db(ref, _openvino(signed, x)) + DB_PER_BIT
+    assert _sqnr_db(ref, _openvino(repaired, x)) > rounding - ISA_BITS * DB_PER_BIT
+
+
+def test_the_neck_checks_hold_on_a_lower_isa():
+    """The same checks with OpenVINO's oneDNN limited to AVX2 (no VNNI, no AMX): other kernels, other rounding."""
+    pytest.importorskip("openvino")
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
+    code = ("import tests.optimize.test_quantize_openvino as t; t.test_openvino_runs_the_repaired_neck_as_onnxruntime_does(); "
+            "print('ok')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-2000:]
 
 
 def test_nncf_int8_of_the_neck_matches_onnxruntime_on_openvino(tmp_path):
@@ -114,8 +153,10 @@ def test_nncf_int8_of_the_neck_matches_onnxruntime_on_openvino(tmp_path):
     q = onnx.load(str(tmp_path / "q.onnx"))
     assert {"QuantizeLinear", "DequantizeLinear", "Concat"} <= {n.op_type for n in q.graph.node}
     x = feeds[0]["x"]
-    assert _sqnr_db(_ort(q, x), _openvino(q, x)) > 30
-    assert _sqnr_db(_ort(onnx.load(str(tmp_path / "neck.onnx")), x), _openvino(q, x)) > 20  # and near the float model
+    float_ = onnx.load(str(tmp_path / "neck.onnx"))
+    rounding = _sqnr_db(_ort(float_, x), _ort(q, x))  # the INT8 noise of this recipe on the reference engine
+    # near OpenVINO's own FP32 output: within the rounding noise plus what a lower ISA may lose
+    assert _sqnr_db(_openvino(float_, x), _openvino(q, x)) > rounding - ISA_BITS * DB_PER_BIT
 
 
 @pytest.mark.integration
@@ -134,9 +175,16 @@ def test_picodet_int8_runs_on_openvino_as_on_onnxruntime(tmp_path):
     with engines.load(str(tmp_path / "g.onnx"), engine="onnxruntime") as s:
         cal = calibration.build(s, calib=None, task_obj=tasks.build("layout", s, m.zoo), task="layout", n=8)
     quantize_openvino.quantize(tmp_path / "g.onnx", tmp_path / "q.onnx", cal)
+    from edgedeploy.evaluation.runner import evaluate
+
+    # The task metric, against the same engine's FP32 run on the same pages: the collapse took hmean
+    # from 88.4 to 0.0; INT8 costs ~1 point. The output SQNR (12-20 dB on AMD EPYC, 7.7 dB on Intel
+    # with AMX) is ISA-dependent and not what users see, so it is not asserted.
     opts = engines.EngineOptions(threads=2)
-    with engines.load(str(tmp_path / "g.onnx"), engine="onnxruntime", options=opts) as f, \
+    with engines.load(str(tmp_path / "g.onnx"), engine="openvino", options=opts) as f, \
             engines.load(str(tmp_path / "q.onnx"), engine="openvino", options=opts) as q:
-        feed = cal.feeds[0]
-        ref, got = f.run(feed), q.run(feed)
-    assert min(_sqnr_db(ref[k], got[k]) for k in ref) > 8  # ~12-20 dB per output after the repair
+        ref = evaluate(f, "layout", like="picodet-layout", n=8)
+        got = evaluate(q, "layout", like="picodet-layout", n=8)
+    assert ref.value > 0.5, ref  # the FP32 reference reads these pages
+    assert got.value >= ref.value - 0.10, (got.value, ref.value)
+    print(f"layout {ref.metric}: FP32 {ref.value:.3f}, INT8 {got.value:.3f} on openvino")

@@ -5,20 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-import typer
-
-from edgedeploy.cli import pipeline as cmd
 
 
 @pytest.fixture
-def cli(monkeypatch):
-    """The two commands on a Typer app run by edgedeploy.cli.main's error handling."""
+def cli():
+    """The real entry point, edgedeploy.cli.main."""
     from edgedeploy import cli
 
-    app = typer.Typer()
-    app.command("pipeline")(cmd.pipeline)
-    app.command("gate-video")(cmd.gate_video)
-    monkeypatch.setattr(cli, "app", app)
     return cli.main
 
 

@@ -14,6 +14,9 @@ import pytest
 from tests.conftest import build_tiny_onnx
 
 TINY_CONFIG = "warmup: {input: 1x3x8x8}\n"
+MANAGEMENT_TOKEN = "test-management-token-0123456789"
+INFERENCE_TOKEN = "test-inference-token-0123456789"
+MANAGED = {"management": True, "management_token": MANAGEMENT_TOKEN}  # the management API on, with its token
 
 
 def tiny_variant(path: Path, *, bias: float = 0.0, output_name: str = "output") -> Path:
@@ -32,12 +35,16 @@ def tiny_variant(path: Path, *, bias: float = 0.0, output_name: str = "output") 
     return path
 
 
-def add_version(repo: Path, name: str, version: int, *, config: str = TINY_CONFIG, **variant) -> Path:
+def add_version(repo: Path, name: str, version: int, *, config: str = TINY_CONFIG, ready: bool = True,
+                **variant) -> Path:
+    """A tiny model version; ``ready`` writes the READY marker (complete: no settle time needed)."""
     d = repo / name / str(version)
     d.mkdir(parents=True)
     tiny_variant(d / "model.onnx", **variant)
     if config:
         (d / "config.yaml").write_text(config)
+    if ready:
+        (d / "READY").touch()
     return d
 
 
@@ -54,15 +61,22 @@ def feeds(seed: int = 0, n: int = 1) -> dict[str, np.ndarray]:
 
 
 @contextmanager
-def live_server(model_server, *, graceful_s: int = 10):
-    """Run the app with uvicorn on 127.0.0.1 and an ephemeral port in a background thread."""
+def live_server(model_server, *, graceful_s: int = 10, token: str | None = "auto", tls=None, grpc: bool = False):
+    """Run the app with uvicorn (configured as ``serve`` runs it) on 127.0.0.1 and an ephemeral port in a
+    background thread. The client sends ``token`` (default: the management token, if the server has one).
+    Yields (client, uvicorn server); the gRPC port, when ``grpc``, is ``server.config.app.state.grpc_port``."""
+    import dataclasses
+
     import uvicorn
 
-    from edgedeploy.serving.server import create_app
+    from edgedeploy.serving.server import create_app, uvicorn_config
 
-    config = uvicorn.Config(create_app(model_server), host="127.0.0.1", port=0, log_level="warning",
-                            timeout_graceful_shutdown=graceful_s)
-    server = uvicorn.Server(config)
+    settings = dataclasses.replace(model_server.settings, shutdown_timeout_s=graceful_s)
+    model_server.settings = settings
+    app = create_app(model_server, grpc_port=0 if grpc else None)
+    server = uvicorn.Server(uvicorn_config(app, host="127.0.0.1", port=0, settings=settings, tls=tls))
+    if token == "auto":
+        token = settings.management_token
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -71,8 +85,10 @@ def live_server(model_server, *, graceful_s: int = 10):
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.02)
     port = server.servers[0].sockets[0].getsockname()[1]
+    headers = {"authorization": f"Bearer {token}"} if token else {}
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        with httpx.Client(base_url=f"http{'s' if tls else ''}://127.0.0.1:{port}", timeout=30, headers=headers,
+                          verify=False) as client:
             yield client, server
     finally:
         server.should_exit = True
@@ -103,3 +119,16 @@ def add_big(repo: Path, name: str, version: int = 1, *, mb: int = 8, config: str
     build_big_onnx(d / "model.onnx", mb=mb, seed=version)
     (d / "config.yaml").write_text(config)
     return d
+
+
+@contextmanager
+def serve_process(repo: Path, *args: str, env: dict | None = None):
+    """``edgedeploy serve REPO --port 0 --grpc-port 0 --json ...`` as its own process (as users run it).
+    Yields (the start-up summary with the bound ports, the process)."""
+    from edgedeploy.serving.process import start_serve, stop_serve
+
+    proc, info = start_serve(repo, *args, env=env, timeout_s=60)
+    try:
+        yield info, proc
+    finally:
+        stop_serve(proc)

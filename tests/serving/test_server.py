@@ -13,7 +13,7 @@ from edgedeploy import engines
 from edgedeploy.errors import UserError
 from edgedeploy.serving.protocol import decode_response, encode_request
 from edgedeploy.serving.server import ModelServer, ServerSettings
-from tests.serving.conftest import feeds, live_server
+from tests.serving.conftest import MANAGED, feeds, live_server
 
 
 def _infer(client, path, arrays, **kw):
@@ -23,7 +23,7 @@ def _infer(client, path, arrays, **kw):
 
 @pytest.fixture
 def served(repo):
-    ms = ModelServer(repo, ServerSettings(max_body_bytes=64 << 10, timeout_s=5, poll_s=0))
+    ms = ModelServer(repo, ServerSettings(**MANAGED, max_body_bytes=64 << 10, timeout_s=5, poll_s=0))
     with live_server(ms) as (client, uv):
         yield client, ms, uv
 
@@ -81,7 +81,7 @@ def test_bad_requests_get_one_line_errors(served, path, body, status, message):
 def test_oversized_bodies_are_refused(served):
     client, _, _ = served
     r = _infer(client, "/v2/models/tiny/infer", {"input": np.zeros((1, 3, 128, 128), np.float32)}, binary=True)
-    assert r.status_code == 413 and "over the 64.0 KiB limit" in r.json()["error"]
+    assert r.status_code == 413 and "over the 64.0 KiB this request can need" in r.json()["error"]
 
     def chunks():  # no Content-Length: the limit holds while streaming
         for _ in range(100):
@@ -121,7 +121,7 @@ def _slow(ms, name, seconds):
 
 
 def test_slow_requests_time_out(repo):
-    ms = ModelServer(repo, ServerSettings(timeout_s=0.3, poll_s=0))
+    ms = ModelServer(repo, ServerSettings(**MANAGED, timeout_s=0.3, poll_s=0))
     with live_server(ms) as (client, _):
         _slow(ms, "tiny", 1.0)
         r = _infer(client, "/v2/models/tiny/infer", feeds())
@@ -129,7 +129,7 @@ def test_slow_requests_time_out(repo):
 
 
 def test_shutdown_finishes_requests_in_flight(repo):
-    ms = ModelServer(repo, ServerSettings(poll_s=0))
+    ms = ModelServer(repo, ServerSettings(**MANAGED, poll_s=0))
     results = []
     with live_server(ms) as (client, uv):
         _slow(ms, "tiny", 0.8)
@@ -144,4 +144,4 @@ def test_shutdown_finishes_requests_in_flight(repo):
 
 def test_budget_smaller_than_the_smallest_model_is_refused_at_start(repo):
     with pytest.raises(UserError, match=r"--memory-budget 100 B is smaller than the smallest model \(.*raise the budget"):
-        ModelServer(repo, ServerSettings(memory_budget=100))
+        ModelServer(repo, ServerSettings(**MANAGED, memory_budget=100))

@@ -12,7 +12,7 @@ import pytest
 
 from edgedeploy.serving.protocol import encode_request
 from edgedeploy.serving.server import ModelServer, ServerSettings
-from tests.serving.conftest import add_version, feeds, live_server, tiny_variant
+from tests.serving.conftest import MANAGED, add_version, feeds, live_server, tiny_variant
 
 
 def _hammer(client, stop: threading.Event, seen: list, failures: list):
@@ -26,7 +26,7 @@ def _hammer(client, stop: threading.Event, seen: list, failures: list):
 
 
 def test_hot_swap_under_load_fails_no_request(repo):
-    ms = ModelServer(repo, ServerSettings(poll_s=0.2))
+    ms = ModelServer(repo, ServerSettings(**MANAGED, poll_s=0.2))
     stop, seen, failures = threading.Event(), [], []
     with live_server(ms) as (client, _):
         workers = [threading.Thread(target=_hammer, args=(client, stop, seen, failures)) for _ in range(4)]
@@ -55,7 +55,7 @@ def test_hot_swap_under_load_fails_no_request(repo):
     (lambda d: (d / "SHA256SUMS").write_text("0" * 64 + "  model.onnx\n"), "does not match SHA256SUMS"),
 ])
 def test_a_bad_new_version_never_replaces_the_serving_one(repo, make_bad, reason):
-    ms = ModelServer(repo, ServerSettings(poll_s=0))
+    ms = ModelServer(repo, ServerSettings(**MANAGED, poll_s=0))
     with live_server(ms) as (client, _):
         body, headers = encode_request(feeds())
         assert client.post("/v2/models/tiny/infer", content=body, headers=headers).status_code == 200
@@ -72,7 +72,7 @@ def test_a_bad_new_version_never_replaces_the_serving_one(repo, make_bad, reason
 
 
 def test_custom_check_can_refuse_a_version(repo):
-    ms = ModelServer(repo, ServerSettings(poll_s=0), check=lambda name, v, s: "accuracy 0.41 < 0.90" if v == 2 else None)
+    ms = ModelServer(repo, ServerSettings(**MANAGED, poll_s=0), check=lambda name, v, s: "accuracy 0.41 < 0.90" if v == 2 else None)
     add_version(repo, "tiny", 2)
     [result] = ms.serving.refresh()
     assert not result.ok and "accuracy 0.41 < 0.90" in result.reason and ms.serving.current("tiny") == 1
@@ -80,7 +80,7 @@ def test_custom_check_can_refuse_a_version(repo):
 
 
 def test_upload_checks_its_sha256_and_swaps_in(repo, tmp_path):
-    ms = ModelServer(repo, ServerSettings(poll_s=0))
+    ms = ModelServer(repo, ServerSettings(**MANAGED, poll_s=0))
     data = tiny_variant(tmp_path / "m.onnx", bias=0.2).read_bytes()
     with live_server(ms) as (client, _):
         r = client.post("/v2/repository/models/tiny/versions", content=data, headers={"x-content-sha256": "ab" * 32})

@@ -10,7 +10,7 @@ import pytest
 from edgedeploy import engines, zoo
 from edgedeploy.serving.protocol import decode_response, encode_request
 from edgedeploy.serving.server import ModelServer, ServerSettings
-from tests.serving.conftest import live_server
+from tests.serving.conftest import MANAGED, live_server
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +22,7 @@ def test_picodet_and_pplcnet_served_together(tmp_path):
         d = repo / name / "1"
         d.mkdir(parents=True)
         shutil.copy(zoo.fetch(name).path, d / "model.onnx")
-    ms = ModelServer(repo, ServerSettings(memory_budget=400 << 20, poll_s=0))
+    ms = ModelServer(repo, ServerSettings(**MANAGED, memory_budget=400 << 20, poll_s=0))
     with live_server(ms) as (client, _):
         for name, shape in shapes.items():
             meta = client.get(f"/v2/models/{name}").json()

@@ -17,8 +17,8 @@ from edgedeploy.benchmarking.plan import Skipped
 from edgedeploy.benchmarking.runner import BenchResult
 from edgedeploy.util import atomic_write
 
-COLUMNS = ["model", "shape", "scheme", "threads", "p50 ms", "p99 ms", "cold start ms", "items/s", "memory MB",
-           "power W", "size MB", "size ratio", "accuracy", "speed-up", "status"]
+COLUMNS = ["model", "shape", "scheme", "threads", "p50 ms", "p99 ms", "cold start ms", "items/s", "memory MiB",
+           "power W", "size MiB", "size ratio", "accuracy", "speed-up", "status"]
 NUMERIC = tuple(COLUMNS[4:14])
 NOISY = 0.10  # other processes' share of the CPUs during the timed runs above which a row is marked noisy
 
@@ -129,7 +129,7 @@ def plot(results: list[BenchResult], path: str | Path, title: str = "latency vs 
         ax.set_xscale("log")
         ax.set_title(f"{model} {shape}", fontsize=9)
         ax.set_xlabel("p50 latency (ms, log)", fontsize=8)
-        ax.set_ylabel("model memory (MB above baseline)", fontsize=8)
+        ax.set_ylabel("model memory (MiB above baseline)", fontsize=8)
         ax.margins(x=0.35, y=0.2)
         ax.grid(True, which="both", alpha=0.3)
     for ax in list(axes.flat)[len(groups):]:

@@ -8,12 +8,15 @@ import typer
 
 from edgedeploy.cli.model import MODEL_HELP
 from edgedeploy.cli.output import console, emit_json, progress
+from edgedeploy.cli.params import RuntimePrecision, check_fits, check_output_path, threads_option
+from edgedeploy.errors import VerdictError
+from edgedeploy.vocab import Engine
 
 
 def bench(models: list[str] = typer.Argument(..., help=MODEL_HELP + " Several may be given."),
-          engine: list[str] = typer.Option(None, "--engine", help="Engines to run (repeatable; default: all installed)."),
-          precision: list[str] = typer.Option(["fp32"], "--precision", help="fp32, bf16 or fp16 (repeatable)."),
-          threads: list[int] = typer.Option(None, "--threads", help="Intra-op threads (repeatable; default: the engine's)."),
+          engine: list[Engine] = typer.Option(None, "--engine", help="Engines to run (repeatable; default: all installed)."),
+          precision: list[RuntimePrecision] = typer.Option(["fp32"], "--precision", help="Precisions (repeatable)."),
+          threads: list[int] = threads_option(help="Intra-op threads (repeatable; default: the engine's)."),
           shape: list[str] = typer.Option(None, "--shape", help="Input size, HxW or full NCHW (repeatable), e.g. 640x640."),
           batch: int = typer.Option(1, min=1, help="Batch size (sets the first dimension)."),
           runs: int = typer.Option(50, min=1, help="Timed runs per configuration (fewer if --time-budget runs out)."),
@@ -38,10 +41,15 @@ def bench(models: list[str] = typer.Argument(..., help=MODEL_HELP + " Several ma
     """
     from edgedeploy.benchmarking import plan, report, run_bench
 
-    configs, skipped = plan(models, engine_names=engine or None, precisions=precision or ["fp32"],
+    for flag, path in (("--csv", csv), ("--markdown", markdown), ("--json-file", json_file), ("--plot", plot)):
+        check_output_path(path, flag=flag)
+    configs, skipped = plan(models, engine_names=[str(e) for e in engine or []] or None,
+                            precisions=[str(p) for p in precision or []] or ["fp32"],
                             threads=threads or [None], shapes=shape or [], batch=batch, anchors=anchors,
                             runs=runs, time_budget_s=time_budget, warmup=warmup, concurrency=concurrency,
                             dataset=dataset, samples=samples, timeout_s=timeout)
+    for cfg in configs:  # each worker allocates its input: refuse one that cannot fit before starting any
+        check_fits(cfg.shape, what=f"{cfg.model} at {cfg.shape_str}")
     with progress(not json_) as bar:
         task = bar.add_task("benchmarking", total=len(configs))
 
@@ -53,10 +61,13 @@ def bench(models: list[str] = typer.Argument(..., help=MODEL_HELP + " Several ma
     if json_:
         import json
 
-        return emit_json(json.loads(report.to_json(results, skipped)))
-    console.print(report.rich_table(results))
-    for line in report.skipped_lines(skipped):
-        console.print(line, markup=False, highlight=False)
-    for path in (json_file, csv, markdown, plot):
-        if path:
-            console.print(f"wrote {path}", markup=False, highlight=False)
+        emit_json(json.loads(report.to_json(results, skipped)))
+    else:
+        console.print(report.rich_table(results))
+        for line in report.skipped_lines(skipped):
+            console.print(line, markup=False, highlight=False)
+        for path in (json_file, csv, markdown, plot):
+            if path:
+                console.print(f"wrote {path}", markup=False, highlight=False)
+    if results and not any(r.ok for r in results):
+        raise VerdictError(f"every one of the {len(results)} configurations failed (reasons in the table)")

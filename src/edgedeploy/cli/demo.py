@@ -6,11 +6,13 @@ import typer
 
 from edgedeploy import engines, parity, zoo
 from edgedeploy.cli.output import console, emit_json, fmt_ms, progress, table
+from edgedeploy.cli.params import threads_option
+from edgedeploy.vocab import Engine
 
 
 def demo(models: list[str] = typer.Option(None, "--model", help="Zoo models to run (default: all)."),
-         engine: list[str] = typer.Option(None, "--engine", help="Engines to compare (default: all installed)."),
-         threads: int = typer.Option(None, help="Intra-op threads (default: the engine's)."),
+         engine: list[Engine] = typer.Option(None, "--engine", help="Engines to compare (default: all installed)."),
+         threads: int = threads_option(),
          runs: int = typer.Option(5, min=1, help="Warm runs timed per model and engine."),
          json_: bool = typer.Option(False, "--json", help="Machine-readable output.")):
     """Fetch the zoo and run each model on every installed engine: do the outputs agree, and how fast is each?
@@ -22,7 +24,7 @@ def demo(models: list[str] = typer.Option(None, "--model", help="Zoo models to r
     names = models or zoo.names()
     for n in names:
         zoo.entry(n)
-    chosen = engine or [e for e in engines.ENGINES if engines.available(e)]
+    chosen = [str(e) for e in engine or []] or [e for e in engines.ENGINES if engines.available(e)]
     for e in chosen:
         engines.spec(e)
     rows = []

@@ -9,17 +9,17 @@ import typer
 from edgedeploy.cli.model import MODEL_HELP
 from edgedeploy.util import parse_shape
 from edgedeploy.cli.output import console, emit_json, progress, table
-from edgedeploy.errors import UserError
+from edgedeploy.cli.params import HardwarePrecision, check_fits, check_input_file, check_output_path, threads_option
+from edgedeploy.vocab import Engine
+from edgedeploy.errors import UserError, VerdictError
 from edgedeploy.units import fmt_bytes, fmt_ms, parse_bytes, parse_duration_ms, parse_watts
 
 deployment_app = typer.Typer(help="Run or verify a deployment directory made by `edgedeploy deploy`.",
                              no_args_is_help=True)
 
 
-class TargetsNotMet(UserError):
+class TargetsNotMet(VerdictError):
     """Not every target was met (the report above says which, with the closest configuration)."""
-
-    exit_code = 1
 
 
 def _say(text: str) -> None:
@@ -47,7 +47,8 @@ def deploy(config: Path = typer.Argument(..., help="Deployment YAML (seed 000's 
     """
     from edgedeploy.deploy.deployer import deploy as run_deploy
 
-    out = out or config.parent / "deployments" / config.stem
+    config = check_input_file(config, flag="CONFIG")
+    out = check_output_path(out or config.parent / "deployments" / config.stem, flag="-o", directory=True)
     with progress(not json_) as bar:
         task = bar.add_task("tuning", total=None)
 
@@ -103,7 +104,7 @@ def devices(recommend: str = typer.Option(None, "--recommend", help="Rank device
             latency: str = typer.Option(None, "--latency", help="Latency target, e.g. 10ms."),
             power: str = typer.Option(None, "--power", help="Power budget, e.g. 5W."),
             memory: str = typer.Option(None, "--memory", help="Memory the device must have, e.g. 4GB."),
-            precision: str = typer.Option("int8", help="Lowest precision you accept (NPUs need int8)."),
+            precision: HardwarePrecision = typer.Option("int8", help="Lowest precision you accept (NPUs need int8)."),
             shape: str = typer.Option(None, help="Input shape when the model's is dynamic, e.g. 1x3x640x640."),
             json_: bool = typer.Option(False, "--json", help="Machine-readable output.")):
     """The edge devices (published figures, with sources) and this machine (probed); or a ranking for a model."""
@@ -111,6 +112,10 @@ def devices(recommend: str = typer.Option(None, "--recommend", help="Rank device
     from edgedeploy.hardware.recommend import recommend as rank
 
     if recommend is None:
+        given = [flag for flag, v in (("--latency", latency), ("--power", power), ("--memory", memory),
+                                      ("--shape", shape)) if v is not None]
+        if given:
+            raise UserError(f"{', '.join(given)} only apply to a ranking; add --recommend MODEL")
         profiles = all_profiles()
         if json_:
             return emit_json([p.to_dict() for p in profiles])
@@ -125,12 +130,22 @@ def devices(recommend: str = typer.Option(None, "--recommend", help="Rank device
         console.print(table("devices (T = 10^12 ops/s; every figure's basis is in --json)",
                             ["key", "device", "compute peak", "memory", "bandwidth", "power", "stack", "sources"], rows))
         return None
+    from edgedeploy.ingest import load_model
+
+    load_model(recommend)  # a model that is not there is bad input, not a device that "fits"
     rows = rank(recommend, latency_ms=parse_duration_ms(latency, field="--latency") if latency else None,
                 power_w=parse_watts(power, field="--power") if power else None,
                 memory_bytes=parse_bytes(memory, field="--memory") if memory else None,
-                precision=precision, shape=parse_shape(shape))
+                precision=str(precision), shape=parse_shape(shape))
     if json_:
-        return emit_json([r.to_dict() for r in rows])
+        emit_json([r.to_dict() for r in rows])
+    else:
+        _ranking(recommend, rows)
+    if not any(r.feasible for r in rows):
+        raise VerdictError(f"no device meets every target for {recommend} (the ranking says why for each)")
+
+
+def _ranking(recommend: str, rows) -> None:
     console.print(table(f"devices for {recommend} (compute 50%, toolchain 30%, ecosystem 20%; estimates, not measurements)",
                         ["#", "device", "score", "fits", "compute", "toolchain", "ecosystem", "why"],
                         [[r.rank, r.device, f"{r.score:.2f}", "yes" if r.feasible else "no", r.compute, r.toolchain,
@@ -140,9 +155,9 @@ def devices(recommend: str = typer.Option(None, "--recommend", help="Rank device
 def estimate(model: str = typer.Argument(..., help=MODEL_HELP),
              device: str = typer.Option("local", "--device", help="Device key (see `edgedeploy devices`) or local."),
              shape: str = typer.Option(None, help="Input shape, e.g. 1x3x640x640 (needed when dynamic)."),
-             precision: str = typer.Option("fp32", help="fp32, fp16, bf16 or int8."),
+             precision: HardwarePrecision = typer.Option("fp32", help="Precision to estimate at."),
              unit: str = typer.Option(None, help="cpu, gpu, npu, ... (default: an accelerator when the device has one)."),
-             threads: int = typer.Option(None, min=1, help="Threads (local CPU only)."),
+             threads: int = threads_option(help="Threads (local CPU only)."),
              calibrate: bool = typer.Option(False, "--calibrate", help="First measure the zoo here and refit the efficiency."),
              top: int = typer.Option(10, min=0, help="Operators to list."),
              json_: bool = typer.Option(False, "--json", help="Machine-readable output.")):
@@ -157,7 +172,7 @@ def estimate(model: str = typer.Argument(..., help=MODEL_HELP),
         with progress(not json_) as bar:
             task = bar.add_task("calibrating", total=len(est.CALIBRATION_SET))
             est.calibrate(progress=lambda i, n, what: bar.update(task, completed=i, description=f"measuring {what}"))
-    e = est.estimate(model, device, shape=parse_shape(shape), precision=precision, threads=threads, unit=unit, top=top)
+    e = est.estimate(model, device, shape=parse_shape(shape), precision=str(precision), threads=threads, unit=unit, top=top)
     if json_:
         return emit_json(e.to_dict())
     _say(f"{e.model} {'x'.join(map(str, e.shape))} on {e.device} ({e.unit}, {e.precision}) — ESTIMATE, not measured")
@@ -176,7 +191,7 @@ def estimate(model: str = typer.Argument(..., help=MODEL_HELP),
 
 def doctor(target: str = typer.Argument(..., help="A model, a deployment YAML, or a deployment directory."),
            shape: str = typer.Option(None, help="Input shape (HxW or full) when the model's is dynamic."),
-           engine: str = typer.Option(None, help="Engine to diagnose (default: the config's, else the native one)."),
+           engine: Engine = typer.Option(None, help="Engine to diagnose (default: the config's, else the native one)."),
            runs: int = typer.Option(10, min=3, help="Warm runs per probe."),
            json_: bool = typer.Option(False, "--json", help="Machine-readable output.")):
     """The seed's troubleshooting table, checked: slow inference, out of memory, INT8 accuracy, unsupported operators.
@@ -185,9 +200,13 @@ def doctor(target: str = typer.Argument(..., help="A model, a deployment YAML, o
     """
     from edgedeploy.deploy.doctor import diagnose
 
+    if shape:
+        check_fits(parse_shape(shape), what=f"--shape {shape}")
+    if Path(target).suffix.lower() in (".yaml", ".yml") or (Path(target).is_file() and _looks_like_yaml(target)):
+        check_input_file(Path(target), flag="TARGET")
     with progress(not json_) as bar:
         task = bar.add_task("probing", total=None)
-        report = diagnose(target, shape=shape, engine=engine, runs=runs,
+        report = diagnose(target, shape=shape, engine=str(engine) if engine else None, runs=runs,
                           progress=lambda what, i: bar.update(task, description=what))
     if json_:
         emit_json(report.to_dict())
@@ -198,26 +217,45 @@ def doctor(target: str = typer.Argument(..., help="A model, a deployment YAML, o
         raise TargetsNotMet(f"doctor found {report.problems} problem(s) in {report.subject}: see the findings above")
 
 
+def _looks_like_yaml(target: str) -> bool:
+    return Path(target).suffix.lower() not in (".onnx", ".pdmodel", ".json", ".pdiparams")
+
+
+TRUSTED_KEY_HELP = "Public key (.pub) or key directory the deployment must be signed by (repeatable)."
+
+
+def _trusted(paths: list[Path] | None):
+    if not paths:
+        return None
+    from edgedeploy.security.keys import load_public_keys
+
+    return load_public_keys(paths)
+
+
 @deployment_app.command("verify")
 def verify(directory: Path = typer.Argument(..., help="A deployment directory."),
+           trusted_key: list[Path] = typer.Option(None, "--trusted-key", help=TRUSTED_KEY_HELP),
            json_: bool = typer.Option(False, "--json", help="Machine-readable output.")):
-    """Check every file of a deployment against its manifest (sha256); name the first that differs."""
+    """Check the deployment's signature (with --trusted-key) and every file against its manifest; name
+    the first problem."""
     from edgedeploy.deploy import manifest
 
-    m = manifest.verify(directory)
+    m = manifest.verify(directory, _trusted(trusted_key))
+    signed = f", signed by key {m['_key_id']}" if m.get("_key_id") else " (signature not checked: no --trusted-key)"
     if json_:
-        return emit_json({"ok": True, "files": m["files"]})
-    _say(f"{directory}: {len(m['files'])} files match the manifest")
+        return emit_json({"ok": True, "key_id": m.get("_key_id"), "files": m["files"]})
+    _say(f"{directory}: {len(m['files'])} files match the manifest{signed}")
 
 
 @deployment_app.command("run")
 def run_deployment(directory: Path = typer.Argument(..., help="A deployment directory."),
                    runs: int = typer.Option(200, min=1, help="Inferences on a seeded example input."),
+                   trusted_key: list[Path] = typer.Option(None, "--trusted-key", help=TRUSTED_KEY_HELP),
                    json_: bool = typer.Option(False, "--json", help="Machine-readable output.")):
     """Verify, open as deployed, and run; monitoring (log level, metrics) as its config says."""
     from edgedeploy.deploy.runtime import open_deployment
 
-    with open_deployment(directory) as d:
+    with open_deployment(directory, trusted_keys=_trusted(trusted_key)) as d:
         feeds = d.session.example_feeds(d.plan.shape)
         for _ in range(runs):
             d.run(feeds)

@@ -11,19 +11,20 @@ import typer
 
 from edgedeploy import engines
 from edgedeploy.cli.output import console, emit_json, fmt_bytes, fmt_ms, table
-from edgedeploy.engines import ENGINE_CHOICES, EngineOptions
+from edgedeploy.cli.params import MAX_THREADS, check_fits, check_output_path, threads_option
+from edgedeploy.engines import EngineOptions
 from edgedeploy.errors import UserError
+from edgedeploy.vocab import Device, Engine, parse
 from edgedeploy.util import image_shape, parse_shape
 
 MODEL_HELP = "A model: .onnx file, Paddle model (dir or .pdmodel/.json + .pdiparams), or a zoo name."
 
 
-def engine_options(device: str, threads: int | None) -> EngineOptions:
-    if device not in ("cpu", "gpu"):
-        raise UserError(f"--device {device!r} is not a device; expected cpu or gpu")
-    if threads is not None and threads < 1:
-        raise UserError(f"--threads {threads}: expected at least 1")
-    return EngineOptions(device=device, threads=threads)  # type: ignore[arg-type]
+def engine_options(device: Device | str, threads: int | None) -> EngineOptions:
+    device = parse(Device, device, what="--device")
+    if threads is not None and not 1 <= threads <= MAX_THREADS:
+        raise UserError(f"--threads {threads}: expected 1..{MAX_THREADS}")
+    return EngineOptions(device=device.value, threads=threads)  # type: ignore[arg-type]
 
 
 def require_gpu(engine: str, device: str) -> None:
@@ -81,11 +82,11 @@ def _load_inputs(session, inputs: list[str], shape) -> dict[str, np.ndarray]:
 
 
 def run(model: str = typer.Argument(..., help=MODEL_HELP),
-        engine: str = typer.Option("auto", help=f"One of {', '.join(ENGINE_CHOICES)}."),
+        engine: Engine = typer.Option(Engine.AUTO, help="Engine to run on (auto: the model's native one)."),
         input_: list[str] = typer.Option(None, "--input", help="FILE.npy, NAME=FILE.npy (repeatable) or 'random'."),
         shape: str = typer.Option(None, help="Shape for random input, e.g. 1x3x640x640."),
-        threads: int = typer.Option(None, help="Intra-op threads (default: the engine's)."),
-        device: str = typer.Option("cpu", help="cpu or gpu."),
+        threads: int = threads_option(),
+        device: Device = typer.Option(Device.CPU, help="Where to run."),
         runs: int = typer.Option(10, min=1, help="Timed runs after one warm-up."),
         save: Path = typer.Option(None, help="Write the outputs to this .npz file."),
         json_: bool = typer.Option(False, "--json", help="Machine-readable output.")):
@@ -93,6 +94,7 @@ def run(model: str = typer.Argument(..., help=MODEL_HELP),
     from edgedeploy.ingest import load_model
 
     options = engine_options(device, threads)
+    save = check_output_path(save, flag="--save")
     m = load_model(model)
     name = engines.resolve(engine, m.format)
     require_gpu(name, device)
@@ -100,6 +102,8 @@ def run(model: str = typer.Argument(..., help=MODEL_HELP),
     session = engines.load(m, engine=name, options=options)
     load_ms = (time.perf_counter() - t0) * 1000
     dims = image_shape(parse_shape(shape), session.inputs[0].shape if session.inputs else ())
+    if dims:
+        check_fits(dims, what=f"--shape {shape}")
     feeds = _load_inputs(session, input_ or [], dims or (m.zoo.example_shape if m.zoo else None))
     outputs = session.run(feeds)
     times = session.time(feeds, runs=runs).times_ms
@@ -110,7 +114,10 @@ def run(model: str = typer.Argument(..., help=MODEL_HELP),
             np.savez(f, **outputs)
     summary = [{"name": k, "shape": list(v.shape), "dtype": str(v.dtype),
                 "min": float(v.min()) if v.size else None, "max": float(v.max()) if v.size else None,
-                "mean": float(v.mean()) if v.size else None} for k, v in outputs.items()]
+                "mean": float(v.mean()) if v.size else None,
+                # NaN/inf print as null in --json; this count says they were there
+                "non_finite": int(v.size - np.count_nonzero(np.isfinite(v))) if v.dtype.kind in "fc" else 0}
+               for k, v in outputs.items()]
     result = {"model": m.name, "engine": name, "device": session.device, "load_ms": load_ms,
               "latency_ms": {"median": statistics.median(times), "min": min(times), "max": max(times), "runs": runs},
               "inputs": {k: list(v.shape) for k, v in feeds.items()}, "outputs": summary, "notes": session.notes}

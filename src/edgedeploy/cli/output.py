@@ -3,20 +3,64 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TextIO
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from edgedeploy.units import fmt_bytes, fmt_ms as _fmt_ms
+
+__all__ = ["console", "emit_json", "err_console", "fmt_bytes", "fmt_ms", "progress", "table"]
+
+
+def fmt_ms(v: float | None) -> str:
+    """A cell of a column headed "ms": the number alone (units.fmt_ms, bare)."""
+    return _fmt_ms(v, bare=True)
 
 # Piped output is not wrapped at 80 columns: tables stay one row per line for logs and notes.
 console = Console(width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True)
 
 
+@dataclass
+class JsonChannel:
+    """Where the running command's ``--json`` document goes, and how many it wrote (``main`` adds an
+    error document only when none was)."""
+
+    stream: TextIO
+    emitted: int = 0
+
+
+#: the running command's channel (set by :func:`edgedeploy.cli.contract.json_stdout`; unset: sys.stdout)
+JSON_CHANNEL: ContextVar[JsonChannel | None] = ContextVar("edgedeploy_json_channel", default=None)
+
+
+def strict(data):
+    """``data`` with every NaN/infinity replaced by None, so the JSON is strict (RFC 8259)."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: strict(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [strict(v) for v in data]
+    return data
+
+
 def emit_json(data) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    """Write ``data`` as one strict JSON document (non-finite numbers become null) to stdout."""
+    channel = JSON_CHANNEL.get()
+    stream = channel.stream if channel else sys.stdout
+    text = json.dumps(strict(json.loads(json.dumps(data, default=str))), indent=2, allow_nan=False)
+    stream.write(text + "\n")
+    stream.flush()
+    if channel:
+        channel.emitted += 1
 
 
 def table(title: str | None, columns: list[str], rows: list[list], *, justify_right: tuple[str, ...] = ()) -> Table:
@@ -35,15 +79,3 @@ def progress(enabled: bool = True):
                    console=err_console, disable=not enabled, transient=True)
     with bar:
         yield bar
-
-
-def fmt_ms(v: float | None) -> str:
-    return "-" if v is None else f"{v:.1f}" if v >= 10 else f"{v:.2f}"
-
-
-def fmt_bytes(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
-        n /= 1024
-    return f"{n:.1f} GB"

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from edgedeploy.cli.output import console, emit_json, err_console, fmt_ms, table
+from edgedeploy.cli.params import check_input_file, check_output_path
 
 
 def _live_line(s: dict) -> str:
@@ -19,8 +20,9 @@ def _live_line(s: dict) -> str:
 
 def pipeline(config: Path = typer.Argument(..., help="Pipeline YAML (see examples/pipelines/)."),
              source: str | None = typer.Option(None, "--source", "-s", help="Replace the config's source url."),
-             max_frames: int | None = typer.Option(None, "--max-frames", help="Stop after this many frames."),
-             duration: float | None = typer.Option(None, "--duration", help="Stop after this many seconds."),
+             max_frames: int | None = typer.Option(None, "--max-frames", min=1, help="Stop after this many frames."),
+             duration: float | None = typer.Option(None, "--duration", min=0.001,
+                                                   help="Stop after this many seconds."),
              allow_python: list[str] = typer.Option([], "--allow-python", metavar="MODULE",
                                                     help="Let `python` stages run code from this module (and its "
                                                          "submodules); repeat for more. Off by default."),
@@ -30,7 +32,13 @@ def pipeline(config: Path = typer.Argument(..., help="Pipeline YAML (see example
     Prints live FPS, latency and dropped frames every 2 s, then the totals and each sink's report.
     """
     from edgedeploy.pipelines.budget import lines as budget_lines
-    from edgedeploy.pipelines.config import run_config
+    from edgedeploy.pipelines.config import load_config, run_config
+
+    config = check_input_file(config, flag="CONFIG")
+    loaded = load_config(config, source=source, allow_python=allow_python)
+    for i, sink in enumerate(loaded.sinks):  # sink files: writable before any frame
+        if isinstance(sink, dict) and sink.get("type") in ("jsonl", "video") and sink.get("path"):
+            check_output_path(Path(str(sink["path"])), flag=f"{config}: sinks[{i}].path")
 
     def live(stats: dict) -> None:
         if not json_:
@@ -65,7 +73,8 @@ def pipeline(config: Path = typer.Argument(..., help="Pipeline YAML (see example
 
 
 def gate_video(out: Path = typer.Argument(..., help="Video to write (.mp4/.mkv/.ts); truth goes to OUT.json."),
-               containers: int = typer.Option(5, "--containers", "-n", help="Containers passing the gate."),
+               containers: int = typer.Option(5, "--containers", "-n", min=1, max=1000,
+                                              help="Containers passing the gate."),
                seed: int = typer.Option(0, "--seed", help="The same seed makes the same video."),
                json_: bool = typer.Option(False, "--json", help="Machine-readable output.")):
     """Generate a gate-camera video of containers passing, with their ISO 6346 codes as truth."""
@@ -73,6 +82,8 @@ def gate_video(out: Path = typer.Argument(..., help="Video to write (.mp4/.mkv/.
 
     from edgedeploy.datasets.gate_video import make_gate_video, truth_path
 
+    out = check_output_path(out, flag="OUT")
+    check_output_path(truth_path(out), flag="OUT (its truth file)")
     truth = make_gate_video(out, containers=containers, seed=seed)
     if json_:
         return emit_json({"video": str(out), "truth": str(truth_path(out)), **asdict(truth)})

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import cv2
@@ -24,14 +23,10 @@ FORMAT_VERSION = 1
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from edgedeploy.fsio import atomic_write
+
+    with atomic_write(path) as f:
+        f.write(data)
 
 
 def save(samples: list, directory: str | os.PathLike) -> Path:

@@ -109,9 +109,11 @@ class Deployment(_Strict):
         if v is None:
             return None
         v = [v] if isinstance(v, str) else v
+        if not isinstance(v, (list, tuple)):
+            raise ValueError(f"engines: expected an engine name or a list of them, got {v!r}")
         for e in v:
-            if e not in engines.ENGINES:
-                raise ValueError(f"unknown engine {e!r}{did_you_mean(e, engines.ENGINES)}; "
+            if not isinstance(e, str) or e not in engines.ENGINES:
+                raise ValueError(f"unknown engine {e!r}{did_you_mean(str(e), engines.ENGINES)}; "
                                  f"known: {', '.join(engines.ENGINES)}")
         return v
 

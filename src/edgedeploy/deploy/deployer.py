@@ -88,16 +88,15 @@ def deploy(config_path: str | Path, out_dir: str | Path | None = None, *, measur
            progress=None) -> DeployReport:
     """Load and validate the YAML, tune here, and (when every target is met) write ``out_dir`` with the
     chosen :class:`~edgedeploy.plan.DeploymentPlan` in its manifest."""
-    import tempfile
-
     from edgedeploy.deploy.doctor import advise
+    from edgedeploy.fsio import scratch_dir
     from edgedeploy.ingest import load_model
 
     cfg = cfgmod.load(config_path)
     on_result = _monitor(cfg)
     measure = measure or bench_measure(cfg, on_result=on_result)
-    with tempfile.TemporaryDirectory(prefix="edgedeploy-tune-") as work:  # the made models, until copied
-        result = tune(cfg, measure=measure, produce=produce or default_produce(cfg, work), progress=progress)
+    with scratch_dir("tune") as work:  # the made models, until the chosen one is copied into the deployment
+        result = tune(cfg, measure=measure, produce=produce or default_produce(cfg, str(work)), progress=progress)
         notes = list(result.notes)
         est = None
         if cfg.deployment.hardware != "local":

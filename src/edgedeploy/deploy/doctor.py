@@ -354,7 +354,11 @@ def layer_sensitivity(model, shape, *, samples: int = 2, top: int = 5) -> list[d
 def _accuracy(model, full, dep) -> list[Finding]:
     if model.format != "onnx":
         return []
-    rows = layer_sensitivity(model, full)
+    try:
+        rows = layer_sensitivity(model, full)
+    except Exception as exc:  # a model the probes could not run: the operators check above says why
+        return [Finding("accuracy", "info", "INT8 sensitivity not measured: ONNX Runtime cannot run the model",
+                        [" ".join(str(exc).split())[:300]])]
     ev = [f"{r['layer']} ({r['op']}): weights {r['weight_sqnr_db'] or 0:.1f} dB, inputs {r['activation_sqnr_db'] or 0:.1f} dB"
           for r in rows]
     weak = [r for r in rows if min(x for x in (r["weight_sqnr_db"], r["activation_sqnr_db"], 99) if x is not None) < 25]

@@ -22,27 +22,28 @@ from edgedeploy.units import fmt_bytes, fmt_ms
 log = logging.getLogger("edgedeploy.deployment")
 
 
-def deployed_plan(directory: str | Path, record: dict | None = None) -> DeploymentPlan:
-    """The plan recorded in the deployment's manifest (verified first unless ``record``, the verified
-    manifest, is given); its model path is relative to ``directory``."""
-    record = manifest.verify(directory) if record is None else record
+def deployed_plan(directory: str | Path, record: dict | None = None, *, trusted_keys=None) -> DeploymentPlan:
+    """The plan recorded in the deployment's manifest (verified first, against ``trusted_keys`` when given,
+    unless ``record``, the verified manifest, is given); its model path is relative to ``directory``."""
+    record = manifest.verify(directory, trusted_keys) if record is None else record
     if "plan" not in record:
         raise UserError(f"deployment {directory} records no deployment plan (made by an older edgedeploy); "
                         "deploy again")
     return DeploymentPlan.from_dict(record["plan"])
 
 
-def open_plan(directory: str | Path):
+def open_plan(directory: str | Path, *, trusted_keys=None):
     """The verified deployment's session, opened as planned (for serving and pipelines)."""
-    return deployed_plan(directory).open(base=directory)
+    return deployed_plan(directory, trusted_keys=trusted_keys).open(base=directory)
 
 
 class Deployment:
     """A verified deployment, open on its engine. ``run(feeds)`` infers and keeps the metrics."""
 
-    def __init__(self, directory: str | Path):
+    def __init__(self, directory: str | Path, *, trusted_keys=None):
         self.directory = Path(directory)
-        self.manifest = manifest.verify(self.directory)  # refuses a modified deployment, naming the file
+        # refuses a forged or modified deployment, naming why (signature too, when trusted keys are given)
+        self.manifest = manifest.verify(self.directory, trusted_keys)
         self.config = cfgmod.load(self.directory / manifest.CONFIG)
         self.plan = deployed_plan(self.directory, self.manifest)
         self.options = self.plan.options
@@ -89,5 +90,5 @@ class Deployment:
         self.close()
 
 
-def open_deployment(directory: str | Path) -> Deployment:
-    return Deployment(directory)
+def open_deployment(directory: str | Path, *, trusted_keys=None) -> Deployment:
+    return Deployment(directory, trusted_keys=trusted_keys)

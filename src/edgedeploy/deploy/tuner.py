@@ -11,8 +11,9 @@ options, so they are measured), within what the config allows
    for latency — with accuracy measured where the model has ground truth. A variant is not
    expanded when it already misses the latency target there by more than 2x (fewer threads
    and larger batches are slower per call, short of contention on a shared machine), when it
-   loses more accuracy than allowed, or when another variant is at least as good on latency,
-   memory and measured power alike and clearly better on one (dominated).
+   loses more accuracy than allowed, or when another variant is at least as good on latency
+   (beyond the noise: its interval at or below), memory and measured power alike and clearly
+   better on one (dominated).
 3. **Expand** the survivors over thread counts and batch sizes with full runs; batches grow
    until one misses the latency target.
 
@@ -32,9 +33,10 @@ options, so they are measured), within what the config allows
   least disturbed repeat and small enough for that load to explain (the interval's lower end
   divided by the slowdown 1/(1 - b), at most 2x, within the target), never decides: its check is *unverifiable here*, the configuration's policy (``performance.estimated``: warn,
   fail, ignore) says what that does to the verdict, and the choice ignores it.
-- Choice: among plans that miss no target, the highest throughput; plans whose throughput
-  intervals come within 3% of the best are tied; among those, the lowest latency (again
-  with ties by interval), then the smallest memory (within 10% or 2 MiB: tied), then the plan that uses
+- Choice: among plans that miss no target, the highest throughput (one stream: batch over the
+  p50 interval); plans whose throughput intervals come within 3% of the best are tied; among those, the lowest latency (again
+  with ties by interval), then the smallest memory (ranges over repeats, at least 10% or 2 MiB
+  wide, that overlap are tied), then the plan that uses
   the least: fewer threads, smaller batch, the more precise precision, the engine's order in
   ``ENGINES``. When none meets every target, the closest (smallest worst-case miss).
 
@@ -92,6 +94,7 @@ class Measurement:
     reason: str = ""
     latency_ms: dict = field(default_factory=dict)  # p50, p90, p99 (+ _low/_high: the 95% interval), ...
     memory_bytes: float | None = None
+    memory_high: float | None = None  # the highest reading over repeats (memory_bytes: the lowest)
     power_w: float | None = None
     power_source: str = ""
     power_measured: bool = False
@@ -112,13 +115,20 @@ class Measurement:
         v = self.latency(stat)
         return self.latency_ms.get(f"{stat}_low", v), self.latency_ms.get(f"{stat}_high", v)
 
+    def memory_interval(self) -> tuple[float, float]:
+        """(lowest, highest) memory reading over repeats, at least 10% or 2 MiB wide: peak RSS moves that
+        much from one fresh process to the next."""
+        low = self.memory_bytes or 0.0
+        high = max(self.memory_high or low, low * (1 + MEMORY_TIE[0]), low + MEMORY_TIE[1])
+        return low, high
+
     def throughput_interval(self) -> tuple[float, float]:
-        """Throughput scaled by the p50 interval: (low, high) items/s."""
-        p50, (lo, hi) = self.latency("p50"), self.interval("p50")
-        thr = self.throughput or 0.0
-        if not p50:
-            return thr, thr
-        return thr * p50 / hi, thr * p50 / lo
+        """(low, high) items/s of one stream, from the p50 interval: batch / latency. The harness's own
+        throughput (runs / wall time) follows the mean, which one stalled run moves; the choice does not."""
+        lo, hi = self.interval("p50")
+        if not lo or not hi:
+            return self.throughput or 0.0, self.throughput or 0.0
+        return self.plan.batch * 1000 / hi, self.plan.batch * 1000 / lo
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -270,23 +280,22 @@ def choose(measured: list[Measurement], cfg: DeploymentConfig, reference_accurac
     best_low = max(m.throughput_interval()[0] for m in feasible)
     tied = [m for m in feasible if m.throughput_interval()[1] * (1 + TIE) >= best_low]
     tied = _tied(tied, lambda m: m.interval(stat))
-    least_memory = min(m.memory_bytes or 0 for m in tied)
-    tied = [m for m in tied if (m.memory_bytes or 0) <= max(least_memory * (1 + MEMORY_TIE[0]),
-                                                          least_memory + MEMORY_TIE[1])]
+    tied = _tied(tied, Measurement.memory_interval)
     chosen = min(tied, key=lambda m: _least(m.plan))
     return chosen, verdict(check_targets(chosen, cfg, reference_accuracy), cfg.performance.estimated)
 
 
 def _dominated(a: Measurement, others: list[Measurement]) -> Measurement | None:
-    """Another measurement no worse than ``a`` on latency, memory, measured power and accuracy, and clearly
-    better on latency (its interval entirely below a's) or memory (10% less)."""
-    a_lo, a_hi = a.interval()
+    """Another measurement no worse than ``a`` on latency (its interval at or below a's, within 3%), memory,
+    measured power and accuracy, and clearly better on latency (by more than 3%) or memory (10% less). Noisy
+    screens have wide intervals: then nothing is pruned on them, and the full runs decide."""
+    a_lo = a.interval()[0]
     for b in others:
         if b is a or not b.ok:
             continue
-        b_lo, b_hi = b.interval()
+        b_hi = b.interval()[1]
         power_ok = not (a.power_measured and b.power_measured) or (b.power_w or 0) <= (a.power_w or 0)
-        if (b_lo <= a_hi and (b.memory_bytes or 0) <= (a.memory_bytes or 0) and power_ok
+        if (b_hi <= a_lo * (1 + TIE) and (b.memory_bytes or 0) <= (a.memory_bytes or 0) and power_ok
                 and (b.accuracy or 0) >= (a.accuracy or 0)
                 and (b_hi < a_lo * (1 - TIE) or (b.memory_bytes or 0) < (a.memory_bytes or 0) * 0.9)):
             return b
@@ -305,9 +314,14 @@ def tune(cfg: DeploymentConfig, *, measure: Measure | None = None, produce: Prod
 
     measure = measure or bench_measure(cfg)
     if produce is None:  # callers that keep the made files (deploy) pass their own working directory
-        import tempfile
+        import atexit
+        import shutil
 
-        produce = default_produce(cfg, tempfile.mkdtemp(prefix="edgedeploy-tune-"))
+        from edgedeploy.fsio import make_scratch_dir
+
+        workdir = str(make_scratch_dir("tune"))
+        atexit.register(shutil.rmtree, workdir, True)  # the caller copies what it keeps before the process ends
+        produce = default_produce(cfg, workdir)
     cores = cores or usable_cores()
     dep, perf = cfg.deployment, cfg.performance
     model = load_model(cfg.model, cfg.params)
@@ -419,13 +433,17 @@ def tune(cfg: DeploymentConfig, *, measure: Measure | None = None, produce: Prod
 
 
 def _settle(repeats: list[Measurement], stat: str) -> Measurement:
-    """Of repeated measurements of one plan, the least disturbed (lowest upper bound of ``stat``), keeping the
-    first one's stage and accuracy. Other processes only ever add time, so that is the machine's own figure."""
+    """Of repeated measurements of one plan, the least disturbed (lowest upper bound of ``stat``), with the lowest
+    memory reading and their spread, keeping the first one's stage and accuracy. Other processes only ever add
+    time, so that is the machine's own figure."""
     first = repeats[0]
     ok = [m for m in repeats if m.ok]
     if not ok:
         return first
     best = min(ok, key=lambda m: m.interval(stat)[1])
+    readings = [m.memory_bytes for m in ok if m.memory_bytes is not None]
+    if readings:  # memory, like time, only grows with disturbance: the lowest reading, and the spread
+        best.memory_bytes, best.memory_high = min(readings), max(readings)
     best.stage = first.stage
     if best.accuracy is None:
         best.accuracy, best.accuracy_metric = first.accuracy, first.accuracy_metric

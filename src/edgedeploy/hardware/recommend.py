@@ -90,7 +90,10 @@ def recommend(model, *, latency_ms: float | None = None, power_w: float | None =
                        f"({d.memory_bytes.basis})")
             if d.key != "coral":
                 feasible = False
-        if memory_bytes is not None and d.memory_bytes.value and d.memory_bytes.value < memory_bytes:
+        if memory_bytes is not None and not d.memory_bytes.value:  # unknown memory cannot be said to fit
+            feasible = False
+            why.append(f"memory unknown: cannot confirm the {fmt_bytes(memory_bytes)} asked")
+        elif memory_bytes is not None and d.memory_bytes.value < memory_bytes:
             feasible = False
             why.append(f"has {fmt_bytes(d.memory_bytes.value)} < the {fmt_bytes(memory_bytes)} asked")
         why.append("toolchain: " + "; ".join(d.toolchain.facts))

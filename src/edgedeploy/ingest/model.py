@@ -140,6 +140,59 @@ def _check_onnx(path: Path) -> None:
         ) from None
     if not proto.graph.node and not proto.graph.output:
         raise UserError(f"{path} parses as ONNX but holds an empty graph; re-export the model")
+    initializers = {t.name for t in proto.graph.initializer}
+    for value in proto.graph.input:
+        if value.name in initializers:
+            continue
+        dims = value.type.tensor_type.shape.dim
+        # -1 is how older exporters (paddle2onnx) mark a dynamic axis; 0 or below -1 is no shape at all
+        bad = [d.dim_value for d in dims if d.HasField("dim_value") and (d.dim_value == 0 or d.dim_value < -1)]
+        if bad:
+            shape = "x".join(d.dim_param or str(d.dim_value) if d.HasField("dim_value") or d.dim_param else "?"
+                             for d in dims)
+            raise UserError(f"{path}: input {value.name!r} declares shape [{shape}] with dimension {bad[0]}; every "
+                            "fixed dimension must be at least 1 (a dynamic one is a name, e.g. 'N', or -1): re-export it")
+
+
+#: ProgramDesc (paddle/fluid/framework/framework.proto): blocks = 1, version = 4, op_version_map = 5
+_PROGRAM_FIELDS = {1: 2, 4: 2, 5: 2}
+#: BlockDesc: idx = 1, parent_idx = 2, vars = 3, ops = 4, forward_block_idx = 5 (wire type 0 varint, 2 bytes)
+_BLOCK_FIELDS = {1: 0, 2: 0, 3: 2, 4: 2, 5: 0}
+
+
+def _proto_fields(data: bytes) -> list:
+    """The top-level (field number, wire type, data) of a protobuf message whose schema we do not load:
+    parsing checks the wire format, which random or truncated bytes fail."""
+    from google.protobuf import empty_pb2
+    from google.protobuf.unknown_fields import UnknownFieldSet
+
+    message = empty_pb2.Empty()
+    message.ParseFromString(data)
+    return [(f.field_number, f.wire_type, f.data) for f in UnknownFieldSet(message)]
+
+
+def _check_paddle_program(model: Path) -> None:
+    """Refuse a .pdmodel that is not a Paddle ProgramDesc before Paddle reads it: Paddle's C++ parser
+    takes random or truncated bytes down with a segmentation fault."""
+    from google.protobuf.message import DecodeError
+
+    problem = None
+    try:
+        fields = _proto_fields(model.read_bytes())
+        if not any(number == 1 for number, _, _ in fields):
+            problem = "it holds no program block"
+        for number, wire, data in fields:
+            if _PROGRAM_FIELDS.get(number) != wire:
+                problem = f"field {number} is not one of a program's"
+                break
+            if number == 1 and any(_BLOCK_FIELDS.get(n) != w for n, w, _ in _proto_fields(data)):
+                problem = "a block holds fields no Paddle block has"
+                break
+    except DecodeError:
+        problem = "the protobuf wire format is corrupt (truncated or not a .pdmodel)"
+    if problem:
+        raise UserError(f"{model} is not a Paddle inference program ({problem}); re-export the model "
+                        "(paddle.jit.save) or re-download it")
 
 
 def _check_paddle(model: Path, params: Path) -> None:
@@ -150,6 +203,11 @@ def _check_paddle(model: Path, params: Path) -> None:
         import json
 
         try:
-            json.loads(model.read_text())
+            program = json.loads(model.read_text())
         except (ValueError, UnicodeDecodeError):
             raise UserError(f"{model} is not a Paddle PIR program (invalid JSON); re-export the model") from None
+        if not isinstance(program, dict):
+            raise UserError(f"{model} is not a Paddle PIR program (a JSON {type(program).__name__}, not an "
+                            "object); re-export the model")
+    else:
+        _check_paddle_program(model)

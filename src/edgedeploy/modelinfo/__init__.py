@@ -51,7 +51,23 @@ def describe(source, *, shape: tuple[int, ...] | None = None) -> ModelInfo:
         runs[name] = why or ("yes" if engines.available(name) else f"not installed: {engines.spec(name).install}")
     if model.format == "paddle":
         return _describe_paddle(model, runs)
+    foreign = unknown_operators(model.path)
+    if foreign:  # no engine has an operator outside the ONNX standard without a custom-op library
+        for name, why in runs.items():
+            if why == "yes":
+                runs[name] = f"no: {', '.join(foreign[:3])} not a standard ONNX operator (needs a custom-op library)"
     return _describe_onnx(model, shape, runs)
+
+
+def unknown_operators(path) -> list[str]:
+    """``domain:Op`` of the nodes that are neither standard ONNX nor ONNX Runtime's contrib operators."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    contrib = ("com.microsoft", "com.microsoft.nchwc", "ai.onnx.contrib")
+    found = {f"{n.domain}:{n.op_type}" for n in graph.node
+             if n.domain not in contrib and not onnx.defs.has(n.op_type, n.domain or "")}
+    return sorted(found)
 
 
 def _tensor_dict(vi) -> dict:

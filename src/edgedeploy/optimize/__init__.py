@@ -207,7 +207,7 @@ def optimize(model, out: str | Path, *, engine: str = "auto", precision: str = "
         raise UserError(f"{m.name} has no float weights (already quantized, or weights fed as inputs); "
                         "optimize needs the FP32 model")
 
-    with tempfile.TemporaryDirectory(prefix="edgedeploy-opt-") as work:
+    with tempfile.TemporaryDirectory(prefix=f"edgedeploy-opt-{os.getpid()}-") as work:
         work = Path(work)
         say("graph optimisation")
         g, grep = graph.optimize_graph(proto)

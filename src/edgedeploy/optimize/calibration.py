@@ -165,6 +165,8 @@ def _check(session, feeds: list[dict], source: str, min_samples: int) -> None:
     for i, f in enumerate(feeds):
         arr = f[spec.name]
         bad = arr.ndim != len(spec.shape) or any(w is not None and d != w for d, w in zip(arr.shape, spec.shape))
+        if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():  # the quantizer asserts on it
+            raise UserError(f"calibration sample {i} from {source} holds NaN or infinity; give finite tensors")
         if bad:
             raise UserError(f"calibration sample {i} from {source} has shape {'x'.join(map(str, arr.shape))}; "
                             f"the model's input {spec.name!r} is {spec.shape_str()} — give tensors of that shape "

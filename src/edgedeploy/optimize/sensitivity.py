@@ -12,6 +12,7 @@ kept in float greedily, largest contribution first (:func:`rank`).
 from __future__ import annotations
 
 import math
+import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -87,7 +88,7 @@ def layer_errors(float_path: Path, quant_path: Path, feeds: list[dict], *, threa
                      | {n.input[0] for n in layers if n.input[0] in q_tensors})
     feeds = feeds[:max_samples]
     qmap = _dequantized(qm, tensors)
-    with tempfile.TemporaryDirectory(prefix="edgedeploy-sens-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"edgedeploy-sens-{os.getpid()}-") as tmp:
         fp, qp = Path(tmp) / "f.onnx", Path(tmp) / "q.onnx"
         _with_outputs(float_path, tensors, fp)
         _with_outputs(quant_path, [qmap[t] for t in tensors], qp)

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from edgedeploy.errors import UserError, did_you_mean
 from edgedeploy.pipelines.budget import Budget
@@ -81,7 +81,7 @@ class SourceConfig(_Strict):
 
     url: str
     realtime: bool = False
-    fps: float | None = None
+    fps: float | None = Field(None, gt=0)
     reconnect: bool | None = None
     max_reconnects: int = 5
     backoff: tuple[float, float] = (0.5, 8.0)
@@ -90,7 +90,7 @@ class SourceConfig(_Strict):
 
 
 class MetricsConfig(_Strict):
-    port: int | None = None
+    port: int | None = Field(None, ge=0, le=65535)
     addr: str = "127.0.0.1"
 
 
@@ -153,6 +153,9 @@ def _check(kind: str, where: str, entry: dict, table: dict[str, type]) -> tuple[
         checked = model(**entry)
     except ValidationError as exc:
         raise UserError(f"{where} ({type_}): {_first_error(exc)}") from None
+    for key, ok, expected in (("port", lambda v: 0 <= v <= 65535, "0..65535"), ("fps", lambda v: v > 0, "above 0")):
+        if isinstance(entry.get(key), (int, float)) and not ok(entry[key]):
+            raise UserError(f"{where} ({type_}): {key} {entry[key]!r} is out of range; expected {expected}")
     return cls, {k: getattr(checked, k) for k in entry}
 
 
@@ -195,7 +198,7 @@ def load_config(path: str | Path, *, source: str | None = None, allow_python: Se
     for key in data:
         if key not in known:
             raise UserError(f"{path}: unknown key {key!r}{did_you_mean(key, known)}; known: {', '.join(known)}")
-    for key in data.get("source") or {}:
+    for key in data["source"] if isinstance(data.get("source"), dict) else {}:  # not a mapping: pydantic says so
         if key not in SourceConfig.model_fields:
             raise UserError(f"{path}: source: unknown key {key!r}{did_you_mean(key, SourceConfig.model_fields)}; "
                             f"known: {', '.join(SourceConfig.model_fields)}")

@@ -6,9 +6,9 @@ key always lands on the same variant (sha256 of the key, not Python's per-proces
 Agreement: a request served by the candidate is also run on the baseline after its response has
 gone (a shadow run, off the request's path) and the two outputs are compared.
 
-Tests used by :func:`report`: Mann–Whitney U (two-sided, normal approximation with tie
-correction) on latencies; a pooled two-proportion z-test on error rates; a Wilson interval on
-the agreement rate.
+Tests used by :func:`report` (all from ``scipy.stats``): Mann–Whitney U (two-sided) on
+latencies; the pooled two-proportion z-test (as the equivalent 2x2 chi-square) on error rates;
+a Wilson interval on the agreement rate.
 """
 
 from __future__ import annotations
@@ -122,50 +122,35 @@ def compare_outputs(reference: dict[str, np.ndarray], other: dict[str, np.ndarra
     return agree, worst
 
 
-def _norm_sf(z: float) -> float:
-    return 0.5 * math.erfc(z / math.sqrt(2))
-
-
 def mann_whitney(x, y) -> tuple[float, float]:
-    """Mann–Whitney U of ``x`` against ``y``: (U of x, two-sided p), normal approximation with ties."""
+    """Mann–Whitney U of ``x`` against ``y``: (U of x, two-sided p; scipy's method choice, ties corrected)."""
+    from scipy.stats import mannwhitneyu
+
     x, y = np.asarray(x, float), np.asarray(y, float)
-    n1, n2 = len(x), len(y)
-    if n1 == 0 or n2 == 0:
+    if x.size == 0 or y.size == 0 or np.ptp(np.concatenate([x, y])) == 0:
         return math.nan, 1.0
-    both = np.concatenate([x, y])
-    order = both.argsort(kind="mergesort")
-    ranks = np.empty(len(both))
-    sorted_vals = both[order]
-    _, first, counts = np.unique(sorted_vals, return_index=True, return_counts=True)
-    avg = first + (counts + 1) / 2.0  # average rank (1-based) of each run of ties
-    ranks[order] = np.repeat(avg, counts)
-    u1 = ranks[:n1].sum() - n1 * (n1 + 1) / 2.0
-    n = n1 + n2
-    var = n1 * n2 / 12.0 * ((n + 1) - float((counts**3 - counts).sum()) / (n * (n - 1)))
-    if var <= 0:
-        return u1, 1.0
-    z = (abs(u1 - n1 * n2 / 2.0) - 0.5) / math.sqrt(var)  # with continuity correction
-    return u1, min(1.0, 2 * _norm_sf(max(z, 0.0)))
+    r = mannwhitneyu(x, y, alternative="two-sided")
+    return float(r.statistic), float(r.pvalue)
 
 
 def two_proportions(k1: int, n1: int, k2: int, n2: int) -> float:
-    """Two-sided p of the pooled z-test that k1/n1 and k2/n2 are the same rate."""
-    if n1 == 0 or n2 == 0:
+    """Two-sided p that k1/n1 and k2/n2 are the same rate: the pooled two-proportion z-test, computed
+    as its exact equivalent, the chi-square test of the 2x2 table without continuity correction."""
+    from scipy.stats import chi2_contingency
+
+    if n1 == 0 or n2 == 0 or k1 + k2 == 0 or k1 + k2 == n1 + n2:
         return 1.0
-    p = (k1 + k2) / (n1 + n2)
-    se = math.sqrt(p * (1 - p) * (1 / n1 + 1 / n2))
-    if se == 0:
-        return 1.0
-    return min(1.0, 2 * _norm_sf(abs(k1 / n1 - k2 / n2) / se))
+    return float(chi2_contingency([[k1, n1 - k1], [k2, n2 - k2]], correction=False).pvalue)
 
 
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+def wilson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of the rate k/n (scipy's ``binomtest(...).proportion_ci``)."""
+    from scipy.stats import binomtest
+
     if n == 0:
         return 0.0, 1.0
-    p = k / n
-    c = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    mid = (p + z * z / (2 * n)) / (1 + z * z / n)
-    return max(0.0, mid - c), min(1.0, mid + c)
+    ci = binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 def report(data: dict, *, min_samples: int = 100, max_slowdown: float = 0.10, min_agreement: float = 0.95,

