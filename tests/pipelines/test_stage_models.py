@@ -65,8 +65,33 @@ def test_a_deployment_directory_is_opened_as_planned_and_verified(tmp_path):
     np.testing.assert_allclose(a.boxes, b.boxes, atol=1.0)
 
     (out / "model.onnx").write_bytes((out / "model.onnx").read_bytes()[:-10])  # tampered with
-    with pytest.raises(UserError, match="does not match"):
+    with pytest.raises(UserError, match="model.onnx"):
         DetectStage(model=str(out)).open(None)
+
+
+@pytest.mark.integration
+def test_a_signed_deployment_opens_only_with_a_key_that_signed_it(tmp_path):
+    from edgedeploy.deploy import manifest
+    from edgedeploy.ingest import load_model
+    from edgedeploy.pipelines import ArraySource, Pipeline
+    from edgedeploy.plan import DeploymentPlan, ModelFile
+    from edgedeploy.security import keys
+
+    mine, other = keys.generate_keypair(tmp_path / "mine"), keys.generate_keypair(tmp_path / "other")
+    model = load_model("ppocrv6-det")
+    plan = DeploymentPlan(engine="onnxruntime", precision="fp32", model=ModelFile.of(model.path), options={"threads": 1})
+    out = manifest.write(tmp_path / "det", model=model, resolved={}, record={}, plan=plan,
+                         signing_key=keys.load_private_key(mine[0]))
+
+    def run(trusted):
+        pipe = Pipeline(ArraySource([np.zeros((90, 160, 3), np.uint8)]), [DetectStage(model=str(out))],
+                        trusted_keys=trusted)
+        return pipe.run().startup[0]["how"]
+
+    assert "signed by trusted key" in run(str(mine[1]))
+    assert "not signature-checked" in run(None)
+    with pytest.raises(UserError, match="verification failed"):
+        run(str(other[1]))
 
 
 @pytest.mark.integration

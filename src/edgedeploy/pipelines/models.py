@@ -1,7 +1,7 @@
 """How a pipeline stage opens its model, always through a :class:`~edgedeploy.plan.DeploymentPlan`:
 
 - ``model`` a **deployment directory** (what ``edgedeploy deploy`` wrote for this box): its
-  manifest is verified (every file's sha256; the signature too when the pipeline has
+  manifest is verified (every file's sha256; its Ed25519 signature too when the pipeline has
   ``trusted_keys``) and its recorded plan is opened exactly as it was measured;
 - ``engine: auto`` (the default): the engine and precision measured fastest for this model on
   this machine (:mod:`edgedeploy.deploy.choice`: measured once, cached per machine and model
@@ -74,15 +74,16 @@ def _is_deployment(model: str) -> bool:
 
 
 def _deployment(directory: Path, trusted_keys) -> tuple[DeploymentPlan, str, str]:
-    """(plan, zoo name of the model it ships, how it was checked) for a deployment directory."""
+    """(plan, zoo name of the model it ships, how it was checked) for a deployment directory:
+    every file against its manifest, and the manifest's signature when ``trusted_keys`` are given
+    (:func:`edgedeploy.security.signing.verify_directory`); nothing is loaded before that passes."""
     from edgedeploy.deploy.manifest import verify
     from edgedeploy.deploy.runtime import deployed_plan
 
-    if trusted_keys:  # hook: edgedeploy.security.signing.verify_directory, once signing lands on main
-        raise UserError(f"trusted_keys given for deployment {directory}, but this edgedeploy cannot check "
-                        "signatures yet; leave trusted_keys out to check the files' sha256 only")
-    record = verify(directory)
-    how = f"deployment {directory} (files verified against its manifest; not signed-checked)"
+    record = verify(directory, trusted_keys or None)
+    checked = (f"signed by trusted key {record['_key_id']}" if trusted_keys
+               else "not signature-checked: no trusted_keys given")
+    how = f"deployment {directory} (files verified against its manifest; {checked})"
     plan = deployed_plan(directory, record).under(directory)
     return plan, record.get("source_model", {}).get("name", ""), how
 
