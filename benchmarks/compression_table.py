@@ -75,7 +75,7 @@ def main() -> None:
     warnings.simplefilter("ignore")
     from edgedeploy.optimize import optimize
 
-    from edgedeploy.errors import UserError
+    from edgedeploy.errors import UserError, VerdictError
 
     reports, rows, refused = [], [], {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -87,10 +87,10 @@ def main() -> None:
             kw = dict(engine="auto", precision="int8", latency_rounds=args.rounds, progress=say, prune=ratio)
             try:
                 r = optimize(name, Path(tmp) / f"{name}.onnx", max_accuracy_drop=args.max_accuracy_drop, **kw)
-            except UserError as exc:  # over budget: say so, then measure it anyway (budget lifted) for the table
+            except (UserError, VerdictError) as exc:  # refused: say so, then measure it anyway for the table
                 refused[key] = str(exc)
                 say(f"refused: {exc}")
-                r = optimize(name, Path(tmp) / f"{name}.onnx", max_accuracy_drop=100.0, **kw)
+                r = optimize(name, Path(tmp) / f"{name}.onnx", max_accuracy_drop=100.0, goal="size", **kw)
             print(f"[{key}] done in {time.time() - t:.0f} s", flush=True)
             reports.append({**r.to_dict(), "pruned": ratio, "key": key})
             rows += [{**x, "over_budget": key in refused} for x in rows_for(r, ratio)]

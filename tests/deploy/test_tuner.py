@@ -35,7 +35,7 @@ def produce(model, engine, precision):
 def cfg(tmp_path, tiny_onnx, seed_yaml):
     def make(**kw):
         path = seed_yaml(tmp_path / "c.yaml", model=tiny_onnx, hardware="local", **kw)
-        path.write_text(path.read_text().replace("  thread_num: 4\n", "  thread_num: 4\n  input_shape: 32x32\n"))
+        path.write_text(path.read_text().replace("  thread_num: 4\n", "  thread_num: 4\n  input_shape: 32x32\n  engines: [onnxruntime, openvino, paddle]\n"))
         return config.load(path)
     return make
 

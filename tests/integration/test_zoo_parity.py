@@ -9,7 +9,8 @@ from edgedeploy import engines, parity, zoo
 pytestmark = pytest.mark.integration
 
 # Conversions known to fail today, with the converter's own reason: they must fail *clearly*.
-KNOWN_CONVERSION_FAILURES = {("ppocrv4-det-paddle", "onnxruntime"): "failed at operator pd_op.nearest_interp"}
+KNOWN_CONVERSION_FAILURES = {(name, engine): "failed at operator pd_op.nearest_interp"
+                             for name in ("ppocrv4-det-paddle",) for engine in ("onnxruntime", "ncnn")}
 
 
 @pytest.mark.parametrize("name", zoo.names())

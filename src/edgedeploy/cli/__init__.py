@@ -17,9 +17,11 @@ import typer
 
 from edgedeploy import __version__
 from edgedeploy.cli import bench as bench_cmd
+from edgedeploy.cli import card as card_cmds
 from edgedeploy.cli import demo as demo_cmd
 from edgedeploy.cli import deploy as deploy_cmds
 from edgedeploy.cli import eval as eval_cmd
+from edgedeploy.cli import fleet as fleet_cmds
 from edgedeploy.cli import keys as keys_cmds
 from edgedeploy.cli import model as model_cmds
 from edgedeploy.cli import optimize as optimize_cmd
@@ -39,6 +41,7 @@ app = typer.Typer(
     epilog=contract.EPILOG,
 )
 app.add_typer(zoo_cmds.app, name="zoo")
+app.add_typer(card_cmds.app, name="card")
 app.command("info")(model_cmds.info)
 app.command("run")(model_cmds.run)
 app.command("engines")(model_cmds.engines_)
@@ -55,6 +58,8 @@ app.command("serve")(serve_cmds.serve)
 app.command("pipeline")(pipeline_cmd.pipeline)
 app.command("gate-video")(pipeline_cmd.gate_video)
 app.add_typer(serve_cmds.ab_app, name="ab")
+app.command("agent")(fleet_cmds.agent)
+app.add_typer(fleet_cmds.fleet_app, name="fleet")
 app.add_typer(keys_cmds.app, name="keys")
 
 

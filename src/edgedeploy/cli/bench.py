@@ -58,12 +58,17 @@ def bench(models: list[str] = typer.Argument(..., help=MODEL_HELP + " Several ma
 
         results = run_bench(configs, progress=step)
     report.write(results, skipped, json_path=json_file, csv_path=csv, markdown_path=markdown, plot_path=plot)
+    from edgedeploy.optimize.lineage import lines as lineage_lines
+
+    derived_lines, derived = lineage_lines(models, results)  # B made from A by optimize: B against A
     if json_:
         import json
 
-        emit_json(json.loads(report.to_json(results, skipped)))
+        emit_json({**json.loads(report.to_json(results, skipped)), "derived": derived})
     else:
         console.print(report.rich_table(results))
+        for line in derived_lines:
+            console.print(line, markup=False, highlight=False)
         for line in report.skipped_lines(skipped):
             console.print(line, markup=False, highlight=False)
         for path in (json_file, csv, markdown, plot):

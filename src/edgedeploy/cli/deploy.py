@@ -89,6 +89,13 @@ def deploy(config: Path = typer.Argument(..., help="Deployment YAML (seed 000's 
         _say(f"note: {n}")
     if report.out_dir:
         _say(f"wrote {report.out_dir} (model, deployment.yaml, manifest.json)")
+    if report.artifacts:
+        fig = lambda f, fmt: "-" if f is None or f.value is None else f"{fmt(f.value)} ({f.how})"  # noqa: E731
+        console.print(table(f"{report.config.deployment.hardware}: artefacts (how each figure was obtained)",
+                            ["engine", "unit", "precision", "files", "accuracy", "FP32 here", "latency", "primary"],
+                            [[a.engine, a.unit, a.precision, ", ".join(a.files) or a.notes[-1][:60],
+                              fig(a.accuracy, "{:.1%}".format), fig(a.reference, "{:.1%}".format),
+                              fig(a.latency_ms, fmt_ms), "yes" if a.primary else ""] for a in report.artifacts]))
     if not report.met:
         _findings(report.advice)
         raise TargetsNotMet(_unmet(report))

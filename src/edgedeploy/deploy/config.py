@@ -205,6 +205,8 @@ class Evaluation(_Strict):
     dataset: str = "auto"
     samples: int = Field(16, ge=1, le=10_000)
     max_accuracy_drop: float = 0.01  # absolute, 0..1
+    calibration: str | None = None  # INT8 calibration data: image folder, class folders, CSV, video, .npy/.npz
+    data: str | None = None  # evaluation data (labelled: top-1); default: the held-out part of calibration
 
     @field_validator("max_accuracy_drop", mode="before")
     @classmethod
@@ -230,6 +232,7 @@ class Search(_Strict):
 class DeploymentConfig(_Strict):
     model: str
     params: str | None = None
+    card: str | None = None  # model card YAML (edgedeploy.cards); default: MODEL.card.yaml beside the model
     deployment: Deployment = Deployment()
     performance: Performance = Performance()
     monitoring: Monitoring = Monitoring()

@@ -28,6 +28,7 @@ class DeployReport:
     named_estimate: object | None  # hardware.estimate.Estimate for the named device
     advice: list = field(default_factory=list)  # doctor Findings when a target is not met
     notes: list[str] = field(default_factory=list)
+    artifacts: list = field(default_factory=list)  # targets.build.Artifact: what the named target runs
 
     @property
     def met(self) -> bool:
@@ -47,7 +48,8 @@ class DeployReport:
         return {"met": self.met, "out_dir": str(self.out_dir) if self.out_dir else None,
                 "hardware": self.config.deployment.hardware, "measured_on": "this machine",
                 "named_device_estimate": self.named_estimate.to_dict() if self.named_estimate else None,
-                "result": self.result.to_dict(), "advice": [asdict(a) for a in self.advice], "notes": self.notes}
+                "result": self.result.to_dict(), "advice": [asdict(a) for a in self.advice], "notes": self.notes,
+                "target_artifacts": [a.to_dict() for a in self.artifacts]}
 
 
 def _monitor(cfg: cfgmod.DeploymentConfig):
@@ -117,7 +119,11 @@ def deploy(config_path: str | Path, out_dir: str | Path | None = None, *, measur
             written = manifest.write(out_dir, model=model, resolved=resolved_config(cfg), record=record, plan=plan)
         elif out_dir is not None:
             notes.append(f"nothing written to {out_dir}: a deployment is written only when every target is met")
-    return DeployReport(cfg, result, written, est, advice, notes)
+    from edgedeploy.targets.build import for_deployment
+
+    artifacts = for_deployment(cfg, out_dir, shape=tuple(result.shape),
+                               progress=progress and (lambda what: progress(what, 0, None))) if written else []
+    return DeployReport(cfg, result, written, est, advice, notes, artifacts)
 
 
 def _named_estimate(cfg, result: TuneResult):

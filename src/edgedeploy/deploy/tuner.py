@@ -490,7 +490,8 @@ def default_produce(cfg: DeploymentConfig, workdir: str) -> Produce:
         out = f"{workdir}/{model.name}-{engine}-{precision}.onnx"
         try:
             res = opt.optimize(model, out, engine=engine, precision=precision,
-                               max_accuracy_drop=100 * cfg.evaluation.max_accuracy_drop,  # optimize takes points
+                               max_accuracy_drop=100 * cfg.evaluation.max_accuracy_drop,  # YAML fraction → points
+                               card=cfg.card, calib=cfg.evaluation.calibration, data=cfg.evaluation.data,
                                task=model.zoo.task if model.zoo else None)
         except (UserError, VerdictError) as exc:  # the optimiser's "cannot" for this variant: pruned, said why
             log.info("optimiser made no %s model for %s: %s", precision, engine, exc)

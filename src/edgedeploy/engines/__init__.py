@@ -88,6 +88,17 @@ ENGINES: dict[Engine, EngineSpec] = {
         options=("threads", "graph_optimization", "memory_optimization", "mkldnn", "device"),
         description="Paddle Inference: Paddle-format models, CPU with oneDNN (MKLDNN), CUDA GPU",
     ),
+    "ncnn": EngineSpec(
+        name="ncnn",
+        module="edgedeploy.engines.ncnn",
+        package="ncnn",
+        install="pip install ncnn==1.0.20261020 && pip install --no-deps pnnx==20261020",
+        formats=("onnx",),
+        devices=("cpu",),
+        precisions=("fp32", "fp16"),
+        options=("threads", "precision"),
+        description="Tencent ncnn: the ARM boards' CPU runtime (x86 too); ONNX converted by pnnx, cached",
+    ),
 }
 ENGINE_CHOICES = (*ENGINES, Engine.AUTO)
 

@@ -4,8 +4,10 @@
 - :mod:`estimate` — per-operator roofline latency/memory, its efficiency calibrated here.
 - :mod:`published` — the published latencies the estimator is checked against.
 - :mod:`recommend` — rank devices for a model by the seed's three criteria.
+- :mod:`targets` — deployment targets: a device plus its ISA and the runtimes x precisions that run there.
 """
 
 from edgedeploy.hardware.profiles import DEVICES, HardwareProfile, all_profiles, get, local, names
+from edgedeploy.hardware.targets import TARGETS, Target, target
 
-__all__ = ["DEVICES", "HardwareProfile", "all_profiles", "get", "local", "names"]
+__all__ = ["DEVICES", "TARGETS", "HardwareProfile", "Target", "all_profiles", "get", "local", "names", "target"]

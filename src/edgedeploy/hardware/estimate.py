@@ -43,7 +43,6 @@ CALIBRATION_SET: tuple[tuple[str, tuple[int, ...]], ...] = (
     ("picodet-layout", (1, 3, 800, 608)),
     ("ppocrv6-det", (1, 3, 480, 480)), ("ppocrv6-det", (1, 3, 640, 640)),
 )
-FEATURES = ("flops", "bytes", "nodes")
 BYTES_PER = {"fp32": 4, "bf16": 2, "fp16": 2, "int8": 1}
 # Used only before any calibration exists; labelled "uncalibrated" wherever shown.
 PRIOR = {"e": 0.1, "e_bw": 0.3, "c_node_ms": 0.005, "band": 3.0}
@@ -96,19 +95,10 @@ def features(costs) -> dict[str, float]:
 
 
 def nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Non-negative least squares for a handful of columns: the best of every column subset
-    whose unconstrained solution is non-negative (exact for so few columns)."""
-    n = a.shape[1]
-    best, best_err = np.zeros(n), float(np.sum(b**2))
-    for mask in range(1, 1 << n):
-        cols = [i for i in range(n) if mask >> i & 1]
-        sol, *_ = np.linalg.lstsq(a[:, cols], b, rcond=None)
-        if np.all(sol >= 0):
-            err = float(np.sum((a[:, cols] @ sol - b) ** 2))
-            if err < best_err:
-                best, best_err = np.zeros(n), err
-                best[cols] = sol
-    return best
+    """Non-negative least squares (scipy's Lawson-Hanson active-set solver)."""
+    from scipy.optimize import nnls as _nnls
+
+    return _nnls(a, b)[0]
 
 
 def _fit_time(points: list[Point]) -> np.ndarray:
@@ -345,10 +335,10 @@ def estimate(model, device: str | HardwareProfile = "local", *, shape: tuple[int
             ghz = _ghz(profile)
             if not profile.local and ghz and cal.ghz:
                 c_node *= cal.ghz / ghz
-            band = cal.band if profile.local else cal.band * published.cpu_transfer_band()
+            band = cal.band if profile.local else cal.band * published.cpu_transfer_band(cal)
             method = (f"additive roofline, efficiencies learned on this machine ({cal.engine}, {cal.threads} threads, "
                       f"{len(cal.points)} measurements; leave-one-model-out band x/÷{cal.band:.2f}"
-                      + ("" if profile.local else f", widened x{published.cpu_transfer_band():.2f} for another CPU "
+                      + ("" if profile.local else f", widened x{published.cpu_transfer_band(cal):.2f} for another CPU "
                          "(published-figure check)") + ")")
         else:
             e = PRIOR["e"]

@@ -86,10 +86,12 @@ def _cpu_efficiency(calibration) -> float | None:
 
 
 def check(calibration=None) -> list[dict]:
-    """Each published latency beside the estimate for it (accelerators: leave-one-out)."""
-    from edgedeploy.hardware.estimate import load_calibration
+    """Each published latency beside the estimate for it (accelerators: leave-one-out).
 
-    calibration = calibration or load_calibration("onnxruntime")
+    ``calibration``: this machine's CPU calibration (:func:`edgedeploy.hardware.estimate.load_calibration`);
+    without one the CPU rows have no estimate. The caller passes it, so this module needs nothing
+    from :mod:`~edgedeploy.hardware.estimate` (which needs this one).
+    """
     acc = [p for p in POINTS if p.unit == "accelerator"]
     cpu_e = _cpu_efficiency(calibration)
     rows = []

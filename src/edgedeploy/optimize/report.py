@@ -56,6 +56,11 @@ class OptimizeReport:
     accuracy_before_by_engine: dict[str, float] = field(default_factory=dict)  # FP32 model, per engine
     candidate_accuracy: dict[str, float] = field(default_factory=dict)  # "fp32-graph on openvino" -> value
     notes: list[str] = field(default_factory=list)
+    accuracy_ci_points: float | None = None  # 95% interval half-width of accuracy_after, in points
+    fp32_baseline_label: str = ""  # the fastest FP32 configuration on the chosen engine, in latency_ms
+    goal: str = "speed"
+    source: str = ""  # the FP32 model the result was made from (a PyTorch model's ONNX export: OUT.fp32.onnx)
+    source_sha256: str = ""  # of that file, so that `bench A B` recognises A after a copy or a move
 
     @property
     def size_ratio(self) -> float:
@@ -71,8 +76,15 @@ class OptimizeReport:
         before, after = self.latency(self.latency_before_label), self.latency(self.latency_after_label)
         return before / after if before and after else None
 
+    @property
+    def speedup_vs_fp32(self) -> float | None:
+        """The fastest FP32 configuration on the same engine / the result, in the same interleaved measurement."""
+        before, after = self.latency(self.fp32_baseline_label), self.latency(self.latency_after_label)
+        return before / after if before and after else None
+
     def to_dict(self) -> dict:
         d = asdict(self)
+        d["speedup_vs_fp32_same_engine"] = None if self.speedup_vs_fp32 is None else round(self.speedup_vs_fp32, 3)
         d["size_ratio"] = round(self.size_ratio, 3)
         d["speedup_vs_ort_default"] = None if self.speedup is None else round(self.speedup, 3)
         return d
@@ -93,8 +105,11 @@ class OptimizeReport:
             ["size", f"{self.size_before / 1e6:.2f} MB", f"{self.size_after / 1e6:.2f} MB ({self.size_ratio:.2f}x smaller)"],
             [f"accuracy: {self.metric}", pct(self.accuracy_before),
              f"{pct(self.accuracy_after)} (drop {self.accuracy_drop_points:.2f} points, budget "
-             f"{self.max_accuracy_drop_points:g})" if self.accuracy_drop_points is not None else pct(self.accuracy_after)],
+             f"{self.max_accuracy_drop_points:g}" + (f", 95% CI ±{self.accuracy_ci_points:.2f}"
+                                                     if self.accuracy_ci_points is not None else "") + ")" if self.accuracy_drop_points is not None else pct(self.accuracy_after)],
             ["latency", ms(self.latency_before_label),
              ms(self.latency_after_label) + (f", {self.speedup:.2f}x faster" if self.speedup else "")],
+            ["vs best FP32 on its engine", ms(self.fp32_baseline_label),
+             f"{self.speedup_vs_fp32:.2f}x" if self.speedup_vs_fp32 else "-"],
             ["nodes", str(self.nodes_before), str(self.nodes_after)],
         ]

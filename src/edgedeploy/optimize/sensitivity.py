@@ -2,10 +2,15 @@
 
 Both models run on ONNX Runtime (which runs QDQ models) with every node output of the float
 model that also exists in the quantized one exposed as an extra output (quantizers keep the
-float tensor names and add Q/DQ after them). For each weight layer (Conv, ConvTranspose,
-MatMul, Gemm) the error of its output is the noise-to-signal ratio
-``||q - f||² / ||f||²`` over the samples (SQNR = -10·log10 of it); the layer's own
-*contribution* is that error minus the error already present at its input. Layers are then
+float tensor names and add Q/DQ after them). For each node of a type the quantizers touch
+(:data:`QUANT_OPS`: weight layers, and the eltwise/Concat/activation/attention ops whose
+outputs get their own quantizers — a detector's box head scales sigmoid outputs to pixels with
+Mul/Add and joins them to scores in a Concat) the error of its output is the noise-to-signal ratio
+``||q - f||² / ||f - mean||²`` over the samples (SQNR = -10·log10 of it; the mean is the
+channel's over all samples, so a common offset does not hide the error in what varies),
+taken per feature channel and averaged (:func:`channel_sums`): a tensor that joins pixel coordinates (hundreds) and scores
+(0..1) would otherwise hide the scores' error under the coordinates' energy; the layer's own
+*contribution* is that error minus the largest error already present at its inputs. Layers are then
 kept in float greedily, largest contribution first (:func:`rank`).
 """
 
@@ -22,6 +27,9 @@ import numpy as np
 import onnx
 
 WEIGHT_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+QUANT_OPS = (*WEIGHT_OPS, "Add", "Sub", "Mul", "Div", "Concat", "Sigmoid", "Softmax", "Resize", "AveragePool",
+             "GlobalAveragePool", "MaxPool", "LayerNormalization", "Pow", "Slice", "Split", "Transpose", "Reshape",
+             "Flatten", "Gather", "Where", "ReduceMean")
 ACTIVATIONS = ("Relu", "Clip", "LeakyRelu", "HardSwish", "HardSigmoid", "Sigmoid")
 
 
@@ -41,6 +49,39 @@ class LayerError:
 
 def sqnr_db(noise_ratio: float) -> float:
     return math.inf if noise_ratio <= 0 else -10 * math.log10(noise_ratio)
+
+
+def feature_axis(ndim: int) -> int | None:
+    """The axis whose entries are separate features: channels of NCHW activations, the last axis of
+    token/cell x feature tensors and of logits; None (the whole tensor) for anything else."""
+    return 1 if ndim == 4 else -1 if ndim in (2, 3) else None
+
+
+def _reduce_axes(ndim: int) -> tuple[int, ...]:
+    axis = feature_axis(ndim)
+    return tuple(range(ndim)) if axis is None else tuple(i for i in range(ndim) if i != axis % ndim)
+
+
+def channel_sums(f: np.ndarray, q: np.ndarray, center: np.ndarray | float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Per feature channel: (sum of squared error, sum of squared reference minus ``center``), float64."""
+    reduce = _reduce_axes(f.ndim)
+    f64, d = f.astype(np.float64), q.astype(np.float64) - f
+    if not isinstance(center, float):
+        center = float(center[0]) if feature_axis(f.ndim) is None else np.expand_dims(center, reduce)
+    return np.atleast_1d(np.sum(d ** 2, axis=reduce)), np.atleast_1d(np.sum((f64 - center) ** 2, axis=reduce))
+
+
+def channel_means(fs: list[np.ndarray]) -> np.ndarray:
+    """Per feature channel, the mean over every sample and position (float64)."""
+    reduce = _reduce_axes(fs[0].ndim)
+    n = sum(int(np.prod([f.shape[i] for i in reduce])) for f in fs)
+    return np.atleast_1d(sum(np.sum(f.astype(np.float64), axis=reduce) for f in fs) / max(n, 1))
+
+
+def channel_noise(num: np.ndarray, den: np.ndarray) -> float:
+    """Mean noise-to-signal ratio over the channels that carry signal."""
+    live = den > 0
+    return float(np.mean(num[live] / den[live])) if live.any() else 0.0
 
 
 def _with_outputs(path: Path, names: Sequence[str], out: Path) -> None:
@@ -83,9 +124,9 @@ def layer_errors(float_path: Path, quant_path: Path, feeds: list[dict], *, threa
     """Per-layer error of the quantized model against the float one on ``feeds`` (at most ``max_samples``)."""
     fm, qm = onnx.load(str(float_path), load_external_data=False), onnx.load(str(quant_path), load_external_data=False)
     q_tensors = {o for n in qm.graph.node for o in n.output}
-    layers = [n for n in fm.graph.node if n.op_type in WEIGHT_OPS]
+    layers = [n for n in fm.graph.node if n.op_type in QUANT_OPS]
     tensors = sorted({t for n in fm.graph.node for t in n.output if t in q_tensors}
-                     | {n.input[0] for n in layers if n.input[0] in q_tensors})
+                     | {i for n in layers for i in n.input if i in q_tensors})
     feeds = feeds[:max_samples]
     qmap = _dequantized(qm, tensors)
     with tempfile.TemporaryDirectory(prefix=f"edgedeploy-sens-{os.getpid()}-") as tmp:
@@ -96,9 +137,13 @@ def layer_errors(float_path: Path, quant_path: Path, feeds: list[dict], *, threa
         qo = [{t: r[qmap[t]] for t in tensors} for r in _run_all(qp, feeds, [qmap[t] for t in tensors], threads)]
     noise = {}
     for t in tensors:
-        num = sum(float(np.sum((q[t].astype(np.float64) - f[t]) ** 2)) for f, q in zip(fo, qo))
-        den = sum(float(np.sum(f[t].astype(np.float64) ** 2)) for f in fo)
-        noise[t] = num / den if den > 0 else 0.0
+        # Error against each channel's variation over the samples, not its energy: a pooled feature
+        # with a large common offset and small differences between images (what a classifier's
+        # decision rests on) is ruined by a quantization step that is small next to the offset.
+        center = channel_means([f[t] for f in fo]) if len({f[t].shape for f in fo}) == 1 else 0.0
+        sums = [channel_sums(f[t], q[t], center) for f, q in zip(fo, qo) if f[t].shape == q[t].shape]
+        if sums:
+            noise[t] = channel_noise(sum(s[0] for s in sums), sum(s[1] for s in sums))
     users: dict[str, list] = {}
     for n in fm.graph.node:
         for i in n.input:
@@ -112,7 +157,8 @@ def layer_errors(float_path: Path, quant_path: Path, feeds: list[dict], *, threa
         if t not in noise:
             continue
         err = noise[t]
-        out.append(LayerError(n.name, n.op_type, sqnr_db(err), err - noise.get(n.input[0], 0.0)))
+        out.append(LayerError(n.name, n.op_type, sqnr_db(err), err - max((noise.get(i, 0.0) for i in n.input),
+                                                                            default=0.0)))
     return out
 
 

@@ -1,0 +1,179 @@
+"""Issue 13's table: your own model, start to finish — model x form x INT8 accuracy x speed-up x size ratio x time.
+
+Models edgedeploy has never seen (``tests/byo/models.py``: residual classifier, transformer encoder,
+YOLO-style detector, U-Net; BatchNorm statistics from data), each from three forms: the
+``nn.Module`` in Python, a TorchScript ``.pt`` (card beside it) and an ONNX export (card drafted by
+``edgedeploy card init`` and completed). Each goes through ``optimize`` (INT8, ``engine=auto``,
+calibration from an image folder written to disk, accuracy = agreement with FP32 on held-out images,
+split by a fixed seed). A refusal (over budget, or not faster than the best FP32 configuration on
+its engine) is a row too: nothing is written then. Then a zoo model treated as a stranger: PP-LCNet
+orientation given only its ONNX file, a card, and an ImageNet-style folder of generated rotated
+pages, against the zoo path. Writes ``benchmarks/results/byo.{md,json}`` (``byo-budgetB.*`` with ``--budget B``).
+
+    PYTHONPATH=src:. .venv/bin/python benchmarks/byo_table.py [--size 160] [--images 320] [--models resnet yolo]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+OUT = ROOT / "benchmarks" / "results"
+
+
+def _row(model: str, form: str, fn) -> dict:
+    from edgedeploy.errors import VerdictError
+
+    t = time.perf_counter()
+    try:
+        r = fn()
+    except VerdictError as exc:
+        return {"model": model, "form": form, "written": False, "verdict": str(exc)[:400],
+                "time_s": round(time.perf_counter() - t, 1), **{k: exc.figures.get(k) for k in ("metric",)}}
+    except Exception as exc:  # one failed row must not lose the others; the row says why
+        return {"model": model, "form": form, "written": False, "verdict": f"FAILED: {type(exc).__name__}: {exc}"[:400],
+                "time_s": round(time.perf_counter() - t, 1)}
+    return {"model": model, "form": form, "written": True, "engine": r.engine, "precision": r.precision,
+            "metric": r.metric, "accuracy_before": r.accuracy_before, "accuracy_after": r.accuracy_after,
+            "drop_points": round(r.accuracy_drop_points, 3), "ci_points": r.accuracy_ci_points,
+            "speedup_vs_fp32_same_engine": r.speedup_vs_fp32 and round(r.speedup_vs_fp32, 2),
+            "speedup_vs_ort_default": r.speedup and round(r.speedup, 2), "size_ratio": round(r.size_ratio, 2),
+            "float_layers": [f"{f['op']} {f['name']}" for f in r.float_layers], "calibration": r.calibration,
+            "time_s": round(time.perf_counter() - t, 1)}
+
+
+def _own_models(args, work: Path) -> list[dict]:
+    import cv2
+    import torch
+    import yaml
+
+    from edgedeploy import cards
+    from edgedeploy.cli import main
+    from edgedeploy.ingest import from_torch
+    from edgedeploy.optimize import optimize
+    from tests.byo.models import CARD, build, images, to_input
+
+    folder = work / "images"
+    for i, im in enumerate(images(args.images, 21, args.size)):
+        sub = folder / "shots" / f"part{i % 3}"  # nested (read recursively), not class folders
+        sub.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(sub / f"{i:04d}.jpg"), im)
+    common = dict(engine=args.engine, calib=str(folder), max_accuracy_drop=args.budget, latency_rounds=args.rounds)
+    rows = []
+    tasks = {"resnet": "classification", "transformer": "classification", "yolo": "detection", "unet": "segmentation"}
+    for name in args.models:
+        net = build(name, size=args.size)
+        card_dict = {**CARD, "size": [args.size, args.size], "task": tasks[name]}
+        card = cards.parse(card_dict)
+        d = work / name
+        d.mkdir()
+        rows.append(_row(name, "nn.Module", lambda: optimize(net, d / "m.int8.onnx", card=card, **common)))
+        print(rows[-1], flush=True)
+        # check_trace off: the transformer's fast path differs between the trace and its re-run check
+        torch.jit.trace(net, to_input(images(1, 0, args.size)), check_trace=False).save(str(d / "net.pt"))
+        (d / "net.card.yaml").write_text(yaml.safe_dump(card_dict))
+        rows.append(_row(name, "TorchScript .pt", lambda: optimize(d / "net.pt", d / "pt.int8.onnx", **common)))
+        print(rows[-1], flush=True)
+        onnx_dir = d / "onnx"
+        from_torch(net, card=card, out=onnx_dir / "net.onnx")
+        main(["card", "init", str(onnx_dir / "net.onnx")])  # the draft from the graph, then completed by hand:
+        draft = yaml.safe_load((onnx_dir / "net.card.yaml").read_text())
+        (onnx_dir / "net.card.yaml").write_text(yaml.safe_dump({**draft, **{k: card_dict[k]
+                                                                           for k in ("mean", "std", "task")}}))
+        rows.append(_row(name, "ONNX + card init", lambda: optimize(onnx_dir / "net.onnx", d / "onnx.int8.onnx",
+                                                                   **common)))
+        print(rows[-1], flush=True)
+    return rows
+
+
+def _stranger(args, work: Path) -> list[dict]:
+    """PP-LCNet orientation as a stranger: its ONNX file, a card, a class-folder data set on disk."""
+    import cv2
+    import yaml
+
+    from edgedeploy import cards, datasets, zoo
+    from edgedeploy.optimize import optimize
+
+    entry = zoo.entry("pplcnet-orientation")
+    d = work / "stranger"
+    d.mkdir()
+    shutil.copy(zoo.fetch(entry.name).path, d / "lcnet.onnx")
+    card = cards.from_zoo(entry).model_dump(mode="json")  # what a user would write from the model's docs
+    (d / "lcnet.card.yaml").write_text(yaml.safe_dump({k: v for k, v in card.items() if v is not None}))
+    for s in datasets.generate("orientation", args.pages, 7):
+        sub = d / "pages" / s.label
+        sub.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(sub / f"{s.index:04d}.png"), s.image)
+    common = dict(engine=args.engine, max_accuracy_drop=args.budget, latency_rounds=args.rounds)
+    rows = [_row("pplcnet-orientation", "ONNX + card + class folders",
+                 lambda: optimize(d / "lcnet.onnx", d / "s.int8.onnx", calib=str(d / "pages"), **common))]
+    print(rows[-1], flush=True)
+    rows.append(_row("pplcnet-orientation", "zoo path (generated data)",
+                     lambda: optimize(entry.name, d / "z.int8.onnx", **common)))
+    print(rows[-1], flush=True)
+    return rows
+
+
+def _markdown(rows: list[dict], args) -> str:
+    lines = [f"# Your own model, start to finish (issue 13)\n",
+             f"Input {args.size}x{args.size}, {args.images} images (calibration/held-out split by seed 0), engine "
+             f"{args.engine}, budget {args.budget} point(s), latency {args.rounds} interleaved rounds "
+             "(edgedeploy.optimize.latency). Speed-up: vs the best FP32 configuration on the same engine, and vs "
+             "ORT default FP32. A refused row wrote nothing.\n",
+             "| model | form | result | INT8 accuracy (how measured) | drop (95% CI) | speed-up vs FP32 same engine |"
+             " vs ORT default | size ratio | kept in float | time |", "|" + "---|" * 10]
+    for r in rows:
+        if r["written"]:
+            lines.append(f"| {r['model']} | {r['form']} | {r['precision']} on {r['engine']} | "
+                         f"{100 * r['accuracy_after']:.2f} ({r['metric']}) | {r['drop_points']:.2f} "
+                         f"(±{r['ci_points'] if r['ci_points'] is not None else '-'}) | {r['speedup_vs_fp32_same_engine']}x"
+                         f" | {r['speedup_vs_ort_default']}x | {r['size_ratio']}x | "
+                         f"{', '.join(r['float_layers']) or '-'} | {r['time_s']} s |")
+        else:
+            v = r["verdict"]
+            if "best reached — " in v:  # the figures that matter: what each engine reached, what it kept in float
+                v = f"{r.get('metric') or ''}: " + v.split("best reached — ", 1)[1].split("; nothing was written")[0]
+            lines.append(f"| {r['model']} | {r['form']} | refused, nothing written | {v[:330]} | | | | | |"
+                         f" {r['time_s']} s |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="*", default=["resnet", "transformer", "yolo", "unet"])
+    p.add_argument("--size", type=int, default=160)
+    p.add_argument("--images", type=int, default=320)
+    p.add_argument("--pages", type=int, default=200)
+    p.add_argument("--engine", default="auto")
+    p.add_argument("--budget", type=float, default=1.0)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--no-stranger", action="store_true")
+    p.add_argument("--render", type=Path, help="Only rewrite the Markdown from this JSON results file.")
+    args = p.parse_args()
+    if args.render:
+        data = json.loads(args.render.read_text())
+        args.__dict__.update(data["args"])
+        args.render.with_suffix(".md").write_text(_markdown(data["rows"], args))
+        return
+    warnings.filterwarnings("ignore")
+    with tempfile.TemporaryDirectory(prefix="byo-") as work:
+        rows = _own_models(args, Path(work))
+        if not args.no_stranger:
+            rows += _stranger(args, Path(work))
+    OUT.mkdir(exist_ok=True)
+    stem = "byo" if args.budget == 1.0 else f"byo-budget{args.budget:g}"
+    (OUT / f"{stem}.json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2, default=str))
+    (OUT / f"{stem}.md").write_text(_markdown(rows, args))
+    print(_markdown(rows, args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""The accuracy guard on the user's own data: held-out samples, never the calibration ones.
+
+The metric is the task's when labels exist (top-1 accuracy on a labelled folder or CSV), else
+agreement with the FP32 model's outputs on the held-out samples: top-1 agreement for
+classifier-shaped outputs (rank 2), per-pixel class agreement for a card whose task is
+segmentation, else output fidelity: 1 - relative L2 error, per feature
+channel (:func:`edgedeploy.optimize.sensitivity.feature_axis`) and per sample, averaged — so a
+detector whose scores (0..1) are ruined beside box coordinates in pixels fails it, though the
+coordinates carry almost all of the output's energy. Every figure carries a 95% confidence interval (Wilson for proportions,
+normal for means), so the guard's own sampling noise can be compared with the budget.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class Score:
+    """A metric value in 0..1 with its 95% interval half-width (also 0..1) and sample count."""
+
+    value: float
+    half_width: float
+    n: int
+
+
+def proportion_ci(hits: int, n: int) -> float:
+    """Half-width of the Wilson 95% interval of ``hits`` / ``n`` (scipy's implementation)."""
+    from scipy.stats import binomtest
+
+    ci = binomtest(hits, n).proportion_ci(confidence_level=CONFIDENCE, method="wilson")
+    return float(ci.high - ci.low) / 2
+
+
+def mean_ci(values: np.ndarray) -> float:
+    from scipy.stats import norm
+
+    if len(values) < 2:
+        return math.inf
+    return float(norm.ppf(0.5 + CONFIDENCE / 2) * np.std(values, ddof=1) / math.sqrt(len(values)))
+
+
+class HeldOutScorer:
+    """Scores a model file on an engine against labels, or against the FP32 model, on held-out feeds."""
+
+    def __init__(self, feeds: list[dict], *, ref_path, labels: list[int] | None, source: str, threads: int = 2,
+                 task=None):
+        from edgedeploy.vocab import Task
+
+        self.feeds, self.labels, self.threads = feeds, labels, threads
+        self.segmentation = task == Task.SEGMENTATION
+        self.ref = None if labels is not None else self._outputs(ref_path, "onnxruntime")
+        first = self._outputs(ref_path, "onnxruntime", feeds[:1])[0] if labels is not None else self.ref[0]
+        self.rank2 = all(v.ndim == 2 for v in first.values())
+        if labels is not None:
+            n_out = next(iter(first.values())).shape[-1]
+            if not self.rank2 or max(labels) >= n_out:
+                from edgedeploy.errors import UserError
+
+                raise UserError(f"labels in {source} name class index {max(labels)}, but the model's first output "
+                                f"has {n_out} values per sample; labels must be classes the model has")
+        self.segmentation = self.segmentation and labels is None and all(v.ndim == 4 for v in first.values())
+        self.metric = ("top-1 accuracy" if labels is not None else "top-1 agreement with FP32" if self.rank2
+                       else "pixel agreement with FP32 (per-pixel class, mean over images)" if self.segmentation
+                       else "output fidelity with FP32 (1 - relative L2 error)")
+        self.source = f"{self.metric} on {len(feeds)} held-out samples ({source})"
+        self._cache: dict[tuple[str, str], Score] = {}
+
+    def _outputs(self, path, engine: str, feeds=None) -> list[dict]:
+        from edgedeploy import engines
+        from edgedeploy.engines import EngineOptions
+
+        with engines.load(str(path), engine=engine, options=EngineOptions(threads=self.threads)) as s:
+            return [s.run(f) for f in (self.feeds if feeds is None else feeds)]
+
+    def score(self, path, engine: str) -> Score:
+        key = (str(path), str(engine))
+        if key not in self._cache:
+            self._cache[key] = self._score(path, engine)
+        return self._cache[key]
+
+    def __call__(self, path, engine: str) -> float:
+        return self.score(path, engine).value
+
+    def _score(self, path, engine: str) -> Score:
+        outs = self._outputs(path, engine)
+        first = [next(iter(o.values())) for o in outs]
+        if self.labels is not None:
+            pred = np.concatenate([np.argmax(o, -1).ravel() for o in first])
+            hits = int(np.sum(pred == np.asarray(self.labels)))
+            return Score(hits / len(pred), proportion_ci(hits, len(pred)), len(pred))
+        if self.rank2:
+            agree = np.concatenate([(np.argmax(o[k], -1) == np.argmax(r[k], -1)).ravel()
+                                    for o, r in zip(outs, self.ref) for k in r])
+            return Score(float(agree.mean()), proportion_ci(int(agree.sum()), agree.size), agree.size)
+        if self.segmentation:  # per image: the share of pixels whose class (argmax over channels) is FP32's
+            per = np.array([np.mean([np.mean(np.argmax(o[k], 1) == np.argmax(r[k], 1)) for k in r])
+                            for o, r in zip(outs, self.ref)])
+            return Score(float(per.mean()), mean_ci(per), len(per))
+        fid = np.array([1.0 - min(1.0, float(np.mean([_relative_error(r[k], o[k]) for k in r])))
+                        for o, r in zip(outs, self.ref)])
+        return Score(float(fid.mean()), mean_ci(fid), len(fid))
+
+
+def _relative_error(ref: np.ndarray, got: np.ndarray) -> float:
+    """Mean over feature channels of ||got - ref|| / ||ref|| (channels without signal left out)."""
+    from edgedeploy.optimize.sensitivity import channel_sums
+
+    num, den = channel_sums(ref, got)
+    live = den > 0
+    return float(np.mean(np.sqrt(num[live] / den[live]))) if live.any() else 0.0

@@ -1,0 +1,55 @@
+"""Jetson artefact: symmetric QDQ ONNX + TensorRT settings; the GPU build runs only where a GPU is."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+
+from edgedeploy import engines
+from edgedeploy.optimize.calibration import CalibrationSet
+from edgedeploy.targets import tensorrt
+
+
+@pytest.fixture(scope="module")
+def artefact(tiny_onnx, tmp_path_factory):
+    rng = np.random.default_rng(0)
+    calib = CalibrationSet([{"input": rng.standard_normal((1, 3, 32, 32)).astype(np.float32)} for _ in range(8)], "test")
+    out = tmp_path_factory.mktemp("jetson")
+    files = tensorrt.write(tiny_onnx, out, shapes={"input": [1, 3, 32, 32]}, precision="int8", calib=calib)
+    return out, files
+
+
+def test_qdq_model_is_symmetric_int8_and_runs_on_the_ort_stand_in(artefact, tiny_onnx):
+    out, files = artefact
+    assert {f.name for f in files} >= {"model.qdq.onnx", "trt_settings.json", "trtexec.txt", "trt_build.py",
+                                       "calibration.cache", "calibration.flatbuffers"}
+    model = onnx.load(str(out / "model.qdq.onnx"))
+    zero_points = [i for i in model.graph.initializer if i.name.endswith("_zero_point")]
+    assert zero_points and all(not onnx.numpy_helper.to_array(z).any() for z in zero_points)  # TensorRT: zero-point 0
+    assert {i.data_type for i in zero_points} <= {onnx.TensorProto.INT8, onnx.TensorProto.INT32}  # int32: biases
+    x = np.random.default_rng(1).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    with engines.load(out / "model.qdq.onnx") as q, engines.load(tiny_onnx) as f:
+        np.testing.assert_allclose(q.run({"input": x})["output"], f.run({"input": x})["output"], atol=0.05)
+
+
+def test_build_settings_and_trtexec_line(artefact):
+    out, _ = artefact
+    s = json.loads((out / "trt_settings.json").read_text())
+    assert s["workspace_mb"] == tensorrt.WORKSPACE_MB and s["timing_cache"] == "timing.cache"
+    line = (out / "trtexec.txt").read_text()
+    assert line.startswith("trtexec --onnx=model.qdq.onnx --saveEngine=model.plan --int8 --fp16")
+    assert "--shapes=input:1x3x32x32" in line and "--timingCacheFile=timing.cache" in line
+
+
+@pytest.mark.skipif(tensorrt.gpu_unavailable() is not None, reason=f"TensorRT build skipped: {tensorrt.gpu_unavailable()}")
+def test_tensorrt_builds_the_engine_on_a_gpu(artefact):
+    out, _ = artefact
+    proc = subprocess.run([sys.executable, str(out / "trt_build.py"), str(out / "trt_settings.json")],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (out / "model.plan").stat().st_size > 0 and (out / "timing.cache").exists()
