@@ -128,3 +128,15 @@ def edgedeploy_cli(capsys, monkeypatch, tmp_path):
         return CliResult(code, out, err)
 
     return invoke
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The in-process model-server tests run last.
+
+    The server shares one ONNX Runtime thread pool between its models (``shared_threads``), and
+    ORT's global pool is process-wide: once it exists, ORT refuses every later session that asks
+    for its own pool — as ORT's own quantizer does. In production a server process only serves;
+    here the suite is one process, so the tests that create the pool come after all the others.
+    """
+    serving = Path(__file__).parent / "serving"
+    items.sort(key=lambda item: Path(str(item.fspath)).is_relative_to(serving))  # stable: order kept otherwise

@@ -20,6 +20,7 @@ class Engine(StrEnum):
     ONNXRUNTIME = "onnxruntime"
     OPENVINO = "openvino"
     PADDLE = "paddle"
+    NCNN = "ncnn"
     AUTO = "auto"
 
 

@@ -44,7 +44,7 @@ def test_detector_box_head_is_found_and_kept_in_float(tmp_path):
     assert source_path(out).exists() and report_path(out).exists()  # the FP32 export is kept beside it, stated
 
 
-def test_cli_from_torchscript_with_labelled_folder(tmp_path):
+def test_cli_from_torchscript_with_labelled_folder(tmp_path, capsys):
     from edgedeploy.cli import main
 
     net = build("resnet")
@@ -61,6 +61,8 @@ def test_cli_from_torchscript_with_labelled_folder(tmp_path):
     code = main(["optimize", str(tmp_path / "net.pt"), "-o", str(out), "--calib", str(data), "--engine", "onnxruntime",
                  "--goal", "size", "--rounds", "1", "--max-accuracy-drop", "2"])
     rep = json.loads(report_path(out).read_text())
+    err = capsys.readouterr().err  # off a terminal: one line per phase instead of a bar
+    assert "optimize: reading" in err and "optimize: latency round 1/1" in err
     assert code == 0 and rep["metric"] == "top-1 accuracy" and rep["accuracy_before"] == 1.0
     assert rep["accuracy_drop_points"] <= 2 and rep["accuracy_ci_points"] > 0 and rep["size_ratio"] > 2
     assert "16 calibration / 32 held-out" in rep["calibration"]

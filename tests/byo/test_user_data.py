@@ -80,3 +80,26 @@ def test_split_is_disjoint_and_fixed(tmp_path):
     assert ids(user.split(data, 10)[0]) == ids(cal)  # same seed, same split
     with pytest.raises(UserError, match="cannot give both calibration and at least 8 held-out"):
         user.split(user.UserData(data.tensors[:8], "eight"), 4)
+
+
+def test_near_ties_are_not_decisions():
+    """Agreement with FP32 counts only decisions FP32 made with a margin (5% of the output range)."""
+    from edgedeploy.optimize.guard import decisive
+
+    ref = np.array([[4.0, 3.99, -4.0, -4.0], [4.0, 1.0, -4.0, -4.0]])
+    assert decisive(ref, -1).tolist() == [False, True]
+    seg = np.stack([ref.T[:, :, None]] * 2, -1)[None]  # N x C x H x W
+    assert decisive(seg, 1).shape == (1, 2, 1, 2)
+
+
+def test_test_models_depend_on_their_inputs():
+    """The test models' last layers are fitted to the generated task: confident, input-dependent decisions."""
+    torch = pytest.importorskip("torch")
+    from tests.byo.models import build, colour_labels, images, to_input
+
+    imgs = images(64, 99)
+    with torch.no_grad():
+        logits = build("resnet")(to_input(imgs)).numpy()
+    top = np.sort(logits, -1)
+    assert (logits.argmax(-1) == colour_labels(imgs)).mean() > 0.6
+    assert np.median(top[:, -1] - top[:, -2]) > 1.0

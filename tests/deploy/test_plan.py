@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import textwrap
 
 import pytest
@@ -51,6 +52,16 @@ def test_memory_optimization_is_measured_recorded_and_run(memopt, tiny_onnx, tmp
     with Deployment(tmp_path / "dep") as d:  # the running session honours it too
         assert d.session.settings["enable_cpu_mem_arena"] is (not memopt)
         assert d.run(d.session.example_feeds(plan.shape))
+    # served: the deployment as a repository version opens as its plan says, not as a config default
+    from edgedeploy.serving import MemoryManager, Repository
+
+    shutil.copytree(tmp_path / "dep", tmp_path / "repo" / "tiny" / "1")
+    (tmp_path / "repo" / "tiny" / "1" / "READY").touch()
+    served = MemoryManager(Repository(tmp_path / "repo"))
+    with served.use("tiny", 1) as entry, entry.pool.borrow() as session:
+        assert session.settings["enable_cpu_mem_arena"] is (not memopt)
+        assert session.run(session.example_feeds(plan.shape))
+    served.unload("tiny", 1)
     if memopt:  # doctor judges the deployment as deploy did: the same plan, measurement and rules
         from edgedeploy.deploy.doctor import diagnose
 

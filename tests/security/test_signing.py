@@ -134,3 +134,11 @@ def test_signing_refuses_symlink(tmp_path, keypair):
     os.symlink("/etc/hostname", d / "b")
     with pytest.raises(UserError, match="symlink"):
         signing.sign_directory(d, keypair[0])
+
+
+def test_the_repository_marker_is_allowed_only_empty(signed, keypair):
+    (signed / "READY").touch()  # the model repository's "copy complete" marker, added after signing
+    assert signing.verify_directory(signed, [keypair[1]])["name"] == "demo"
+    (signed / "READY").write_text("payload")
+    with pytest.raises(VerificationError, match="unlisted file 'READY'"):
+        signing.verify_directory(signed, [keypair[1]])

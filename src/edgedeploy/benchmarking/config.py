@@ -23,6 +23,7 @@ ANCHOR_LABELS = {
     "onnxruntime": "ORT default (anchor)",
     "openvino": "OpenVINO default (anchor)",
     "paddle": "Paddle Inference default (anchor)",
+    "ncnn": "ncnn default (anchor)",
 }
 
 

@@ -8,8 +8,8 @@
 
 from edgedeploy.cards.io import (CARD_SUFFIX, card_path, check, draft, find, from_zoo, input_shape, load, parse,
                                  resolve)
-from edgedeploy.cards.preprocess import resize, to_tensor
+from edgedeploy.cards.preprocess import map_boxes, resize, to_tensor
 from edgedeploy.cards.schema import Color, Layout, ModelCard, OutputFormat, Resize
 
-__all__ = ["CARD_SUFFIX", "Color", "Layout", "ModelCard", "OutputFormat", "Resize", "card_path", "check", "draft",
+__all__ = ["CARD_SUFFIX", "map_boxes", "Color", "Layout", "ModelCard", "OutputFormat", "Resize", "card_path", "check", "draft",
            "find", "from_zoo", "input_shape", "load", "parse", "resize", "resolve", "to_tensor"]

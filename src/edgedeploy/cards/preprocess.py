@@ -39,6 +39,27 @@ def resize(img: np.ndarray, card: ModelCard) -> np.ndarray:
     return big[top:top + h, left:left + w]
 
 
+def map_boxes(boxes: np.ndarray, image_hw: tuple[int, int], card: ModelCard) -> np.ndarray:
+    """Boxes ``K x 4`` (x1, y1, x2, y2 in the original image's pixels) → the model input's pixels,
+    through the same geometry as :func:`resize` (stretch, letterbox offsets, centre crop; clipped)."""
+    h, w = card.size
+    ih, iw = image_hw
+    b = np.asarray(boxes, np.float64).reshape(-1, 4).copy()
+    if card.resize is Resize.STRETCH:
+        sx, sy, left, top = w / iw, h / ih, 0.0, 0.0
+    elif card.resize is Resize.LETTERBOX:
+        r = min(h / ih, w / iw)
+        nh, nw = max(1, round(ih * r)), max(1, round(iw * r))
+        sx, sy, left, top = nw / iw, nh / ih, (w - nw) // 2, (h - nh) // 2
+    else:
+        r = max(h / ih, w / iw) if card.resize_short is None else max(card.resize_short / min(ih, iw), h / ih, w / iw)
+        nh, nw = max(h, round(ih * r)), max(w, round(iw * r))
+        sx, sy, left, top = nw / iw, nh / ih, -((nw - w) // 2), -((nh - h) // 2)
+    b[:, [0, 2]] = (b[:, [0, 2]] * sx + left).clip(0, w)
+    b[:, [1, 3]] = (b[:, [1, 3]] * sy + top).clip(0, h)
+    return b
+
+
 def to_tensor(img: np.ndarray, card: ModelCard) -> np.ndarray:
     """1 x C x H x W (or 1 x H x W x C) float32 from a BGR (or grayscale) uint8 image."""
     import cv2

@@ -27,6 +27,8 @@ def bench(models: list[str] = typer.Argument(..., help=MODEL_HELP + " Several ma
           dataset: str = typer.Option(None, help="Measure accuracy on this generated data set ('auto': the model's task)."),
           samples: int = typer.Option(20, min=1, help="Samples of --dataset."),
           timeout: float = typer.Option(300.0, min=1, help="Seconds before a configuration's worker is stopped."),
+          target: str = typer.Option(None, "--target", help="Edge target (rk3588, raspberry-pi-5, jetson-orin-nano, "
+                                     "...): run its engines here and show its estimated figures beside them."),
           json_: bool = typer.Option(False, "--json", help="Machine-readable output on stdout."),
           csv: Path = typer.Option(None, help="Also write the rows to this CSV file."),
           markdown: Path = typer.Option(None, help="Also write a Markdown table to this file."),
@@ -43,7 +45,18 @@ def bench(models: list[str] = typer.Argument(..., help=MODEL_HELP + " Several ma
 
     for flag, path in (("--csv", csv), ("--markdown", markdown), ("--json-file", json_file), ("--plot", plot)):
         check_output_path(path, flag=flag)
-    configs, skipped = plan(models, engine_names=[str(e) for e in engine or []] or None,
+    engine_names = [str(e) for e in engine or []] or None
+    chosen = None
+    if target:
+        from edgedeploy import engines as engine_registry
+        from edgedeploy.targets.select import choose, here_engines
+
+        chosen = choose(target, precisions=[str(p) for p in precision or []], engines=engine_names or ())
+        if chosen.key != "local":
+            engine_names = engine_names or here_engines(chosen, [e for e in engine_registry.ENGINES
+                                                                  if engine_registry.available(e)])
+            anchors = False  # the anchors are this machine's engines, not the target's
+    configs, skipped = plan(models, engine_names=engine_names,
                             precisions=[str(p) for p in precision or []] or ["fp32"],
                             threads=threads or [None], shapes=shape or [], batch=batch, anchors=anchors,
                             runs=runs, time_budget_s=time_budget, warmup=warmup, concurrency=concurrency,
@@ -64,15 +77,42 @@ def bench(models: list[str] = typer.Argument(..., help=MODEL_HELP + " Several ma
     if json_:
         import json
 
-        emit_json({**json.loads(report.to_json(results, skipped)), "derived": derived})
+        emit_json({**json.loads(report.to_json(results, skipped)), "derived": derived,
+                   **({"target": _target_figures(chosen, configs)} if chosen else {})})
     else:
         console.print(report.rich_table(results))
         for line in derived_lines:
             console.print(line, markup=False, highlight=False)
         for line in report.skipped_lines(skipped):
             console.print(line, markup=False, highlight=False)
+        if chosen:
+            print_target_figures(_target_figures(chosen, configs))
         for path in (json_file, csv, markdown, plot):
             if path:
                 console.print(f"wrote {path}", markup=False, highlight=False)
     if results and not any(r.ok for r in results):
         raise VerdictError(f"every one of the {len(results)} configurations failed (reasons in the table)")
+
+
+def _target_figures(t, configs) -> dict:
+    """The target's estimated figures for each benchmarked model and precision, labelled estimated."""
+    from edgedeploy.targets.select import estimated, not_the_targets
+
+    seen: dict[str, tuple] = {}
+    for cfg in configs:
+        seen.setdefault(cfg.model, cfg.shape)
+    precisions = list(dict.fromkeys(str(c.precision) for c in configs)) or ["fp32"]
+    rows = [r for model, shape in seen.items() for r in estimated(t, model, shape=shape, precisions=precisions)]
+    return {"key": t.key, "isa": t.isa, "note": not_the_targets(t), "estimated": rows}
+
+
+def print_target_figures(fig: dict) -> None:
+    from edgedeploy.cli.output import table
+
+    if fig["note"]:
+        console.print(fig["note"], markup=False, highlight=False)
+    if fig["estimated"]:
+        console.print(table(f"{fig['key']}: estimated, not measured", ["model", "precision", "unit", "latency (estimated)",
+                                                                      "band"],
+                            [[r["model"], r["precision"], r["unit"], f"{r['latency_ms']:.2f} ms",
+                              f"{r['latency_low_ms']:.2f}-{r['latency_high_ms']:.2f} ms"] for r in fig["estimated"]]))

@@ -39,6 +39,8 @@ def _findings(findings) -> None:
 def deploy(config: Path = typer.Argument(..., help="Deployment YAML (seed 000's format plus `model:`)."),
            out: Path = typer.Option(None, "-o", "--out", help="Deployment directory to write (default: "
                                                              "deployments/<model> beside the YAML)."),
+           target: str = typer.Option(None, "--target", help="Edge target, replacing the YAML's hardware: (rk3588, "
+                                      "raspberry-pi-5, jetson-orin-nano, ...; local = this machine)."),
            json_: bool = typer.Option(False, "--json", help="Machine-readable output.")):
     """Find the best engine x precision x threads x batch on this machine that meets every target; write it.
 
@@ -49,13 +51,23 @@ def deploy(config: Path = typer.Argument(..., help="Deployment YAML (seed 000's 
 
     config = check_input_file(config, flag="CONFIG")
     out = check_output_path(out or config.parent / "deployments" / config.stem, flag="-o", directory=True)
+    hardware = None
+    if target:
+        from edgedeploy.deploy.config import load as load_config
+        from edgedeploy.targets.select import choose
+
+        chosen = choose(target)
+        wanted = load_config(config, check_model=False).deployment.precisions()
+        if wanted and not set(wanted) & set(chosen.precisions()):
+            chosen.runtimes_for(wanted[0])  # raises: names the precisions the target's engines run
+        hardware = chosen.key
     with progress(not json_) as bar:
         task = bar.add_task("tuning", total=None)
 
         def step(stage: str, done: int, total: int) -> None:
             bar.update(task, description=stage, completed=done, total=total)
 
-        report = run_deploy(config, out, progress=step)
+        report = run_deploy(config, out, progress=step, hardware=hardware)
     if json_:
         emit_json(report.to_dict())
         if not report.met:

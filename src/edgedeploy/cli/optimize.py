@@ -41,6 +41,11 @@ def optimize(model: str = typer.Argument(..., help=MODEL_HELP + " Also PyTorch: 
                                          "distillation from the original on the --calib data); 0: none."),
              distill_steps: int = typer.Option(600, "--distill-steps", min=1,
                                                help="Distillation steps after pruning (batch 8, 192-pixel windows)."),
+             target: str = typer.Option(None, "--target", help="Edge target (rk3588, raspberry-pi-5, jetson-orin-nano, "
+                                        "...): optimise for an engine it runs; its latency is shown estimated."),
+             time_budget: float = typer.Option(None, "--time-budget", min=0.1,
+                                               help="Seconds of distillation at most (with --prune): it stops there "
+                                               "and the model so far is still measured and reported."),
              json_: bool = typer.Option(False, "--json", help="Machine-readable output.")):
     """Make MODEL smaller and faster on the target engine without losing more than --max-accuracy-drop.
 
@@ -49,29 +54,39 @@ def optimize(model: str = typer.Argument(..., help=MODEL_HELP + " Also PyTorch: 
     writes nothing and exits 1. Size, accuracy and latency before/after are measured here, now.
     """
     import logging
+    import sys
 
     from edgedeploy.errors import VerdictError
     from edgedeploy.optimize import optimize as run, report_path
 
     phase = logging.getLogger("edgedeploy.optimize")
+    chosen = None
+    if target:
+        engine, chosen = _for_target(target, engine, precision)
     try:
         with progress(not json_) as bar:
             job = bar.add_task("optimising", total=None)
 
+            lines = not json_ and not sys.stderr.isatty()
+
             def say(msg: str) -> None:
                 bar.update(job, description=msg)
-                phase.debug("%s", msg)  # phase lines in logs (--log-level debug), where no bar is drawn
+                phase.debug("%s", msg)
+                if lines:  # no bar is drawn off a terminal: one line per phase (and per 10% of long ones)
+                    print(f"optimize: {msg}", file=sys.stderr, flush=True)
 
             r = run(model, output, engine=engine, precision=precision, calib=calib, calib_method=calib_method,
                     calib_samples=calib_samples, task=task, like=like, card=card, data=data, goal=goal,
                     max_accuracy_drop=max_accuracy_drop, eval_samples=eval_samples, threads=threads,
-                    latency_rounds=rounds, prune=prune, distill_steps=distill_steps, progress=say)
+                    latency_rounds=rounds, prune=prune, distill_steps=distill_steps, time_budget=time_budget,
+                    progress=say)
     except VerdictError as exc:  # the figures for machines; the one line and exit 1 come from the CLI's contract
         if json_:
             emit_json({"written": False, "verdict": str(exc), **exc.figures})
         raise
+    figures = _target_figures(chosen, model, r) if chosen else None
     if json_:
-        return emit_json(r.to_dict())
+        return emit_json({**r.to_dict(), **({"target": figures} if figures else {})})
     console.print(table(f"{r.model} → {r.output} ({r.precision} on {r.engine}, {r.recipe})",
                         ["", "before", "after"], r.summary_rows()))
     console.print(table("latency on each candidate", ["candidate", "median ms", "min ms"],
@@ -82,3 +97,32 @@ def optimize(model: str = typer.Argument(..., help=MODEL_HELP + " Also PyTorch: 
     for line in [*(f"pass: {p}" for p in r.passes), f"calibration: {r.calibration}", f"accuracy: {r.metric_source}",
                  f"latency: {r.latency_method}", *(f"note: {n}" for n in r.notes), f"wrote {r.output} and {report_path(r.output)}"]:
         console.print(line, markup=False, highlight=False)
+    if figures:
+        from edgedeploy.cli.bench import print_target_figures
+
+        print_target_figures(figures)
+
+
+def _for_target(name: str, engine: str, precision: str):
+    """The engine to optimise for on target ``name`` (one it runs that optimize makes models for)."""
+    from edgedeploy.errors import UserError
+    from edgedeploy.targets.select import choose, here_engines
+
+    t = choose(name, precisions=[precision] if precision != "auto" else [], engines=[engine])
+    if t.key == "local":
+        return engine, t
+    usable = here_engines(t, ("onnxruntime", "openvino"))
+    if engine == "auto":
+        if not usable:
+            raise UserError(f"optimize makes ONNX Runtime and OpenVINO models; {t.key} runs neither: "
+                            f"edgedeploy deploy with hardware: {t.key} makes its artefacts")
+        engine = usable[0]
+    return engine, t
+
+
+def _target_figures(t, model: str, r) -> dict:
+    """The target's estimate at the result's precision, costed on the source model (its shape is known)."""
+    from edgedeploy.targets.select import estimated, not_the_targets
+
+    return {"key": t.key, "isa": t.isa, "note": not_the_targets(t),
+            "estimated": estimated(t, model, precisions=[str(r.precision)])}

@@ -6,6 +6,8 @@ Accepted ``path`` forms (:func:`load`):
   cannot be read are skipped and counted;
 - an ImageNet-style labelled folder: every image sits in a class sub-folder (``root/cat/1.jpg``)
   and the card's task classifies (or it has labels); class names map to the card's ``labels`` (or, without labels, to sorted folder names / integers);
+- detection labels: a COCO JSON file, or images with YOLO txt labels (a folder, when the card's
+  task detects): see :mod:`edgedeploy.datasets.user_boxes`;
 - a CSV file of ``path,label`` rows (paths relative to the CSV's folder, never outside it);
 - a video (every ``video_step``-th frame);
 - ``.npy`` / ``.npz`` tensors, fed as they are (a folder of them, or one file: N samples stacked).
@@ -18,11 +20,11 @@ from __future__ import annotations
 
 import csv
 import logging
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from edgedeploy.datasets.user_data import UserData, read_image
 from edgedeploy.errors import UserError
 from edgedeploy.vocab import Task
 
@@ -36,41 +38,6 @@ CLASSIFYING = (Task.CLASSIFICATION, Task.CLS, Task.ORIENTATION)
 MIN_SAMPLES = 8
 
 
-@dataclass
-class UserData:
-    """Model-ready samples (each 1 x ... float32), optional class labels, and what was read."""
-
-    tensors: list[np.ndarray]
-    source: str
-    labels: list[int] | None = None
-    classes: tuple[str, ...] = ()
-    skipped: int = 0
-    notes: list[str] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.tensors)
-
-    def take(self, idx) -> UserData:
-        return replace(self, tensors=[self.tensors[i] for i in idx],
-                       labels=None if self.labels is None else [self.labels[i] for i in idx])
-
-
-def read_image(path: Path) -> np.ndarray | None:
-    """BGR uint8 image (OpenCV's convention), via OpenCV then Pillow; None if neither reads it."""
-    import cv2
-
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is not None:
-        return img
-    try:
-        from PIL import Image
-
-        with Image.open(path) as im:
-            return np.ascontiguousarray(np.asarray(im.convert("RGB"))[:, :, ::-1])
-    except Exception:  # Pillow raises many types for files it does not understand
-        return None
-
-
 def load(path: str | Path, *, card=None, limit: int | None = None, min_samples: int = MIN_SAMPLES,
          video_step: int = 10, what: str = "data") -> UserData:
     """Samples from ``path`` (see the module doc); images go through ``card`` (a resolved
@@ -82,6 +49,10 @@ def load(path: str | Path, *, card=None, limit: int | None = None, min_samples: 
     suffix = p.suffix.lower()
     if p.is_file() and suffix == ".csv":
         data = _csv(p, card, what)
+    elif p.is_file() and suffix == ".json":
+        from edgedeploy.datasets import user_boxes
+
+        data = user_boxes.coco(p, _need_card(card, what, p), what)
     elif p.is_file() and suffix in VIDEO_SUFFIXES:
         data = _video(p, card, video_step, limit, what)
     elif p.is_file() and suffix in TENSOR_SUFFIXES:
@@ -90,7 +61,7 @@ def load(path: str | Path, *, card=None, limit: int | None = None, min_samples: 
         data = _folder(p, card, what)
     else:
         raise UserError(f"{what} {path}: unsupported file type {suffix or 'none'!r}; expected a folder, .csv, "
-                        f"a video ({', '.join(VIDEO_SUFFIXES)}) or .npy/.npz")
+                        f"a COCO JSON file, a video ({', '.join(VIDEO_SUFFIXES)}) or .npy/.npz")
     if limit is not None and len(data) > limit:
         data = data.take(range(limit))
     for i, t in enumerate(data.tensors):
@@ -137,6 +108,11 @@ def _folder(root: Path, card, what: str) -> UserData:
     candidates = [f for f in files if f.suffix.lower() not in (".txt", ".json", ".csv", ".yaml", ".md")]
     if not candidates:
         raise UserError(f"{what} {root}: no images or tensors found (searched recursively)")
+    if card is not None and card.task in (Task.DETECTION, Task.DET):
+        from edgedeploy.datasets import user_boxes
+
+        if any(user_boxes.yolo_label_file(f) for f in candidates):  # YOLO txt labels beside (or parallel to) them
+            return user_boxes.yolo(root, candidates, _need_card(card, what, root), what)
     parents = {f.parent for f in candidates}
     class_folders = all(p.parent == root for p in parents) and len(parents) >= 2
     # Sub-folders are classes only when the card says the model classifies (a task or labels): an

@@ -87,14 +87,17 @@ def resolved_config(cfg: cfgmod.DeploymentConfig) -> dict:
 
 
 def deploy(config_path: str | Path, out_dir: str | Path | None = None, *, measure=None, produce=None,
-           progress=None) -> DeployReport:
+           progress=None, hardware: str | None = None) -> DeployReport:
     """Load and validate the YAML, tune here, and (when every target is met) write ``out_dir`` with the
-    chosen :class:`~edgedeploy.plan.DeploymentPlan` in its manifest."""
+    chosen :class:`~edgedeploy.plan.DeploymentPlan` in its manifest. ``hardware`` (a target key)
+    replaces the YAML's ``deployment.hardware``."""
     from edgedeploy.deploy.doctor import advise
     from edgedeploy.fsio import scratch_dir
     from edgedeploy.ingest import load_model
 
     cfg = cfgmod.load(config_path)
+    if hardware:
+        cfg = cfg.model_copy(update={"deployment": cfg.deployment.model_copy(update={"hardware": hardware})})
     on_result = _monitor(cfg)
     measure = measure or bench_measure(cfg, on_result=on_result)
     with scratch_dir("tune") as work:  # the made models, until the chosen one is copied into the deployment
@@ -107,6 +110,7 @@ def deploy(config_path: str | Path, out_dir: str | Path | None = None, *, measur
             est = _named_estimate(cfg, result)
         advice = [] if result.met else advise(cfg, result, est)
         written = None
+        artifacts: list = []
         if result.met and out_dir is not None:
             plan = result.plan
             model = load_model(plan.model.path, plan.model.params)
@@ -116,14 +120,20 @@ def deploy(config_path: str | Path, out_dir: str | Path | None = None, *, measur
                       "reference_accuracy": result.reference_accuracy,
                       "measurements": [m.to_dict() for m in result.measurements],
                       "pruned": [asdict(p) for p in result.pruned]}
-            written = manifest.write(out_dir, model=model, resolved=resolved_config(cfg), record=record, plan=plan)
+            written = manifest.write(out_dir, model=model, resolved=resolved_config(cfg), record=record, plan=plan,
+                                     before_sign=lambda d: _target_artifacts(cfg, d, result, progress, artifacts))
         elif out_dir is not None:
             notes.append(f"nothing written to {out_dir}: a deployment is written only when every target is met")
+    return DeployReport(cfg, result, written, est, advice, notes, artifacts)
+
+
+def _target_artifacts(cfg, directory: Path, result: TuneResult, progress, into: list) -> dict:
+    """The named target's artefacts, built into the deployment before it is signed (so they are listed)."""
     from edgedeploy.targets.build import for_deployment
 
-    artifacts = for_deployment(cfg, out_dir, shape=tuple(result.shape),
-                               progress=progress and (lambda what: progress(what, 0, None))) if written else []
-    return DeployReport(cfg, result, written, est, advice, notes, artifacts)
+    into.extend(for_deployment(cfg, directory, shape=tuple(result.shape),
+                               progress=progress and (lambda what: progress(what, 0, None))))
+    return {"target_artifacts": [a.to_dict() for a in into]} if into else {}
 
 
 def _named_estimate(cfg, result: TuneResult):

@@ -73,9 +73,10 @@ def _as_probe(r) -> dict:
             "notes": list(r.notes)}
 
 
-def _clearly_faster(a: dict, b: dict, by: float = 1.0) -> bool:
-    """``a`` faster than ``b`` beyond the noise: a's 95% interval entirely below b's, by a factor ``by``."""
-    return a["ok"] and b["ok"] and a["p50_high"] < b["p50_low"] * by
+def _clearly_faster(a: dict, b: dict) -> bool:
+    """``a`` faster than ``b`` beyond the noise band (:mod:`edgedeploy.engines.timing`): a's 95% interval of
+    the median entirely below b's. No margin on top: the interval is the evidence."""
+    return a["ok"] and b["ok"] and a["p50_high"] < b["p50_low"]
 
 
 def _subject(target: str):
@@ -195,27 +196,32 @@ def _slow(model, engine, base, run, installed, threads, cores, fusion, method) -
         if other["ok"]:
             on, off = (base, other) if fusion else (other, base)
             ev = [f"graph optimisation on: {fmt_ms(on['p50'])}, off: {fmt_ms(off['p50'])} ({method})"]
-            if not fusion and _clearly_faster(on, off, 0.9):
+            if not fusion and _clearly_faster(on, off):
                 out.append(Finding("slow", "problem", "graph optimisation (operator fusion) is off", ev,
                                    [f"set operator_fusion: true — measured {off['p50'] / on['p50']:.1f}x faster"]))
             else:
                 out.append(Finding("slow", "ok", "graph optimisation", ev))
     if threads < cores:
         more = run(engine, threads=cores)
-        if _clearly_faster(more, base, 0.85):
+        if _clearly_faster(more, base):
             out.append(Finding("slow", "problem", f"{threads} thread(s) of {cores}",
                                [f"{threads} threads: {fmt_ms(base['p50'])}; {cores}: {fmt_ms(more['p50'])} ({method})"],
                                [f"thread_num: {cores} (costs power: see the power target)"]))
     alts = {e: run(e) for e in installed if e != engine}
-    faster = {e: r for e, r in alts.items() if _clearly_faster(r, base, 0.9)}
-    ev = [here] + [f"{e}: {fmt_ms(r['p50'])}" if r["ok"] else f"{e}: fails ({r['error'][:120]})" for e, r in alts.items()]
+    faster = {e: r for e, r in alts.items() if _clearly_faster(r, base)}
+    ev = [here] + [f"{e}: {fmt_ms(r['p50'])} ({fmt_ms(r['p50_low'])}-{fmt_ms(r['p50_high'])})" if r["ok"]
+                   else f"{e}: fails ({r['error'][:120]})" for e, r in alts.items()]
     if faster:
         best = min(faster, key=lambda e: faster[e]["p50"])
         out.append(Finding("slow", "problem", f"{engine} is not the fastest engine for this model", ev + [method],
                            [f"use {best}: measured {base['p50'] / faster[best]['p50']:.1f}x faster "
                             f"(deployment.engines: [{best}])"]))
-    else:
+    elif all(not r["ok"] or _clearly_faster(base, r) for r in alts.values()):
         out.append(Finding("slow", "ok", f"{engine} is the fastest installed engine here", ev + [method]))
+    else:  # the 95% intervals overlap: the evidence cannot rank them, and doctor does not pretend it can
+        tied = [e for e, r in alts.items() if r["ok"] and not _clearly_faster(base, r)]
+        out.append(Finding("slow", "ok", f"no installed engine is clearly faster than {engine} "
+                                         f"(within the noise band of {', '.join(tied)})", ev + [method]))
     return out
 
 
@@ -368,7 +374,37 @@ def _accuracy(model, full, dep) -> list[Finding]:
     return [Finding("accuracy", "problem" if weak and int8 else "info",
                     "INT8-sensitive layers (lowest SQNR of per-tensor 8-bit rounding; < 25 dB is risky)",
                     ev + ["method: SQNR = signal/rounding-noise power of weights and of the layer's inputs on 2 "
-                          "image-like inputs"], advice)]
+                          "image-like inputs"], advice)] + _int8_outputs(model, full)
+
+
+def _int8_outputs(model, full, samples: int = 8) -> list[Finding]:
+    """INT8 made for real (the optimiser's recipe and sensitivity ranking, every quantized op type):
+    an output channel it breaks is a problem — a detector's box head is the classic case."""
+    from edgedeploy.optimize import int8_probe
+    from edgedeploy.parity import image_like_input
+
+    try:
+        import onnxruntime as ort
+
+        name = ort.InferenceSession(str(model.onnx_path()), providers=["CPUExecutionProvider"]).get_inputs()[0].name
+        p = int8_probe.probe(model.onnx_path(), [{name: image_like_input(model, tuple(full), seed=s)}
+                                                 for s in range(samples)])
+    except Exception as exc:  # a model ONNX Runtime cannot quantize: said, not fatal to the other checks
+        return [Finding("accuracy", "info", "INT8 not probed: ONNX Runtime could not quantize the model",
+                        [" ".join(str(exc).split())[:300]])]
+    ev = [f"output {o.name}: worst channel {o.channel} at {o.sqnr_db:.1f} dB under INT8" for o in p.outputs]
+    ev += [f"#{i + 1} {e.op} {e.name}: {e.sqnr_db:.1f} dB at its output" for i, e in enumerate(p.ranked[:5])]
+    ev.append(f"method: ONNX Runtime static INT8 on {samples} image-like inputs; per feature channel SQNR against "
+              f"FP32; nodes ranked by the error they add themselves (every quantized op type); < "
+              f"{int8_probe.BROKEN_DB:g} dB on an output channel is broken")
+    if p.broken:
+        keep = ", ".join(f"{e.op} {e.name}" for e in p.ranked[:3])
+        return [Finding("accuracy", "problem", "INT8 breaks " + ", ".join(
+            f"output {o.name} (channel {o.channel}: {o.sqnr_db:.1f} dB)" for o in p.broken), ev,
+            [f"keep the most sensitive nodes in float ({keep}): `edgedeploy optimize MODEL --calib YOUR_IMAGES` "
+             "does this under accuracy control, or deploy at fp16/fp32"])]
+    return [Finding("accuracy", "ok", "INT8 keeps every output channel above "
+                    f"{int8_probe.BROKEN_DB:g} dB", ev)]
 
 
 def advise(cfg, result, named_estimate=None) -> list[Finding]:

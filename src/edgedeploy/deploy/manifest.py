@@ -29,6 +29,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -74,7 +75,7 @@ def _strict(obj):
 
 
 def write(out_dir: str | Path, *, model, resolved: dict, record: dict, plan=None,
-          signing_key=None) -> Path:
+          signing_key=None, before_sign: Callable[[Path], dict | None] | None = None) -> Path:
     """Write the deployment into ``out_dir`` atomically (replacing an existing deployment there).
 
     ``model``: the :class:`~edgedeploy.ingest.Model` to ship (its files are copied).
@@ -82,6 +83,9 @@ def write(out_dir: str | Path, *, model, resolved: dict, record: dict, plan=None
     ``plan``: the chosen :class:`~edgedeploy.plan.DeploymentPlan`, recorded as ``"plan"`` with its model
     file pointing at the copy (relative name and sha256).
     ``signing_key``: an Ed25519 private key (``edgedeploy.security.keys.load_private_key``) that signs it.
+    ``before_sign``: called with the half-built directory once the model and config are in it, to add
+    files that ship with the deployment (a target's artefacts); what it returns joins the manifest's
+    record. Everything it writes is listed and signed like the model.
     """
     from edgedeploy.security import signing
 
@@ -111,6 +115,8 @@ def write(out_dir: str | Path, *, model, resolved: dict, record: dict, plan=None
             resolved["params"] = names[1]
         (tmp / CONFIG).write_text("# written by edgedeploy deploy: the configuration chosen by measuring\n"
                                   + yaml.safe_dump(resolved, sort_keys=False))
+        if before_sign is not None:
+            record = {**record, **(before_sign(tmp) or {})}
         meta = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "edgedeploy": __version__,
                 "python": sys.version.split()[0], "platform": platform.platform(), "engines": engine_versions(),
                 "source_model": {"name": model.name, "path": str(model.path)},

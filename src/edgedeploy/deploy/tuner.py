@@ -350,6 +350,8 @@ def tune(cfg: DeploymentConfig, *, measure: Measure | None = None, produce: Prod
             else:
                 variants.append((e, p, v))
 
+    _int8_decision(cfg, variants, pruned, notes)
+
     def plan(e: str, p: str, v: Variant, t: int, b: int) -> DeploymentPlan:
         options = EngineOptions(threads=t, graph_optimization=dep.operator_fusion,
                                 memory_optimization=dep.memory_optimization, precision=v.runtime_precision)
@@ -432,6 +434,27 @@ def tune(cfg: DeploymentConfig, *, measure: Measure | None = None, produce: Prod
                       measurements=measured, pruned=pruned, reference_accuracy=ref, notes=notes)
 
 
+REFUSED = "optimiser could not make it"
+
+
+def _int8_decision(cfg: DeploymentConfig, variants: list, pruned: list[Pruned], notes: list[str]) -> None:
+    """INT8 asked for (``precision: int8``) but refused by the optimiser on every engine (over the
+    accuracy budget, or not faster): exit 1 with each engine's figures; with ``precision: auto`` the
+    fallback is a note that says why — never a silent FP16/FP32. An engine that cannot run INT8 at
+    all stays a pruned row."""
+    if "int8" not in cfg.deployment.precisions() or any(p == "int8" for _, p, _ in variants):
+        return
+    why = {x.what: x.reason for x in pruned if x.what.endswith(" int8") and x.reason.startswith(REFUSED)}
+    if not why:
+        return
+    lines = "; ".join(f"{w}: {r}" for w, r in why.items())
+    if cfg.deployment.precision != "auto":
+        raise VerdictError(f"precision int8 asked for, but no INT8 model could be made — {lines}. Nothing was "
+                           "deployed; raise evaluation.max_accuracy_drop, give more calibration data, or set "
+                           "precision: auto to accept a float precision", figures={"int8": why})
+    notes.append(f"INT8 not used (precision auto falls back to float): {lines}")
+
+
 def _settle(repeats: list[Measurement], stat: str) -> Measurement:
     """Of repeated measurements of one plan, the least disturbed (lowest upper bound of ``stat``), with the lowest
     memory reading and their spread, keeping the first one's stage and accuracy. Other processes only ever add
@@ -481,10 +504,24 @@ def default_produce(cfg: DeploymentConfig, workdir: str) -> Produce:
     from edgedeploy.benchmarking.plan import precision_skip
 
     source = ModelFile.of(cfg.model, cfg.params)
+    checker = None
 
     def produce(model, engine: str, precision: str):
+        nonlocal checker
         if precision in RUNTIME_PRECISIONS and (precision == "fp32" or not precision_skip(engine, precision)):
-            return Variant(model=source, runtime_precision=precision)
+            if precision == "fp32" or model.zoo is not None or not cfg.evaluation.enable:  # zoo: the harness scores it
+                return Variant(model=source, runtime_precision=precision)
+            from edgedeploy.optimize.runtime_check import RuntimeChecker
+
+            # any other model: every run-time precision checked on the user's data, like INT8
+            checker = checker or RuntimeChecker(cfg.model, card=cfg.card, calib=cfg.evaluation.calibration,
+                                                data=cfg.evaluation.data)
+            chk = checker.check(engine, precision)
+            if chk.drop_points > 100 * cfg.evaluation.max_accuracy_drop + 1e-9:
+                return (f"accuracy {100 * chk.accuracy:.2f} vs {100 * chk.reference:.2f} at fp32 ({chk.source}): "
+                        f"{chk.drop_points:.2f} points down, above max_accuracy_drop "
+                        f"{100 * cfg.evaluation.max_accuracy_drop:g} points")
+            return Variant(model=source, runtime_precision=precision, accuracy=chk.accuracy)
         from edgedeploy import optimize as opt
 
         out = f"{workdir}/{model.name}-{engine}-{precision}.onnx"
@@ -495,7 +532,7 @@ def default_produce(cfg: DeploymentConfig, workdir: str) -> Produce:
                                task=model.zoo.task if model.zoo else None)
         except (UserError, VerdictError) as exc:  # the optimiser's "cannot" for this variant: pruned, said why
             log.info("optimiser made no %s model for %s: %s", precision, engine, exc)
-            return f"optimiser could not make it: {' '.join(str(exc).split())[:200]}"
+            return f"{REFUSED}: {' '.join(str(exc).split())[:400]}"
         return Variant(model=ModelFile.of(res.output, source=str(cfg.model),
                                           made_by=f"edgedeploy.optimize {precision} for {engine}"),
                        accuracy=res.accuracy_after)

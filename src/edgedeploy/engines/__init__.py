@@ -88,8 +88,8 @@ ENGINES: dict[Engine, EngineSpec] = {
         options=("threads", "graph_optimization", "memory_optimization", "mkldnn", "device"),
         description="Paddle Inference: Paddle-format models, CPU with oneDNN (MKLDNN), CUDA GPU",
     ),
-    "ncnn": EngineSpec(
-        name="ncnn",
+    Engine.NCNN: EngineSpec(
+        name=Engine.NCNN,
         module="edgedeploy.engines.ncnn",
         package="ncnn",
         install="pip install ncnn==1.0.20261020 && pip install --no-deps pnnx==20261020",

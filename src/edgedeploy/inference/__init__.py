@@ -12,21 +12,27 @@ Code written for ``paddle.inference`` runs with only its import changed::
     y = predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
 
 The engine is ``config.set_engine(name)``, else ``$EDGEDEPLOY_ENGINE``, else ``auto`` (Paddle
-Inference for Paddle models, ONNX Runtime for ONNX).
+Inference for Paddle models, ONNX Runtime for ONNX). Calls that cannot take effect here (TensorRT
+without an NVIDIA GPU, BF16 on an engine without a BF16 path, the engines' optimised-graph cache)
+warn once, in one line, saying why and what does the job instead — as Paddle does for a missing GPU.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
 from edgedeploy import engines
 from edgedeploy.engines import EngineOptions, Session
+from edgedeploy.engines.base import warn_once
 from edgedeploy.errors import UserError
+from edgedeploy.inference.paddle_api import PrecisionType, PredictorPool, get_version, tensorrt_note
 
-__all__ = ["Config", "Predictor", "Tensor", "create_predictor"]
+__all__ = ["Config", "Predictor", "PrecisionType", "PredictorPool", "Tensor", "create_predictor", "get_version"]
 
 ENGINE_ENV = "EDGEDEPLOY_ENGINE"
 
@@ -40,10 +46,34 @@ class Config:
         self._params = params
         self._options = EngineOptions()
         self._engine: str | None = None
+        self._buffer_dir: tempfile.TemporaryDirectory | None = None  # set_model_buffer's private copy
+        self._tensorrt = False
+        self._trt_precision = PrecisionType.Float32
 
     # --- model -----------------------------------------------------------------------------
     def set_model(self, model: str | os.PathLike, params: str | os.PathLike | None = None) -> None:
         self._model, self._params = model, params
+
+    def set_model_buffer(self, prog_buffer, prog_buffer_size: int, params_buffer=b"",
+                         params_buffer_size: int = 0) -> None:
+        """Load the model from memory (Paddle program + parameters, or ONNX bytes with no
+        parameters). The bytes go to a private directory (0700) that lives as long as this Config:
+        every engine reads files."""
+        prog, params = _as_bytes(prog_buffer)[:int(prog_buffer_size)], _as_bytes(params_buffer)[:int(params_buffer_size)]
+        if not prog:
+            raise UserError("set_model_buffer: the program buffer is empty; pass the model file's bytes and their size")
+        self._buffer_dir = tempfile.TemporaryDirectory(prefix="edgedeploy-buffer-")
+        root = Path(self._buffer_dir.name)
+        if params or not _is_onnx(prog):
+            (root / "model.pdmodel").write_bytes(prog)
+            (root / "model.pdiparams").write_bytes(params)
+            self.set_model(root / "model.pdmodel", root / "model.pdiparams")
+        else:
+            (root / "model.onnx").write_bytes(prog)
+            self.set_model(root / "model.onnx")
+
+    def model_from_memory(self) -> bool:
+        return self._buffer_dir is not None
 
     def model_dir(self) -> str:
         return str(self._model or "")
@@ -67,6 +97,26 @@ class Config:
     def enable_use_gpu(self, memory_pool_init_size_mb: int = 100, device_id: int = 0) -> None:
         """Run on GPU ``device_id``; where the engine sees no GPU it warns once and uses the CPU."""
         self._set(device="gpu", gpu_memory_mb=int(memory_pool_init_size_mb), device_id=int(device_id))
+
+    def enable_tensorrt_engine(self, workspace_size: int = 1 << 30, max_batch_size: int = 1,
+                               min_subgraph_size: int = 3, precision_mode: PrecisionType = PrecisionType.Float32,
+                               use_static: bool = False, use_calib_mode: bool = True, **_ignored) -> None:
+        """Run through TensorRT: ONNX Runtime's TensorRT provider where an NVIDIA GPU and the provider
+        are present. Without them (as Paddle does) it warns once and stays off: TensorRT needs the
+        GPU; for a Jetson, ``edgedeploy deploy`` with ``hardware: jetson-orin-nano`` writes the QDQ model and
+        the TensorRT build settings the box builds its engine from."""
+        why_not = tensorrt_note(self.use_gpu())
+        if why_not:
+            warn_once("inference-tensorrt", why_not)
+            return
+        self._tensorrt, self._trt_precision = True, PrecisionType(precision_mode)
+        self._engine = "onnxruntime"  # its TensorRT provider comes first on a GPU (engines.onnxruntime.providers)
+
+    def tensorrt_engine_enabled(self) -> bool:
+        return self._tensorrt
+
+    def tensorrt_precision_mode(self) -> PrecisionType:
+        return self._trt_precision
 
     def disable_gpu(self) -> None:
         self._set(device="cpu")
@@ -103,6 +153,20 @@ class Config:
 
     def mkldnn_enabled(self) -> bool:
         return self._options.mkldnn
+
+    def enable_mkldnn_bfloat16(self) -> None:
+        """BF16 arithmetic on the CPU: OpenVINO's BF16 inference precision (AVX-512 BF16/AMX CPUs).
+        Other engines have no BF16 path; :func:`create_predictor` warns once and runs FP32."""
+        self._set(precision="bf16")
+
+    def mkldnn_bfloat16_enabled(self) -> bool:
+        return self._options.precision == "bf16"
+
+    def set_optim_cache_dir(self, opt_cache_dir: str | os.PathLike) -> None:
+        """Accepted; warns once: edgedeploy caches its own conversions (Paddle→ONNX, ONNX→ncnn)
+        under ``$EDGEDEPLOY_CACHE``, and the engines' optimised-graph caches are not exposed."""
+        warn_once("inference-optim-cache", f"set_optim_cache_dir({str(opt_cache_dir)!r}) has no effect: edgedeploy "
+                  "caches its conversions under $EDGEDEPLOY_CACHE; the engines' optimised-graph caches are not exposed")
 
     def disable_glog_info(self) -> None:
         """Accepted for compatibility: edgedeploy logs through ``logging``."""
@@ -197,7 +261,16 @@ class Predictor:
         return list(self._outputs.values()) if inputs is not None else None
 
     def clone(self) -> Predictor:
-        return create_predictor(self._config)
+        """Another predictor on the same loaded model, sharing its weights (as Paddle's clone does):
+        nothing is re-read; each clone has its own input/output handles and may run in its own thread."""
+        return Predictor(self.session.clone_instance(), self._config)
+
+    def try_shrink_memory(self) -> int:
+        """Drop the input and output arrays this predictor holds; returns the bytes released
+        (the engines size their own arenas; ONNX Runtime's shrink per run with memory_optim)."""
+        held = sum(a.nbytes for a in self._feeds.values()) + sum(a.nbytes for a in (self._outputs or {}).values())
+        self._feeds, self._outputs = {}, None
+        return held
 
     def engine(self) -> str:
         return self.session.engine
@@ -219,4 +292,20 @@ def create_predictor(config: Config) -> Predictor:
         raise UserError("Config has no model: Config('model.pdmodel', 'model.pdiparams') or Config('model.onnx')")
     session = engines.load(str(config._model), engine=config.engine(), options=config.options(),
                            params=config._params)
+    if config.mkldnn_bfloat16_enabled() and session.engine != "openvino":
+        warn_once(f"inference-bf16-{session.engine}", f"enable_mkldnn_bfloat16: {session.engine} has no BF16 path; "
+                  "running FP32 (config.set_engine('openvino') runs BF16 on CPUs with AVX-512 BF16/AMX)")
     return Predictor(session, config)
+
+
+def _as_bytes(buffer) -> bytes:
+    return buffer.encode("latin-1") if isinstance(buffer, str) else bytes(buffer or b"")
+
+
+def _is_onnx(data: bytes) -> bool:
+    import onnx
+
+    try:
+        return bool(onnx.load_from_string(data).graph.node)
+    except Exception:  # not an ONNX ModelProto: a Paddle program
+        return False

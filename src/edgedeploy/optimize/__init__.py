@@ -112,7 +112,7 @@ def optimize(model, out: str | Path, *, engine: str = "auto", precision: str = "
              threads: int = 2, latency_rounds: int = 5, max_float_share: float = MAX_FLOAT_SHARE,
              min_calib_samples: int = calibration.MIN_SAMPLES, prune: float = 0.0,
              distill_steps: int = DISTILL_STEPS, distill_samples: int = DISTILL_SAMPLES,
-             progress: Callable[[str], None] | None = None) -> OptimizeReport:
+             time_budget: float | None = None, progress: Callable[[str], None] | None = None) -> OptimizeReport:
     """Optimise ``model`` for ``engine`` and write it to ``out`` (.onnx) — only if it is worth it.
 
     model: zoo name, .onnx, Paddle model, or PyTorch (``nn.Module`` with ``card``, ``.pt``, ``.pt2``,
@@ -130,6 +130,9 @@ def optimize(model, out: str | Path, *, engine: str = "auto", precision: str = "
     goal: "speed" (the result must be faster than the best FP32 configuration on its engine) or
         "size" (it must be smaller).
     max_accuracy_drop: the most the metric may fall, in points (0..100 scale, absolute).
+    prune, distill_steps, time_budget: structured pruning of that fraction of channels, then
+        distillation from the original for at most ``distill_steps`` steps or ``time_budget`` seconds
+        (:func:`edgedeploy.optimize.prune.prune_and_distill`).
 
     Returns the :class:`OptimizeReport`. Raises :class:`VerdictError` (nothing written) when no
     model is within budget, or the one within budget is not faster (smaller) than FP32.
@@ -219,7 +222,8 @@ def optimize(model, out: str | Path, *, engine: str = "auto", precision: str = "
             name = fp32.inputs[0].name
             say(f"pruning {prune:.0%} of channels, then distilling")
             pruned = pruning.prune_and_distill(g_path, g_path, [f[name] for f in data_feeds], ratio=prune,
-                                               steps=distill_steps, threads=threads)
+                                               steps=distill_steps, threads=threads, say=say,
+                                               time_budget_s=time_budget)
         if task:
             scorer = _TaskScorer(task, entry.name if entry else None, eval_samples, threads)
         else:
@@ -227,7 +231,7 @@ def optimize(model, out: str | Path, *, engine: str = "auto", precision: str = "
 
             held = held or user_data.random_held_out(fp32, m, eval_samples)
             scorer = guard.HeldOutScorer(held.feeds, ref_path=src, labels=held.labels, source=held.source,
-                                         threads=threads, task=card_obj.task if card_obj else None)
+                                         threads=threads, task=card_obj.task if card_obj else None, boxes=held.boxes)
         fp32.release()
 
         say(f"accuracy of the FP32 model ({scorer.metric})")

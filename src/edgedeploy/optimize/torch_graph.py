@@ -7,7 +7,8 @@ graph node by node with torch operators: every Conv/ConvTranspose becomes a real
 Tracing that forward through autograd is how torch-pruning finds which channels are coupled
 (residual adds, concatenations, squeeze-excitation products).
 
-Only the operators of fully convolutional models (PP-OCR det) are covered; any other operator is refused
+The operators of convolutional networks are covered — fully convolutional ones (PP-OCR det, U-Nets)
+and classifiers (Flatten/Reshape to a Gemm head, which becomes an ``nn.Linear``); any other operator is refused
 by name (``onnx2torch`` covers more but imports torchvision, which has no CPU build here).
 After pruning, :func:`write_back` puts the new weights into the original graph.
 """
@@ -28,7 +29,9 @@ _ELEMENTWISE = {"Add": torch.add, "Mul": torch.mul, "Sub": torch.sub, "Div": tor
 _UNARY = {"Relu": torch.relu, "Sigmoid": torch.sigmoid, "Erf": torch.erf, "HardSwish": F.hardswish,
           "Tanh": torch.tanh, "Identity": lambda x: x}
 SUPPORTED = sorted({"Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "ReduceMean",
-                    "Resize", "Concat", "HardSigmoid", "Clip", "LeakyRelu", *_ELEMENTWISE, *_UNARY})
+                    "Resize", "Concat", "HardSigmoid", "Clip", "LeakyRelu", "Flatten", "Reshape", "Gemm",
+                    *_ELEMENTWISE, *_UNARY})
+WEIGHTED = ("Conv", "ConvTranspose", "Gemm")  # the nodes whose weights become torch modules
 
 
 def _attrs(node) -> dict:
@@ -80,13 +83,19 @@ class TorchGraph(nn.Module):
                 self._consts[node.output[0]] = torch.from_numpy(numpy_helper.to_array(at["value"]).copy())
                 continue
             key = None
-            if node.op_type in ("Conv", "ConvTranspose"):
+            if node.op_type in WEIGHTED:
                 key = f"n{i}"
-                self.convs[key] = self._conv(node, at, inits)
+                self.convs[key] = self._linear(node, at, inits) if node.op_type == "Gemm" else self._conv(node, at, inits)
                 ins = [node.input[0]]
             else:
                 ins = list(node.input)
             self.steps.append((node.op_type, ins, list(node.output), at, key))
+        for op, ins, _, _, _ in self.steps:
+            if op == "Reshape":  # only a classifier's flatten (batch kept, the rest in one axis) survives pruning
+                shape = inits.get(ins[1]) if ins[1] in inits else self._consts.get(ins[1])
+                if shape is None or np.asarray(shape).size != 2:
+                    raise UserError(f"Reshape to {None if shape is None else np.asarray(shape).tolist()} is not a "
+                                    "flatten (N x features); pruning covers that Reshape only")
         used = {n for s in self.steps for n in s[1]}
         for name, arr in inits.items():
             if name in used:
@@ -101,6 +110,25 @@ class TorchGraph(nn.Module):
                 if t is not None and t.ndim >= 2 and max(t.shape[1:], default=1) > 1:
                     raise UserError(f"{op} input {name!r} is a per-channel constant; pruning covers graphs whose "
                                     "channel-wise weights are all in convolutions (fuse BatchNorm first)")
+
+    @staticmethod
+    def _linear(node, at: dict, inits: dict) -> nn.Linear:
+        """Gemm with its weight (and bias) as initializers, alpha = beta = 1, A not transposed → nn.Linear."""
+        if node.input[1] not in inits or (len(node.input) > 2 and node.input[2] and node.input[2] not in inits):
+            raise UserError(f"Gemm {node.name!r} takes its weights from another node; pruning needs them as initializers")
+        if at.get("transA", 0) or at.get("alpha", 1.0) != 1.0 or at.get("beta", 1.0) != 1.0:
+            raise UserError(f"Gemm {node.name!r} uses transA/alpha/beta, which pruning does not cover")
+        w = np.array(inits[node.input[1]])
+        w = w if at.get("transB", 0) else w.T  # nn.Linear holds (out, in)
+        b = inits.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        if b is not None and np.asarray(b).ndim != 1:
+            raise UserError(f"Gemm {node.name!r} has a {np.asarray(b).ndim}-D bias; pruning covers a per-output one")
+        m = nn.Linear(w.shape[1], w.shape[0], bias=b is not None)
+        with torch.no_grad():
+            m.weight.copy_(torch.from_numpy(np.ascontiguousarray(w)))
+            if b is not None:
+                m.bias.copy_(torch.from_numpy(np.array(b)))
+        return m
 
     @staticmethod
     def _conv(node, at: dict, inits: dict) -> nn.Module:
@@ -136,7 +164,9 @@ class TorchGraph(nn.Module):
             return env[name] if name in env else self._consts[name]
 
         for op, ins, outs, at, key in self.steps:
-            if key is not None:
+            if key is not None and op == "Gemm":
+                y = self.convs[key](env[ins[0]])
+            elif key is not None:
                 x_in = env[ins[0]]
                 if op == "Conv":
                     conv = self.convs[key]
@@ -163,6 +193,10 @@ class TorchGraph(nn.Module):
                 y = get(ins[0]).mean(dim=tuple(axes), keepdim=bool(at.get("keepdims", 1)))
             elif op == "Concat":
                 y = torch.cat([get(i) for i in ins], dim=at["axis"])
+            elif op == "Flatten":
+                y = torch.flatten(get(ins[0]), at.get("axis", 1))
+            elif op == "Reshape":  # a classifier's flatten: keep the batch, the rest in one axis (pruning changes it)
+                y = get(ins[0]).reshape(get(ins[0]).shape[0], -1)
             elif op in ("MaxPool", "AveragePool"):
                 y = self._pool(op, get(ins[0]), at)
             elif op == "Resize":
@@ -217,13 +251,27 @@ def write_back(module: TorchGraph, model: onnx.ModelProto) -> onnx.ModelProto:
         tensors = [conv.weight] + ([conv.bias] if conv.bias is not None else [])
         for slot, tensor in enumerate(tensors, start=1):
             name = node.input[slot]
-            if users.get(name, 0) > 1:
-                raise UserError(f"weight {name!r} is shared by several nodes; pruning needs one weight per convolution")
             arr = tensor.detach().cpu().numpy().astype(np.float32)
+            if op == "Gemm" and slot == 1 and not _attrs(node).get("transB", 0):
+                arr = np.ascontiguousarray(arr.T)
+            if users.get(name, 0) > 1:  # shared by several nodes (an exporter's dedup): untie, one copy per node
+                users[name] -= 1
+                name = f"{name}__{node.name or key}"
+                node.input[slot] = name
+                g.initializer.append(numpy_helper.from_array(arr, name))
+                continue
             init = next(t for t in g.initializer if t.name == name)
             init.CopyFrom(numpy_helper.from_array(arr, name))
         for a in node.attribute:
             if a.name == "group":
                 a.i = conv.groups
+    consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    for n in g.node:
+        if n.op_type == "Constant":
+            consts[n.output[0]] = numpy_helper.to_array(helper.get_attribute_value(n.attribute[0]))
+    for i, node in enumerate(n for n in g.node if n.op_type == "Reshape"):  # a flatten: its feature count changed
+        first = int(np.asarray(consts[node.input[1]]).ravel()[0])
+        node.input[1] = f"{node.input[1]}__flatten{i}"
+        g.initializer.append(numpy_helper.from_array(np.array([first, -1], np.int64), node.input[1]))
     del g.value_info[:]  # channel counts changed: the old shapes would mislead quantizers and engines
     return onnx.shape_inference.infer_shapes(out)

@@ -28,6 +28,7 @@ class HeldOut:
     source: str
     labels: list[int] | None = None
     notes: list[str] = field(default_factory=list)
+    boxes: list[np.ndarray] | None = None
 
 
 def _as_data(x, card, *, what: str, min_samples: int) -> user.UserData:
@@ -65,7 +66,7 @@ def prepare(session, model_path, card, *, calib, data, calib_samples: int | None
                                   min_samples=min_calib)
     calib_set.source = statement
     held = HeldOut([{name: t.astype(calib_set.feeds[0][name].dtype, copy=False)} for t in ev.tensors], statement,
-                   labels=ev.labels, notes=[*first.notes, *(ev.notes if both else [])])
+                   labels=ev.labels, notes=[*first.notes, *(ev.notes if both else [])], boxes=ev.boxes)
     return calib_set, held
 
 

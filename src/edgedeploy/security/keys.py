@@ -87,24 +87,22 @@ def load_private_key(path: str | os.PathLike) -> Ed25519PrivateKey:
     if os.name == "posix" and p.stat().st_mode & 0o077:
         raise UserError(f"private key {p} is readable by other users (mode {p.stat().st_mode & 0o777:o}); "
                         f"expected 600: run `chmod 600 {p}`")
-    try:
-        key = serialization.load_pem_private_key(p.read_bytes(), password=None)
-    except (ValueError, TypeError) as exc:
-        raise UserError(f"{p} is not an unencrypted PEM private key ({exc}); expected a file made by "
-                        "`edgedeploy keys generate`") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise UserError(f"{p} holds a {type(key).__name__}, expected an Ed25519 private key")
-    return key
+    return _load_pem(p, lambda data: serialization.load_pem_private_key(data, password=None), Ed25519PrivateKey,
+                     "an unencrypted PEM private key", "a file")
 
 
 def _load_public(p: Path) -> Ed25519PublicKey:
+    return _load_pem(p, serialization.load_pem_public_key, Ed25519PublicKey, "a PEM public key", "a .pub file")
+
+
+def _load_pem(p: Path, load, kind: type, what: str, made: str):
+    """The key of type ``kind`` that ``load`` reads from PEM file ``p``, or one UserError line saying why not."""
     try:
-        key = serialization.load_pem_public_key(p.read_bytes())
+        key = load(p.read_bytes())
     except (ValueError, TypeError) as exc:
-        raise UserError(f"{p} is not a PEM public key ({exc}); expected a .pub file made by "
-                        "`edgedeploy keys generate`") from None
-    if not isinstance(key, Ed25519PublicKey):
-        raise UserError(f"{p} holds a {type(key).__name__}, expected an Ed25519 public key")
+        raise UserError(f"{p} is not {what} ({exc}); expected {made} made by `edgedeploy keys generate`") from None
+    if not isinstance(key, kind):
+        raise UserError(f"{p} holds a {type(key).__name__}, expected an Ed25519 key ({what})")
     return key
 
 

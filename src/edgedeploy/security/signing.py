@@ -37,6 +37,9 @@ SIGNATURE = "manifest.sig"
 FORMAT = 1
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _RESERVED = frozenset({MANIFEST, SIGNATURE})
+# An empty top-level READY file is the model repository's "this copy is complete" marker: it is put
+# there after the signed files arrive, carries nothing and is never read, so it is not listed.
+MARKER = "READY"
 
 
 class VerificationError(UserError):
@@ -166,7 +169,8 @@ def check_files(d: Path, files) -> None:
             present[rel] = st
         elif not stat.S_ISDIR(st.st_mode):
             raise _fail(d, f"{rel} is not a regular file")
-    extra = sorted(set(present) - set(files) - _RESERVED)
+    extra = sorted(set(present) - set(files) - _RESERVED
+                   - ({MARKER} if MARKER in present and present[MARKER].st_size == 0 else set()))
     if extra:
         raise _fail(d, f"unlisted file {extra[0]!r} (not in {MANIFEST})")
     for rel, want in sorted(files.items()):

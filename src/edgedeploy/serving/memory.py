@@ -274,7 +274,7 @@ class MemoryManager:
         give_back_memory()
         before = rss_bytes()
         t0 = time.perf_counter()
-        first = engines.load(str(mv.model_file), engine=cfg.engine, options=options)
+        first = _open(mv, cfg, options)
         try:
             sessions = [first] + [first.clone_instance() for _ in range(cfg.instances - 1)]
             first.run(warmup_feeds(first, cfg.warmup))
@@ -359,3 +359,23 @@ class MemoryManager:
             self._loaded.clear()
         for e in entries:
             self._release(e, kind="unload")
+
+
+def _open(mv, cfg, options: EngineOptions):
+    """A version's session. A deployment directory (from ``edgedeploy deploy``; its manifest was verified
+    when the repository found the version) opens exactly as its recorded plan says: the engine,
+    precision, threads and options that were measured. Any other version opens as its config says."""
+    import json
+
+    manifest = mv.path / "manifest.json"
+    if manifest.is_file():
+        record = json.loads(manifest.read_text())
+        if isinstance(record, dict) and "plan" in record:
+            from edgedeploy.deploy.runtime import deployed_plan
+
+            plan = deployed_plan(mv.path, record)
+            log.info("%s v%d: opening its deployment plan (%s %s, %d threads)", mv.name, mv.version,
+                     plan.engine.value, plan.precision.value, plan.options.threads)
+            return plan.open(base=mv.path)
+    return engines.load(str(mv.model_file), engine=cfg.engine, options=options)
+

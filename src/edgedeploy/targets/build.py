@@ -88,7 +88,7 @@ def build_artifacts(target: str | Target, model, calib, out_dir: str | Path, *, 
     with engines.load(m, engine="onnxruntime") as fp32:
         shape = tuple(shape) if shape else _shape(fp32, m)
         calib = calib if calib is not None else _calibration(fp32, m, task)
-        ctx = _Context(t, m, fp32, shape, calib, out, task, samples, say)
+        ctx = _Context(t, m, fp32, shape, calib, out, task, samples, say, max_accuracy_drop)
         arts = []
         for r in runtimes:
             for p in (p for p in r.precisions if p in wanted):
@@ -116,6 +116,12 @@ class _Context:
     task: str | None
     samples: int | None
     say: Callable[[str], None]
+    budget: float = 0.01
+
+    def over_budget(self, art: Artifact) -> bool:
+        """Whether an INT8 artefact's metric fell more than the budget (and calibration data can fix it)."""
+        drop = _drop(art)
+        return self.calib is not None and drop is not None and drop > self.budget
 
     def feeds(self, n: int = 2) -> list[dict]:
         return list(self.calib.feeds[:n]) if self.calib is not None else [self.fp32.example_feeds(self.shape)]
@@ -261,7 +267,56 @@ def _rknn(ctx: _Context, r: Runtime, precision: str) -> Artifact:
         if name != algorithm:
             path.with_name(f"model-{name}.rknn").unlink(missing_ok=True)
     path.with_name(f"model-{algorithm}.rknn").replace(path)
+    if precision == "int8" and ctx.over_budget(best):
+        _rknn_keep_float(ctx, best, path, algorithm)
     return best
+
+
+def _rknn_keep_float(ctx: _Context, art: Artifact, path: Path, algorithm: str) -> None:
+    """The NPU INT8 model over budget: hybrid quantization keeps the sensitive nodes in float. The
+    toolkit reports no per-node error to us, so the nodes are ranked on ONNX Runtime's QDQ of the
+    same model (:mod:`edgedeploy.optimize.quantize_ort`), then scored on the simulator."""
+    import onnx
+
+    from edgedeploy.optimize.quantize_ort import quantize_static
+    from edgedeploy.targets.rknn import RknnSession
+    from edgedeploy.targets.sensitive import keep_float
+
+    src = ctx.model.onnx_path()
+    graph = onnx.load(str(src), load_external_data=False).graph
+    weights = {i.name for i in graph.initializer}
+    tensors = {n.name: ([i for i in n.input if i and i not in weights] or list(n.input))[0:1] + [n.output[0]]
+               for n in graph.node}
+    hybrid = path.with_name("model-hybrid.rknn")
+    scored: dict[tuple, tuple] = {}
+
+    def rebuild(exclude: list[str]) -> float:
+        subgraphs = [tensors[name] for name in exclude if name in tensors]
+        with RknnSession(src, hybrid, shapes=[ctx.shape], like=ctx.fp32, dtype="int8", calib=ctx.calib.feeds,
+                         algorithm=algorithm, float_subgraphs=subgraphs) as s:
+            acc, _ = ctx.metric(s, "simulated")
+            scored[tuple(exclude)] = (acc.value, ctx.agreement(s, "simulated"), list(s.notes))
+        return acc.value
+
+    ranking = path.with_name("ranking.qdq.onnx")
+    quantize_static(src, ranking, ctx.calib)
+    first = art.accuracy.value
+    try:
+        outcome = keep_float(src, ranking, list(ctx.calib.feeds), quantize=rebuild, first_metric=first,
+                             reference=art.reference.value, budget=ctx.budget, say=ctx.say)
+    except UserError as exc:  # the toolkit refused the float subgraphs: the plain INT8 model stays, said so
+        hybrid.unlink(missing_ok=True)
+        art.notes.append(f"hybrid quantization not applied: {exc}")
+        return
+    finally:
+        ranking.unlink(missing_ok=True)
+    if outcome.float_nodes:
+        value, art.agreement, notes = scored[tuple(n["name"] for n in outcome.float_nodes)]
+        art.accuracy = Figure(value, "simulated", art.accuracy.detail)
+        hybrid.replace(path)
+        art.notes.append("hybrid quantization (RKNN-Toolkit2 hybrid_quantization_step1/2, custom_hybrid)")
+    hybrid.unlink(missing_ok=True)
+    art.notes.append(outcome.note("float on the NPU, ranked on ORT's QDQ") + f"; before: {first:.3f}")
 
 
 def _tensorrt(ctx: _Context, r: Runtime, precision: str) -> Artifact:
@@ -277,7 +332,30 @@ def _tensorrt(ctx: _Context, r: Runtime, precision: str) -> Artifact:
     with engines.load(files[0], engine="onnxruntime") as s:
         art.agreement = ctx.agreement(s, "stand-in")
         art.accuracy, art.reference = ctx.metric(s, "stand-in")
+    if precision == "int8" and ctx.over_budget(art):
+        _tensorrt_keep_float(ctx, art, d, shapes, files[0])
     return art
+
+
+def _tensorrt_keep_float(ctx: _Context, art: Artifact, d: Path, shapes: dict, qdq: Path) -> None:
+    """The QDQ model over budget: the sensitive nodes lose their Q/DQ (TensorRT runs them in FP16)."""
+    from edgedeploy.targets import tensorrt
+    from edgedeploy.targets.sensitive import keep_float
+
+    def rebuild(exclude: list[str]) -> float:
+        tensorrt.write(ctx.model.onnx_path(), d, shapes=shapes, precision="int8", calib=ctx.calib, exclude=exclude)
+        with engines.load(qdq, engine="onnxruntime") as s:
+            acc, _ = ctx.metric(s, "stand-in")
+        return acc.value
+
+    first = art.accuracy.value
+    outcome = keep_float(ctx.model.onnx_path(), qdq, list(ctx.calib.feeds), quantize=rebuild, first_metric=first,
+                         reference=art.reference.value, budget=ctx.budget, say=ctx.say)
+    if outcome.float_nodes:
+        with engines.load(qdq, engine="onnxruntime") as s:
+            art.agreement = ctx.agreement(s, "stand-in")
+            art.accuracy, art.reference = ctx.metric(s, "stand-in")
+    art.notes.append(outcome.note("no Q/DQ: TensorRT runs them in FP16") + f"; before: {first:.3f}")
 
 
 _BUILDERS = {

@@ -65,6 +65,40 @@ def unavailable() -> str | None:
     return None
 
 
+# What each emulated core tells a program about itself. qemu-user shows the program the host's
+# /proc/cpuinfo unless the root has its own, and ORT picks its ARM kernels from it: a file that
+# claims dot-product instructions on a core without them ends in SIGILL (Cortex-A57 is ARMv8.0).
+_CPUS = {  # qemu -cpu: (CPU part, Features)
+    "cortex-a53": ("0xd03", "fp asimd evtstrm aes pmull sha1 sha2 crc32 cpuid"),
+    "cortex-a57": ("0xd07", "fp asimd evtstrm aes pmull sha1 sha2 crc32 cpuid"),
+    "cortex-a72": ("0xd08", "fp asimd evtstrm aes pmull sha1 sha2 crc32 cpuid"),
+    "cortex-a76": ("0xd0b", "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm "
+                            "lrcpc dcpop asimddp"),
+    "neoverse-n1": ("0xd0c", "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm "
+                             "lrcpc dcpop asimddp"),
+}
+
+
+def _describe_cpu(root: Path, cpu: str) -> None:
+    """Make the root's /proc/cpuinfo describe ``cpu`` (written only when it differs; atomic)."""
+    import os
+
+    part, features = _CPUS.get(cpu, _CPUS["cortex-a76"])
+    text = "".join(f"processor\t: {i}\nBogoMIPS\t: 108.00\nFeatures\t: {features}\nCPU implementer\t: 0x41\n"
+                   f"CPU architecture: 8\nCPU variant\t: 0x1\nCPU part\t: {part}\nCPU revision\t: 1\n\n"
+                   for i in range(os.cpu_count() or 1))
+    path = root / "proc" / "cpuinfo"
+    try:
+        if path.read_text() == text:
+            return
+    except OSError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"cpuinfo.{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def require() -> None:
     why = unavailable()
     if why:
@@ -83,6 +117,7 @@ class EmulatedSession(WorkerSession):
                  threads: int = 1, precision: str = "fp32", like: Session | None = None):
         require()
         root = rootfs()
+        _describe_cpu(root, cpu)
         args = [qemu(), "-cpu", cpu, "-L", str(root), "-E", f"PYTHONPATH=/{SITE}",
                 str(root / "usr/bin/python3"), str(WORKER), engine, str(Path(model).resolve()), str(threads), precision]
         super().__init__(args, engine=f"{engine}@qemu-aarch64", what=f"{engine} under qemu-aarch64", like=like,

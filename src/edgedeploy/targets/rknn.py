@@ -48,12 +48,13 @@ class RknnSession(WorkerSession):
     shapes: the fixed input shapes (RKNN needs static shapes). calib: calibration feeds (a list of
     {input name: array}) for ``dtype`` "int8"; "fp16" needs none. like: an open host session of
     the same model (tensor names and feed checks). algorithm: the toolkit's INT8 range method
-    ("normal" = min/max, "mmse", "kl_divergence").
+    ("normal" = min/max, "mmse", "kl_divergence"). float_subgraphs: [(input tensor, output tensor), ...]
+    kept in float by the toolkit's hybrid quantization (INT8 only).
     """
 
     def __init__(self, onnx: str | Path, out: str | Path, *, shapes: Sequence[Sequence[int]], like: Session,
                  calib: Sequence[dict[str, np.ndarray]] = (), dtype: str = "int8", platform: str = "rk3588",
-                 algorithm: str = "normal"):
+                 algorithm: str = "normal", float_subgraphs: Sequence[Sequence[str]] = ()):
         why = unavailable()
         if why:
             raise UserError(f"cannot build for {platform}'s NPU: {why}")
@@ -76,7 +77,7 @@ class RknnSession(WorkerSession):
             dataset.write_text("\n".join(lines) + "\n")
             build = {"op": "build", "onnx": str(Path(onnx).resolve()), "out": str(out.resolve()), "inputs": names,
                      "shapes": [list(map(int, s)) for s in shapes], "dtype": dtype, "platform": platform,
-                     "algorithm": algorithm,
+                     "algorithm": algorithm, "float_subgraphs": [list(p) for p in float_subgraphs],
                      "dataset": str(dataset) if dtype == "int8" else None}
             try:
                 super().__init__([str(venv_python()), "-u", str(WORKER)], engine="rknn-simulator",

@@ -58,7 +58,8 @@ def build(req: dict, out):
                     quantized_algorithm=req.get("algorithm", "normal"), optimization_level=3)
         steps = [("load_onnx", lambda: rknn.load_onnx(model=req["onnx"], inputs=req["inputs"],
                                                      input_size_list=req["shapes"])),
-                 ("build", lambda: rknn.build(do_quantization=req["dtype"] == "int8", dataset=req.get("dataset"))),
+                 *(hybrid(rknn, req) if req.get("float_subgraphs") else
+                   [("build", lambda: rknn.build(do_quantization=req["dtype"] == "int8", dataset=req.get("dataset")))]),
                  ("export_rknn", lambda: rknn.export_rknn(req["out"])),
                  ("init_runtime", lambda: rknn.init_runtime())]
         failed = None
@@ -79,6 +80,28 @@ def build(req: dict, out):
     wire.send(out, {"ok": True, "version": version("rknn-toolkit2"), "inputs": req["inputs"], "outputs": [],
                     "out": req["out"]})
     return rknn
+
+
+def hybrid(rknn, req: dict) -> list:
+    """Hybrid quantization: the subgraphs [[input tensor, output tensor], ...] of ``float_subgraphs``
+    stay in float, the rest is INT8 (step 1 writes the model, data and quantization config into the
+    working directory; step 2 builds from them)."""
+    import glob
+    import tempfile
+
+    work = tempfile.mkdtemp(prefix="rknn-hybrid-")
+
+    def step1():
+        os.chdir(work)
+        return rknn.hybrid_quantization_step1(dataset=req["dataset"], custom_hybrid=req["float_subgraphs"])
+
+    def step2():
+        cfg = glob.glob(os.path.join(work, "*.quantization.cfg"))[0]
+        stem = cfg[: -len(".quantization.cfg")]
+        return rknn.hybrid_quantization_step2(model_input=stem + ".model", data_input=stem + ".data",
+                                              model_quantization_cfg=cfg)
+
+    return [("hybrid_quantization_step1", step1), ("hybrid_quantization_step2", step2)]
 
 
 def main() -> None:

@@ -35,9 +35,10 @@ def gpu_unavailable() -> str | None:
     return None
 
 
-def quantize_qdq(src: Path, out: Path, calib: CalibrationSet, table_dir: Path) -> None:
+def quantize_qdq(src: Path, out: Path, calib: CalibrationSet, table_dir: Path, exclude: list[str] = ()) -> None:
     """Symmetric INT8 QDQ (TensorRT takes zero-point 0 only) of ``src`` into ``out``; the calibrated
-    ranges also go to ``table_dir`` as ORT's TensorRT calibration table."""
+    ranges also go to ``table_dir`` as ORT's TensorRT calibration table. Nodes in ``exclude`` get no
+    Q/DQ: TensorRT runs them in FP16 (the engine is built with ``--int8 --fp16``)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import load_tensors_data
     from onnxruntime.quantization.quant_utils import write_calibration_table
@@ -47,6 +48,7 @@ def quantize_qdq(src: Path, out: Path, calib: CalibrationSet, table_dir: Path) -
         quantize_static(str(src), str(out), calib.reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=ranges,
+                        nodes_to_exclude=list(exclude),
                         extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
     except (ValueError, RuntimeError) as exc:
         raise UserError(f"onnxruntime could not quantize the model for TensorRT: {str(exc).splitlines()[0][:300]}; "
@@ -70,14 +72,14 @@ def trtexec_line(s: dict) -> str:
 
 
 def write(src: Path, out_dir: Path, *, shapes: dict[str, list[int]], precision: str,
-          calib: CalibrationSet | None) -> list[Path]:
+          calib: CalibrationSet | None, exclude: list[str] = ()) -> list[Path]:
     """Write the Jetson artefact for ONNX ``src`` into ``out_dir``; returns the files written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     if precision == "int8":
         if calib is None:
             raise UserError("TensorRT INT8 needs calibration data; give calib or use precision fp16")
         model = out_dir / "model.qdq.onnx"
-        quantize_qdq(src, model, calib, out_dir)
+        quantize_qdq(src, model, calib, out_dir, exclude)
         files = [model, *(out_dir / f"calibration.{ext}" for ext in ("flatbuffers", "cache", "json"))]
     else:
         model = out_dir / "model.onnx"
