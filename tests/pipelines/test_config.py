@@ -48,6 +48,20 @@ def test_examples_are_valid(name, video):
     config = load_config(EXAMPLES / name, source=str(video))
     assert config.source.url == str(video) and config.stages
     assert all(entry["type"] in STAGES for entry in config.stages)
+    models = [e for e in config.stages if e["type"] in ("detect", "cls", "recognize", "container_read")]
+    assert models and all(e["engine"] == "auto" for e in models)  # the measured choice, not a hard-coded engine
+
+
+def test_budget_shares_name_stages_and_are_checked_before_models_load(tmp_path, video):
+    from edgedeploy.pipelines.config import build_pipeline
+
+    text = f"source: {{url: {video}}}\nstages: [{{type: detect}}]\nbudget: {{fps: 10, shares: {{detct: 0.5}}}}\n"
+    with pytest.raises(UserError, match="'detct', which is not a stage"):
+        build_pipeline(load_config(_write(tmp_path, text)))
+    pipe = build_pipeline(load_config(_write(tmp_path, text.replace("detct", "detect"))))
+    assert pipe.fps == 10 and pipe.stages[0].det is None  # nothing loaded yet
+    with pytest.raises(UserError, match="budget"):
+        load_config(_write(tmp_path, text.replace("shares", "shraes")))
 
 
 def test_a_pipeline_from_yaml_runs_with_a_python_stage(tmp_path, video):

@@ -198,8 +198,9 @@ def test_a_piece_of_a_read_code_followed_alone_is_not_an_unreadable_container():
     events = []
     for f in range(6):  # the container, read
         events += t.update(f, [_box_cand([300 - 10 * f, 100, 500 - 10 * f, 140], "QIKJ 801844 0")])
-    for f in range(6, 12):  # at the frame's edge its serial and check digit, followed on their own
-        events += t.update(f, [_box_cand([40, 160, 140, 190], "801844 0")])
+    for f in range(6, 12):  # at the frame's edge its serial and check digit, followed on their own,
+        text = "361" if f == 8 else "801844 0"  # once misread in part: a few glyphs make no container
+        events += t.update(f, [_box_cand([40, 160, 140, 190], text)])
     events += t.flush()
     assert [e["code"] for e in events] == ["QIKJ8018440"]
     # A container next to it that could not be read is still reported.

@@ -31,6 +31,7 @@ def pipeline(config: Path = typer.Argument(..., help="Pipeline YAML (see example
 
     Prints live FPS, latency and dropped frames every 2 s, then the totals and each sink's report.
     """
+    from edgedeploy.pipelines.budget import lines as budget_lines
     from edgedeploy.pipelines.config import load_config, run_config
 
     config = check_input_file(config, flag="CONFIG")
@@ -44,7 +45,9 @@ def pipeline(config: Path = typer.Argument(..., help="Pipeline YAML (see example
             err_console.print(_live_line(stats), highlight=False)
 
     report = run_config(config, source=source, max_frames=max_frames, duration=duration, on_stats=live,
-                        allow_python=allow_python)
+                        allow_python=allow_python, on_start=None if json_ else lambda startup: [
+                            err_console.print(f"model {o['stage']}: {o['engine']} {o['precision']}: {o['how']}",
+                                              highlight=False) for o in startup])
     if json_:
         return emit_json(report.to_dict())
     s = report.stats
@@ -53,6 +56,8 @@ def pipeline(config: Path = typer.Argument(..., help="Pipeline YAML (see example
             ["FPS processed (mean) / delivered by source", f"{s['mean_fps']:.1f} / {s['capture_fps']:.1f}"],
             ["end-to-end latency p50 / p99 (ms)", f"{fmt_ms(s['end_to_end']['p50_ms'])} / {fmt_ms(s['end_to_end']['p99_ms'])}"]]
     rows += [[f"stage {n} p50 / p99 (ms)", f"{fmt_ms(v['p50_ms'])} / {fmt_ms(v['p99_ms'])}"] for n, v in s["stages"].items()]
+    rows += [[f"model {o['stage']}", f"{o['engine']} {o['precision']}"] for o in report.startup]
+    rows += [["latency budget", line] for line in budget_lines(s["budget"])]
     rows += [["events", str(s["events"])], ["stopped by", report.stopped_by],
              ["source", ", ".join(f"{k}={v}" for k, v in report.source.items() if k != "errors")]]
     rows += [[f"sink {name}", ", ".join(f"{k}={v}" for k, v in r.items() if k != "dropped_events")]

@@ -7,6 +7,7 @@
 - :mod:`runtime` — open a verified deployment's plan (:func:`~edgedeploy.deploy.runtime.open_plan`) and
   run it with its monitoring.
 - :mod:`doctor` — the seed's troubleshooting table, automated, with measured evidence.
+- :mod:`choice` — ``engine: auto`` for one model: the plan measured fastest here, cached per machine and model digest.
 """
 
 from edgedeploy.deploy.config import DeploymentConfig, load, parse

@@ -5,8 +5,9 @@
     drop: latest                                # latest (latest-frame-wins) | block | omitted: by source
     queue_size: 1
     metrics: {port: 9108}                       # Prometheus at http://127.0.0.1:9108/metrics
+    budget: {shares: {detect: 0.5, read: 0.35}} # of the frame interval (40 ms at 25 FPS); reported per stage
     stages:
-      - {type: detect, limit_type: max, limit_side_len: 320}
+      - {type: detect, engine: auto, limit_type: max, limit_side_len: 320}   # or model: DEPLOYMENT_DIR
       - {type: container_read}
       - {type: container_track, snapshots: out/snapshots}
     sinks:
@@ -36,6 +37,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from edgedeploy.errors import UserError, did_you_mean
+from edgedeploy.pipelines.budget import Budget
 from edgedeploy.pipelines.camera import PythonStage
 from edgedeploy.pipelines.gate import ReadStage, TrackerStage
 from edgedeploy.pipelines.ocr import ClsStage, DetectStage, RecognizeStage
@@ -92,14 +94,24 @@ class MetricsConfig(_Strict):
     addr: str = "127.0.0.1"
 
 
+class BudgetConfig(_Strict):
+    """The latency budget: ``fps`` (None: the source's) and stage name → share of the frame interval."""
+
+    fps: float | None = None
+    shares: dict[str, float] = {}
+
+
 class PipelineConfig(_Strict):
-    """A whole pipeline; ``stages``/``sinks`` hold each entry's ``type`` and its checked keys."""
+    """A whole pipeline; ``stages``/``sinks`` hold each entry's ``type`` and its checked keys.
+    ``trusted_keys``: a ``.pub`` file or key folder that stages' deployment directories must be signed with."""
 
     name: str = "pipeline"
     source: SourceConfig
     drop: Literal["latest", "block"] | None = None
     queue_size: int = 1
     metrics: MetricsConfig = MetricsConfig()
+    budget: BudgetConfig = BudgetConfig()
+    trusted_keys: str | None = None
     stages: list[dict[str, Any]]
     sinks: list[dict[str, Any]] = []
 
@@ -229,7 +241,9 @@ def build_pipeline(config: PipelineConfig, *, allow_python: Sequence[str] = ()):
         if sum(1 for x in sinks if x.name == sink.name):
             sink.name = f"{sink.name}{i}"
         sinks.append(sink)
-    pipeline = Pipeline(source, stages, sinks, name=config.name, queue_size=config.queue_size, drop=config.drop)
+    pipeline = Pipeline(source, stages, sinks, name=config.name, queue_size=config.queue_size, drop=config.drop,
+                        budget=Budget(fps=config.budget.fps, shares=config.budget.shares),
+                        trusted_keys=config.trusted_keys)
     if config.metrics.port is not None:
         pipeline.metrics.serve(config.metrics.port, config.metrics.addr)
     return pipeline
@@ -237,8 +251,9 @@ def build_pipeline(config: PipelineConfig, *, allow_python: Sequence[str] = ()):
 
 def run_config(path: str | Path, *, source: str | None = None, max_frames: int | None = None,
                duration: float | None = None, on_stats=None, stats_every: float = 2.0,
-               allow_python: Sequence[str] = ()):
+               allow_python: Sequence[str] = (), on_start=None):
     """Load, build and run the pipeline in ``path``; returns its :class:`PipelineReport`."""
     config = load_config(path, source=source, allow_python=allow_python)
     pipeline = build_pipeline(config, allow_python=allow_python)
-    return pipeline.run(max_frames=max_frames, duration=duration, on_stats=on_stats, stats_every=stats_every)
+    return pipeline.run(max_frames=max_frames, duration=duration, on_stats=on_stats, stats_every=stats_every,
+                        on_start=on_start)

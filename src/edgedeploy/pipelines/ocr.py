@@ -14,27 +14,27 @@ from pathlib import Path
 
 import numpy as np
 
-from edgedeploy import engines, tasks, zoo
-from edgedeploy.engines import EngineOptions
 from edgedeploy.errors import UserError
+from edgedeploy.pipelines.models import model_speedups, open_model
 from edgedeploy.pipelines.stage import Frame, Stage
 from edgedeploy.presets import FAST, stage_path
 from edgedeploy.tasks import OCRLine, crop_quad
 
 
-def load_task(task: str, model: str, *, path: str | Path | None = None, engine: str = "onnxruntime",
-              threads: int | None = 1, precision: str = "fp32", **options):
-    """A task object (``edgedeploy.tasks``) for zoo model ``model`` on ``engine``.
+def load_task(task: str, model: str, *, stage: Stage, path: str | Path | None = None, engine: str = "auto",
+              threads: int | None = 1, precision: str = "fp32", reduced_precision: bool = True, pipeline=None,
+              **options):
+    """The task object (``edgedeploy.tasks``) for ``stage``'s model, opened through its deployment plan
+    (:func:`edgedeploy.pipelines.models.open_model`); what was opened and why goes to ``stage.opened``.
 
-    ``path``: run this model file instead of the zoo's (e.g. an INT8 copy), keeping the zoo
-    model's preprocessing and dictionary. ``precision``: the float arithmetic the engine may use
-    (EngineOptions.precision: "fp32", "bf16", "fp16").
+    ``model``: a zoo name or a deployment directory. ``path``: run this model file instead of the
+    zoo's (e.g. an INT8 copy), keeping the zoo model's preprocessing and dictionary. ``precision``:
+    the float arithmetic a named engine may use ("fp32", "bf16", "fp16").
     """
-    zmodel = zoo.fetch(model)
-    session = engines.load(str(path) if path else zmodel.path, engine=engine,
-                           options=EngineOptions(threads=threads, precision=precision),
-                           params=None if path else zmodel.params)
-    return tasks.build(task, session, zmodel, **options)
+    obj, stage.opened = open_model(task, model, stage=stage.name, path=str(path) if path else None, engine=engine,
+                                   threads=threads, precision=precision, reduced_precision=reduced_precision,
+                                   trusted_keys=getattr(pipeline, "trusted_keys", None), **options)
+    return obj
 
 
 class DetectStage(Stage):
@@ -42,18 +42,24 @@ class DetectStage(Stage):
     ``limit_side_len``/``limit_type`` set the size the model sees (e.g. 320/"max" to detect on a
     downscaled frame). Boxes are returned in full-frame pixels."""
 
-    def __init__(self, *, model: str = "ppocrv6-det", path: str | None = None, engine: str = "onnxruntime",
+    budget_share = 0.5
+
+    def __init__(self, *, model: str = "ppocrv6-det", path: str | None = None, engine: str = "auto",
                  threads: int | None = 1, roi: tuple[float, float, float, float] | None = None,
-                 name: str = "detect", precision: str = "fp32", **det_options):
+                 name: str = "detect", precision: str = "fp32", reduced_precision: bool = True, **det_options):
         self.model, self.path, self.engine, self.threads = model, path, engine, threads
-        self.precision = precision
+        self.precision, self.reduced_precision, self.opened = precision, reduced_precision, None
         self.roi, self.det_options, self.name = roi, det_options, name
         self.det = None
 
     def open(self, pipeline) -> None:
         if self.det is None:  # opened once: a stage object can run in several pipelines
-            self.det = load_task("det", self.model, path=self.path, engine=self.engine, threads=self.threads,
-                                 precision=self.precision, **self.det_options)
+            self.det = load_task("det", self.model, stage=self, path=self.path, engine=self.engine,
+                                 threads=self.threads, precision=self.precision,
+                                 reduced_precision=self.reduced_precision, pipeline=pipeline, **self.det_options)
+
+    def speedups(self) -> list[str]:
+        return model_speedups(self)
 
     def process(self, frame: Frame) -> Frame:
         image = frame.image
@@ -74,17 +80,19 @@ class DetectStage(Stage):
 class ClsStage(Stage):
     """Cut each detected line out upright and turn the upside-down ones (0/180 classifier)."""
 
-    def __init__(self, *, model: str = "ppocr-cls", path: str | None = None, engine: str = "onnxruntime",
-                 threads: int | None = 1, name: str = "cls", precision: str = "fp32", **cls_options):
+    def __init__(self, *, model: str = "ppocr-cls", path: str | None = None, engine: str = "auto",
+                 threads: int | None = 1, name: str = "cls", precision: str = "fp32", reduced_precision: bool = True,
+                 **cls_options):
         self.model, self.path, self.engine, self.threads = model, path, engine, threads
-        self.precision = precision
+        self.precision, self.reduced_precision, self.opened = precision, reduced_precision, None
         self.cls_options, self.name = cls_options, name
         self.cls = None
 
     def open(self, pipeline) -> None:
         if self.cls is None:
-            self.cls = load_task("cls", self.model, path=self.path, engine=self.engine, threads=self.threads,
-                                 precision=self.precision, **self.cls_options)
+            self.cls = load_task("cls", self.model, stage=self, path=self.path, engine=self.engine,
+                                 threads=self.threads, precision=self.precision,
+                                 reduced_precision=self.reduced_precision, pipeline=pipeline, **self.cls_options)
 
     def process(self, frame: Frame) -> Frame:
         image = frame.full_image
@@ -98,18 +106,19 @@ class ClsStage(Stage):
 class RecognizeStage(Stage):
     """Read each line (CTC). Lines below ``text_score`` mean probability, or empty, are dropped."""
 
-    def __init__(self, *, model: str = "ppocrv6-rec", path: str | None = None, engine: str = "onnxruntime",
+    def __init__(self, *, model: str = "ppocrv6-rec", path: str | None = None, engine: str = "auto",
                  threads: int | None = 1, text_score: float = 0.5, emit: bool = True, name: str = "rec",
-                 precision: str = "fp32", **rec_options):
+                 precision: str = "fp32", reduced_precision: bool = True, **rec_options):
         self.model, self.path, self.engine, self.threads = model, path, engine, threads
-        self.precision = precision
+        self.precision, self.reduced_precision, self.opened = precision, reduced_precision, None
         self.text_score, self.emit, self.rec_options, self.name = text_score, emit, rec_options, name
         self.rec = None
 
     def open(self, pipeline) -> None:
         if self.rec is None:
-            self.rec = load_task("rec", self.model, path=self.path, engine=self.engine, threads=self.threads,
-                                 precision=self.precision, **self.rec_options)
+            self.rec = load_task("rec", self.model, stage=self, path=self.path, engine=self.engine,
+                                 threads=self.threads, precision=self.precision,
+                                 reduced_precision=self.reduced_precision, pipeline=pipeline, **self.rec_options)
 
     def process(self, frame: Frame) -> Frame:
         boxes = frame.text_boxes()
@@ -129,13 +138,13 @@ class RecognizeStage(Stage):
         return frame
 
 
-def ocr_stages(*, engine: str = "onnxruntime", threads: int = 1, use_cls: bool = True,
+def ocr_stages(*, engine: str = "auto", threads: int = 1, use_cls: bool = True,
                det_options: dict | None = None, preset: str | None = None) -> list[Stage]:
     """The OCR system as three stages (det → cls → rec), ready for a :class:`Pipeline`.
 
     preset: None (FP32 zoo models, task defaults) or "fast" (:data:`edgedeploy.presets.FAST`:
-    INT8 det made once and cached, BF16 rec, tight rec batching; ``engine`` should then be
-    "openvino", the engine it was measured on). ``det_options`` add to the preset's.
+    INT8 det made once and cached, BF16 rec, tight rec batching; ``engine`` "auto" is then the
+    engine it was measured on, "openvino"). ``det_options`` add to the preset's.
     """
     if preset is None:
         stages: list[Stage] = [DetectStage(engine=engine, threads=threads, **(det_options or {}))]
@@ -145,6 +154,8 @@ def ocr_stages(*, engine: str = "onnxruntime", threads: int = 1, use_cls: bool =
         return stages
     if preset != "fast":
         raise UserError(f"OCR preset {preset!r} is not known; choose 'fast' or leave it out")
+    engine = FAST.engine if engine == "auto" else engine  # the preset was measured on its own engine
+
     def kwargs(stage):
         path, precision = stage_path(stage, engine)
         return {"model": stage.model, "path": str(path) if path else None, "precision": precision,

@@ -14,30 +14,37 @@ Prometheus metrics (:mod:`prometheus_client`, one registry per pipeline).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from edgedeploy.errors import UserError
+from edgedeploy.pipelines import budget as budgets
 from edgedeploy.pipelines.metrics import PipelineMetrics
 from edgedeploy.pipelines.queues import DropPolicy, FrameQueue
 from edgedeploy.pipelines.stage import Frame, Sink, Stage
 
+log = logging.getLogger(__name__)
+
+
 @dataclass
 class PipelineReport:
     """What one run did: the final metrics snapshot, the source's report (reconnects, errors)
-    and each sink's report (delivered, spooled, dropped...). ``events``: every event emitted."""
+    and each sink's report (delivered, spooled, dropped...). ``events``: every event emitted.
+    ``stats["budget"]`` is the latency-budget report (:mod:`~edgedeploy.pipelines.budget`)."""
 
     stats: dict
     source: dict
     sinks: dict[str, dict]
     events: list[dict]
     stopped_by: str
+    startup: list[dict] = field(default_factory=list)  # per model stage: the plan it opened, and why
 
     def to_dict(self) -> dict:
         return {"stats": self.stats, "source": self.source, "sinks": self.sinks,
-                "events": self.events, "stopped_by": self.stopped_by}
+                "events": self.events, "stopped_by": self.stopped_by, "startup": self.startup}
 
 
 class Pipeline:
@@ -46,12 +53,17 @@ class Pipeline:
     queue_size: frames each queue holds (the first one is where frames are dropped).
     drop: ``latest`` (latest-frame-wins) or ``block``; None picks ``latest`` for live sources
     (cameras, streams, files played in real time) and ``block`` for files read offline.
+    budget: the frame rate and stage shares of the latency budget (:class:`~edgedeploy.pipelines.budget.Budget`).
+    trusted_keys: public keys (or ``.pub`` paths) a stage's deployment directory must be signed with.
     """
 
     def __init__(self, source, stages: list[Stage], sinks: list[Sink] = (), *, name: str = "pipeline",
-                 queue_size: int = 1, drop: DropPolicy | None = None):
+                 queue_size: int = 1, drop: DropPolicy | None = None, budget: budgets.Budget | None = None,
+                 trusted_keys=None):
         self.source, self.stages, self.sinks = source, list(stages), list(sinks)
-        self.name = name
+        self.name, self.budget, self.trusted_keys = name, budget or budgets.Budget(), trusted_keys
+        budgets.shares(self.stages, self.budget.shares)  # a share for a stage that is not there: say so now
+        self.startup: list[dict] = []
         names = [s.name for s in self.stages]
         if len(set(names)) != len(names):
             raise UserError(f"stage names must be unique, got {names}; give repeated stages a 'name'")
@@ -74,9 +86,16 @@ class Pipeline:
         """The stage called ``name`` (stages find each other through this in ``open``)."""
         return next((s for s in self.stages if s.name == name), None)
 
+    @property
+    def fps(self) -> float:
+        """The frame rate the budget is for: the budget's, else the source's, else 25."""
+        return self.budget.fps or getattr(self.source, "fps", None) or budgets.DEFAULT_FPS
+
     def stats(self) -> dict:
         snap = self.metrics.snapshot()
         snap["drop_policy"] = self.drop_policy
+        snap["budget"] = budgets.report({k: list(v) for k, v in self.metrics.stage_ms.items()}, self.stages,
+                                        fps=self.fps, given=self.budget.shares)
         return snap
 
     def stop(self, why: str = "stopped") -> None:
@@ -154,13 +173,19 @@ class Pipeline:
             self._fail(exc)
 
     def run(self, *, max_frames: int | None = None, duration: float | None = None,
-            on_stats: Callable[[dict], None] | None = None, stats_every: float = 2.0) -> PipelineReport:
+            on_stats: Callable[[dict], None] | None = None, stats_every: float = 2.0,
+            on_start: Callable[[list[dict]], None] | None = None) -> PipelineReport:
         """Run until the source ends, ``max_frames`` are captured or ``duration`` seconds pass.
 
-        ``on_stats(stats)`` is called every ``stats_every`` seconds (live reporting). Errors in
-        any thread stop the pipeline and are raised here.
+        ``on_start(startup)`` is called once the models are open, before the first frame, with the
+        start-up report (each model stage's plan and why); ``on_stats(stats)`` every
+        ``stats_every`` seconds (live reporting). Errors in any thread stop the pipeline and are
+        raised here.
         """
         # Models load before the first frame is captured: loading is not latency.
+        split = budgets.shares(self.stages, self.budget.shares)
+        for stage in self.stages:  # each stage's share of the frame interval, for stages that pace themselves
+            stage.budget_ms = split[stage.name] * 1000.0 / self.fps
         opened = []
         try:
             for stage in self.stages:
@@ -172,6 +197,13 @@ class Pipeline:
             for stage in opened:
                 stage.close()
             raise
+        # The start-up report: which plan each model stage opened, and why (a measured choice, a deployment).
+        self.startup = [s.opened.to_dict() for s in self.stages if getattr(s, "opened", None) is not None]
+        for s in self.stages:
+            if getattr(s, "opened", None) is not None:
+                log.info("%s: %s", self.name, s.opened.line())
+        if on_start is not None:
+            on_start(self.startup)
         threads = [threading.Thread(target=self._source_loop, args=(max_frames,), name="source", daemon=True)]
         threads += [threading.Thread(target=self._stage_loop, args=(i,), name=f"stage-{s.name}", daemon=True)
                     for i, s in enumerate(self.stages)]
@@ -204,4 +236,5 @@ class Pipeline:
             close()
         if self._errors:
             raise self._errors[0]
-        return PipelineReport(self.stats(), source_report, reports, list(self._events), self._stopped_by)
+        return PipelineReport(self.stats(), source_report, reports, list(self._events), self._stopped_by,
+                              self.startup)

@@ -62,6 +62,8 @@ class Stage:
     """
 
     name = "stage"
+    budget_share: float | None = None  # share of the frame interval (None: an equal part of what is left)
+    budget_ms: float | None = None  # that share in ms, set by the pipeline before ``open``
 
     def open(self, pipeline) -> None:
         """Prepare to run; ``pipeline`` is the running :class:`~edgedeploy.pipelines.runtime.Pipeline`,
@@ -75,6 +77,10 @@ class Stage:
 
     def close(self) -> None:
         """Free what ``open`` took."""
+
+    def speedups(self) -> list[str]:
+        """The switches of this stage, not yet on, that would make it faster (for the budget report)."""
+        return []
 
 
 class Sink:

@@ -9,6 +9,6 @@ system runs an INT8 detector that :func:`edgedeploy.optimize.optimize` makes on 
 >>> ocr(cv2.imread("page.png")).texts
 """
 
-from edgedeploy.presets.ocr import FAST, OCRPreset, StagePreset, build_system, fast_ocr, int8_model, stage_path
+from edgedeploy.presets.ocr import FAST, OCRPreset, StagePreset, build_system, fast_ocr, int8_model, int8_path, stage_path
 
-__all__ = ["FAST", "OCRPreset", "StagePreset", "build_system", "fast_ocr", "int8_model", "stage_path"]
+__all__ = ["FAST", "OCRPreset", "StagePreset", "build_system", "fast_ocr", "int8_model", "int8_path", "stage_path"]

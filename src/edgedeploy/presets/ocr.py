@@ -62,6 +62,11 @@ FAST = OCRPreset(
 )
 
 
+def int8_path(name: str, *, engine: str = "openvino") -> Path:
+    """Where :func:`int8_model` keeps zoo model ``name``'s INT8 copy for ``engine`` (made or not)."""
+    return zoo.cache_dir() / "optimized" / f"{name}-{sha256_file(zoo.fetch(name).path)[:16]}.{engine}.int8.onnx"
+
+
 def int8_model(name: str, *, engine: str = "openvino", max_accuracy_drop: float = 0.5, threads: int = 2) -> Path:
     """Path of zoo model ``name`` quantized to INT8 for ``engine``, made on first use and cached.
 
@@ -69,8 +74,7 @@ def int8_model(name: str, *, engine: str = "openvino", max_accuracy_drop: float 
     :class:`UserError` when INT8 cannot stay within ``max_accuracy_drop`` points of the task metric.
     """
     model = zoo.fetch(name)
-    digest = sha256_file(model.path)[:16]
-    out = zoo.cache_dir() / "optimized" / f"{name}-{digest}.{engine}.int8.onnx"
+    out = int8_path(name, engine=engine)
     if not out.exists():
         log.warning("making an INT8 copy of %s for %s once (a few minutes); cached at %s", name, engine, out)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -114,14 +114,25 @@ class TextRecognizer:
     def check_outputs(outputs) -> bool:
         return len(outputs) == 1 and len(outputs[0].shape) == 3
 
-    def preprocess(self, crops: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Crops → [(indices, Bx3xHxW float32 batch)], batched by increasing aspect ratio."""
+    def padded_width(self, crop: np.ndarray) -> int:
+        """The input width ``crop`` is padded to when it is read alone; crops of one padded width
+        batch together without changing each other's input."""
+        return self._width(crop.shape[1] / max(crop.shape[0], 1))
+
+    def _width(self, ratio: float) -> int:
+        o = self.options
+        width = int(o.height * max(o.min_width / o.height, ratio))
+        return min(-(-width // o.width_step) * o.width_step, o.max_width)
+
+    def preprocess(self, crops: Sequence[np.ndarray], batch_size: int | None = None
+                   ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Crops → [(indices, Bx3xHxW float32 batch)], batched by increasing aspect ratio
+        (``batch_size`` lines a batch; default the options')."""
         o = self.options
         ratios = np.array([c.shape[1] / max(c.shape[0], 1) for c in crops])
         out = []
-        for idx in batches(np.argsort(ratios, kind="stable"), o.batch_size):
-            width = int(o.height * max(o.min_width / o.height, ratios[idx].max()))
-            width = min(-(-width // o.width_step) * o.width_step, o.max_width)
+        for idx in batches(np.argsort(ratios, kind="stable"), batch_size or o.batch_size):
+            width = self._width(ratios[idx].max())
             batch = np.zeros((len(idx), 3, o.height, width), np.float32)  # 0 = mid-grey after normalising
             for b, i in enumerate(idx):
                 w = min(width, max(1, math.ceil(o.height * ratios[i])))

@@ -33,9 +33,18 @@ __all__ = ["GATE_DET_OPTIONS", "Candidate", "ReadStage", "Track", "TrackerStage"
 GATE_DET_OPTIONS = {"limit_type": "max", "limit_side_len": 320, "thresh": 0.2, "box_thresh": 0.3}
 
 
-def gate_stages(*, engine: str = "onnxruntime", det_threads: int = 1, rec_threads: int = 1,
-                snapshots: str | None = None, **tracker_options) -> list[Stage]:
-    """detect (downscaled to 320 px) → read (skipping confirmed tracks) → track (vote, emit)."""
-    return [DetectStage(engine=engine, threads=det_threads, **GATE_DET_OPTIONS),
-            ReadStage(engine=engine, threads=rec_threads),
+def gate_stages(*, engine: str = "auto", det_threads: int = 1, rec_threads: int = 1, snapshots: str | None = None,
+                reduced_precision: bool = True, skip_converged: bool = True, batch_crops: bool = True,
+                read_every: int = 1, **tracker_options) -> list[Stage]:
+    """detect (downscaled to 320 px) → read (skipping converged tracks) → track (vote, emit).
+
+    engine: ``auto`` (measured per machine and model, :mod:`edgedeploy.deploy.choice`) or a named
+    engine. The switches that keep the pipeline within its frame interval, each on by default
+    except ``read_every`` (1: read every frame; 0: as often as the read stage's budget allows):
+    ``reduced_precision`` (INT8/BF16 candidates for ``engine: auto``), ``skip_converged``,
+    ``batch_crops``, ``read_every`` (see :class:`ReadStage`).
+    """
+    return [DetectStage(engine=engine, threads=det_threads, reduced_precision=reduced_precision, **GATE_DET_OPTIONS),
+            ReadStage(engine=engine, threads=rec_threads, reduced_precision=reduced_precision,
+                      skip_converged=skip_converged, batch_crops=batch_crops, every=read_every),
             TrackerStage(snapshots=snapshots, **tracker_options)]

@@ -8,13 +8,17 @@ are not read again (the tracker fills in their position).
 from __future__ import annotations
 
 import dataclasses
+import time
 import unicodedata
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
 from edgedeploy.datasets.iso6346 import CodeRead, check_digit, parse_container_code, with_check_digit
+from edgedeploy.errors import UserError
 from edgedeploy.pipelines.gate.check_digit import CheckDigitScorer, check_digit_crop, read_by_likelihood, remove_frames
+from edgedeploy.pipelines.models import model_speedups
 from edgedeploy.pipelines.ocr import load_task
 from edgedeploy.pipelines.stage import Frame, Stage
 from edgedeploy.tasks.common import as_bgr
@@ -105,28 +109,81 @@ class ReadStage(Stage):
     whose probabilities are not exposed reads the rows once more with :func:`remove_frames`
     instead of the likelihood (a framed check digit is the usual culprit).
     tracker: the name of the tracker stage to ask which candidates are confirmed (None: read all).
+
+    What keeps reading within its share of the frame interval, each switchable (the benchmark
+    measures each on and off): ``skip_converged`` (do not read candidates a confirmed track
+    covers); ``batch_crops`` (the crops of one frame that pad to one width, ``width_step`` px,
+    go to the recogniser in one call: each crop's input, so its output, is what it would be
+    alone); ``every`` (read on every n-th frame this stage sees: a container is in view for
+    dozens of frames and needs ``confirm_votes`` reads; the frames between still give the
+    tracker its boxes; 0: as often as the stage's budget allows, see :meth:`_pace`).
+    ``engine``/``reduced_precision``: see :mod:`edgedeploy.pipelines.models`.
     """
 
-    def __init__(self, *, model: str = "ppocrv6-rec", path: str | None = None, engine: str = "onnxruntime",
+    PACE_FRAMES, MAX_EVERY = 25, 4  # every=0: judged over this many frames; read at least every 4th
+
+    def __init__(self, *, model: str = "ppocrv6-rec", path: str | None = None, engine: str = "auto",
                  threads: int | None = 1, extend: float = 1.5, pad: float = 0.15, min_height: float = 8.0,
                  max_height: float = 0.25, edge: float = 2.0, retry_chars: int = 9, digit_margin: float = 2.0,
-                 tracker: str | None = "track", name: str = "read"):
+                 tracker: str | None = "track", reduced_precision: bool = True, skip_converged: bool = True,
+                 batch_crops: bool = True, every: int = 1, width_step: int = 32, name: str = "read"):
+        if every < 0 or width_step < 1:
+            raise UserError(f"every = {every}, width_step = {width_step}: expected every >= 0 (0: by the budget), "
+                            "width_step >= 1")
         self.model, self.path, self.engine, self.threads = model, path, engine, threads
+        self.reduced_precision, self.skip_converged, self.batch_crops = reduced_precision, skip_converged, batch_crops
+        self.every, self.width_step, self.opened, self._seen = every, width_step, None, 0
+        self.period, self._times = max(every, 1), deque(maxlen=self.PACE_FRAMES)  # read every period-th frame
         self.extend, self.pad, self.min_height, self.tracker_name, self.name = extend, pad, min_height, tracker, name
         self.max_height = max_height
         self.edge, self.retry_chars, self.digit_margin = edge, retry_chars, digit_margin
         self.rec, self.tracker, self.scorer = None, None, None
-        self.reads = self.skipped = 0
+        self.reads = self.skipped = self.calls = 0
+
+    budget_share = 0.35
+
+    def speedups(self) -> list[str]:
+        out = model_speedups(self)
+        out += [] if self.skip_converged else ["skip_converged: true"]
+        out += [] if self.batch_crops else ["batch_crops: true"]
+        return out + (["every: 0 (by the budget)"] if self.every == 1 else [])
+
+    def _pace(self, ms: float) -> None:
+        """``every=0``: after each ``PACE_FRAMES`` frames, read less often (every 2nd, 3rd, up to
+        ``MAX_EVERY``-th frame) while the stage's mean time a frame is over its budget (its share of
+        the frame interval, ``budget_ms``, set by the pipeline), more often again under half of it."""
+        self._times.append(ms)
+        if self.every or self.budget_ms is None or self._seen % self.PACE_FRAMES:
+            return
+        mean = sum(self._times) / len(self._times)
+        if mean > self.budget_ms and self.period < self.MAX_EVERY:
+            self.period += 1
+        elif mean < self.budget_ms / 2 and self.period > 1:
+            self.period -= 1
 
     def open(self, pipeline) -> None:
         if self.rec is None:
-            self.rec = load_task("rec", self.model, path=self.path, engine=self.engine, threads=self.threads)
+            self.rec = load_task("rec", self.model, stage=self, path=self.path, engine=self.engine,
+                                 threads=self.threads, reduced_precision=self.reduced_precision, pipeline=pipeline,
+                                 width_step=self.width_step)
+            self._warm_up()
         if self.scorer is None and hasattr(self.rec, "infer") and hasattr(self.rec, "decode"):
             try:
                 self.scorer = CheckDigitScorer(self.rec.decode.characters)
             except ValueError:  # a recogniser without digits or a space: no likelihood to weigh
                 self.scorer = None
         self.tracker = pipeline.stage(self.tracker_name) if self.tracker_name and pipeline is not None else None
+
+    def _warm_up(self, widths: int = 12, batch: int = 2) -> None:
+        """Run the recogniser once at each input shape it will mostly see (the first ``widths``
+        padded widths, 1 to ``batch`` crops): an engine that prepares itself per input shape
+        (OpenVINO) does so now, not on the frame that first brings a new container into view."""
+        o = self.rec.options
+        if o.width_step < 16:  # too many widths to prepare them all
+            return
+        for width in range(o.min_width, min(o.max_width, o.min_width + widths * o.width_step), o.width_step):
+            for n in range(1, batch + 1):
+                self.rec.infer(np.zeros((n, 3, o.height, width), np.float32))
 
     def _crop(self, image: np.ndarray, row: np.ndarray, extend: float | None = None) -> np.ndarray:
         h, w = image.shape[:2]
@@ -143,19 +200,33 @@ class ReadStage(Stage):
         return [self._crop(image, row, None if i == last else 0.0) for i, row in enumerate(cand.rows)]
 
     def _recognise(self, crops: list[np.ndarray]) -> tuple[list[str], list[float], list[np.ndarray | None]]:
-        """rec on ``crops``: texts, scores and each crop's (steps, classes) probabilities."""
+        """rec on ``crops``: texts, scores and each crop's (steps, classes) probabilities, one
+        recogniser call per padded width (``batch_crops``) or per crop."""
         self.reads += len(crops)
-        if self.scorer is None:  # a recogniser that does not expose its probabilities
-            result = self.rec(crops)
-            return result.texts, result.scores, [None] * len(crops)
+        crops = [as_bgr(c) for c in crops]
         texts, scores, probs = [""] * len(crops), [0.0] * len(crops), [None] * len(crops)
-        for idx, batch in self.rec.preprocess([as_bgr(c) for c in crops]):
-            out = self.rec.infer(batch)
-            for b, (i, text, score) in enumerate(zip(idx, *self.rec.postprocess(out))):
-                texts[i], scores[i], probs[i] = text, float(score), out[b]
+        by_width: dict[int, list[int]] = {}
+        for i, crop in enumerate(crops):
+            by_width.setdefault(self.rec.padded_width(crop), []).append(i)
+        for members in by_width.values():
+            size = len(members) if self.batch_crops else 1
+            for idx, batch in self.rec.preprocess([crops[i] for i in members], batch_size=size):
+                out = self.rec.infer(batch)
+                self.calls += 1
+                for b, (j, text, score) in enumerate(zip(idx, *self.rec.postprocess(out))):
+                    i = members[j]
+                    texts[i], scores[i], probs[i] = text, float(score), out[b]
+        if self.scorer is None:  # a recogniser whose classes cannot weigh a check digit
+            probs = [None] * len(crops)
         return texts, scores, probs
 
     def process(self, frame: Frame) -> Frame:
+        t = time.perf_counter()
+        frame = self._process(frame)
+        self._pace((time.perf_counter() - t) * 1e3)
+        return frame
+
+    def _process(self, frame: Frame) -> Frame:
         image = frame.full_image
         h, w = image.shape[:2]
         # Rows taller than max_height of the frame are not lettering (DB sometimes fires on a
@@ -163,7 +234,12 @@ class ReadStage(Stage):
         groups = [g for g in group_lines(frame.text_boxes())
                   if self.min_height <= max(r[3] - r[1] for r in g) and max(r[3] - r[1] for r in g) <= self.max_height * h]
         candidates = [Candidate(_union(g), g) for g in groups]
-        confirmed = self.tracker.confirmed_boxes(frame.index) if self.tracker is not None else []
+        self._seen += 1
+        if (self._seen - 1) % self.period:  # a frame this stage skips: the tracker gets boxes, no reads
+            frame.candidates = candidates
+            return frame
+        confirmed = (self.tracker.confirmed_boxes(frame.index)
+                     if self.tracker is not None and self.skip_converged else [])
         crops, owners = [], []
         for i, cand in enumerate(candidates):
             # Cut by the frame's edge (entering or leaving): no whole code to read yet.

@@ -98,6 +98,8 @@ class TrackerStage(Stage):
         self._lock = threading.Lock()
         self._frame_hw: tuple[int, int] | None = None
 
+    budget_share = 0.05
+
     def open(self, pipeline) -> None:
         if self.snapshots:
             self.snapshots.mkdir(parents=True, exist_ok=True)
@@ -294,11 +296,12 @@ class TrackerStage(Stage):
                 "alternatives": {c: n for c, n in track.votes.items() if c != code}, "snapshot": snapshot}
 
     def _fragment(self, track: Track) -> bool:
-        """Everything ``track`` read is part of a code read by a track beside it in time (alive,
-        or emitted in the last ``dedup_frames`` frames): a piece of that container's lettering
-        followed on its own for a while (its serial row alone, its last glyphs at the frame's
-        edge), not a container of its own."""
-        reads = [raw for raw in track.raws if raw]
+        """Every read of ``track`` long enough to make it a container (``unreadable_chars``) is part
+        of a code read by a track beside it in time (alive, or emitted in the last
+        ``dedup_frames`` frames): a piece of that container's lettering followed on its own for a
+        while (its serial row alone, its last glyphs at the frame's edge), not a container of its
+        own. (Its short reads, a few glyphs misread at the frame's edge, make no container either way.)"""
+        reads = [raw for raw in track.raws if len(raw) >= self.unreadable_chars]
         if not reads:
             return False
         codes = [c for c, last in self._recent.items() if track.first_frame - last <= self.dedup_frames]
