@@ -125,4 +125,6 @@ def test_a_successful_deploy_leaves_nothing_in_tmpdir_and_writes_with_the_umask(
     assert [p.name for p in scratch.iterdir() if p.name != ".ses"] == []
     assert (tmp_path / "dep").stat().st_mode & 0o777 == 0o755
     assert all(p.stat().st_mode & 0o777 == 0o644 for p in (tmp_path / "dep").iterdir())
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.yaml", "dep", "tmp"]
+    # beside the deployment: its Pareto plot and HTML report (every plan measured), nothing else
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.yaml", "dep", "dep.pareto.png", "dep.report.html", "tmp"]
+    assert all((tmp_path / n).stat().st_mode & 0o777 == 0o644 for n in ("dep.pareto.png", "dep.report.html"))
