@@ -118,9 +118,9 @@ def main(argv=None) -> None:
         systems = {"rapidocr 3.10 (onnxruntime)": rapidocr_system(args.threads),
                    "edgedeploy OCRSystem (onnxruntime)": our_system("onnxruntime", args.threads),
                    "edgedeploy OCRSystem (openvino)": our_system("openvino", args.threads),
-                   "edgedeploy OCRSystem.fast, det at 736 px as rapidocr": our_system(
+                   "edgedeploy presets.fast_ocr, det at 736 px as rapidocr": our_system(
                        "openvino", args.threads, fast=True, det_side=736),
-                   "edgedeploy OCRSystem.fast (openvino: det INT8 640 px, rec BF16)": our_system(
+                   "edgedeploy presets.fast_ocr (openvino: det INT8 640 px, rec BF16)": our_system(
                        "openvino", args.threads, fast=True)}
         for read in systems.values():
             read(warmup.image)
