@@ -53,3 +53,22 @@ def test_tensorrt_builds_the_engine_on_a_gpu(artefact):
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (out / "model.plan").stat().st_size > 0 and (out / "timing.cache").exists()
+
+
+def test_float_front_is_the_head_and_the_first_convs(tmp_path):
+    from onnx import TensorProto, helper
+
+    w = [helper.make_tensor(f"w{i}", TensorProto.FLOAT, [4, 4, 1, 1], [0.1] * 16) for i in range(3)]
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["c0"], name="conv0"),
+             helper.make_node("Relu", ["c0"], ["r0"], name="relu0"),
+             helper.make_node("Conv", ["r0", "w1"], ["c1"], name="conv1"),
+             helper.make_node("Conv", ["c1", "w2"], ["c2"], name="conv2"),
+             helper.make_node("Sigmoid", ["c2"], ["s"], name="sig"),
+             helper.make_node("Transpose", ["s"], ["y"], name="tr", perm=[0, 2, 3, 1])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], w)
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    assert tensorrt.conv_count(path) == 3
+    assert tensorrt.float_front(path, 0) == ["tr", "sig", "conv2"]  # the head stops at the last Conv, kept too
+    assert tensorrt.float_front(path, 1) == ["tr", "sig", "conv2", "conv0"]

@@ -101,8 +101,55 @@ def build_artifacts(target: str | Target, model, calib, out_dir: str | Path, *, 
                 except UserError as exc:
                     arts.append(Artifact(target=t.key, engine=r.engine, unit=r.unit, precision=p, files=[],
                                          notes=[f"not built: {exc}"]))
+        _fall_back(ctx, arts, runtimes)
     _choose_primary(arts, max_accuracy_drop)
+    _withdraw_over_budget(arts, out, max_accuracy_drop)
     return arts
+
+
+def _within(a: Artifact, budget: float) -> bool:
+    drop = _drop(a)
+    return bool(a.files) and (drop is None or drop <= budget)
+
+
+def _fall_back(ctx: _Context, arts: list[Artifact], runtimes: list[Runtime]) -> None:
+    """An accelerator whose every artefact is over the accuracy budget gets the next more precise one
+    its runtime builds (INT8 → FP16 → FP32), even beyond the precisions asked: a broken INT8 never ships
+    alone (``_withdraw_over_budget`` then leaves it out)."""
+    for r in runtimes:
+        mine = [a for a in arts if a.engine == r.engine and a.unit == r.unit]
+        if r.unit == "cpu" or not mine or any(_within(a, ctx.budget) for a in mine):
+            continue
+        worst = min(mine, key=lambda a: PRECISION_RANK.get(a.precision, 9))
+        for p in sorted(r.precisions, key=lambda p: PRECISION_RANK.get(p, 9)):
+            if PRECISION_RANK.get(p, 9) <= PRECISION_RANK.get(worst.precision, 9) or (r.engine, p) not in _BUILDERS \
+                    or any(a.precision == p for a in mine):
+                continue
+            ctx.say(f"{ctx.target.key}: {r.engine} {p} (fallback: {worst.precision} over the accuracy budget)")
+            art = _BUILDERS[(r.engine, p)](ctx, r, p)
+            art.notes.append(f"fallback: {worst.precision} is over the accuracy budget ({ctx.budget:.1%}), "
+                             f"so {p} is built even where not asked")
+            arts.append(art)
+            if _within(art, ctx.budget):
+                break
+
+
+def _withdraw_over_budget(arts: list[Artifact], out: Path, budget: float) -> None:
+    """An artefact over the accuracy budget that is not its unit's primary is not shipped: its files
+    are removed (its figures stay, with the reason), so the deployment holds no broken model."""
+    for a in arts:
+        drop = _drop(a)
+        if a.primary or not a.files or drop is None or drop <= budget:
+            continue
+        for f in a.files:
+            (out / f).unlink(missing_ok=True)
+        for parent in {(out / f).parent for f in a.files}:
+            if parent != out and parent.is_dir() and not any(parent.iterdir()):
+                parent.rmdir()
+        a.notes.append(f"not shipped: {a.accuracy.value:.3f} against FP32 {a.reference.value:.3f} ({a.accuracy.how}), "
+                       f"a {drop:.1%} drop, over the budget ({budget:.1%}); the primary {a.unit} artefact ships "
+                       f"instead; files were {', '.join(a.files)}")
+        a.files = []
 
 
 @dataclass
@@ -337,25 +384,40 @@ def _tensorrt(ctx: _Context, r: Runtime, precision: str) -> Artifact:
     return art
 
 
+TRT_FRONT_SHARES = (0.0, 0.125, 0.25, 0.4)  # share of Convs kept in float after the head: PicoDet needs 0.4
+
+
 def _tensorrt_keep_float(ctx: _Context, art: Artifact, d: Path, shapes: dict, qdq: Path) -> None:
-    """The QDQ model over budget: the sensitive nodes lose their Q/DQ (TensorRT runs them in FP16)."""
+    """The QDQ model over budget: the head and the first Convs lose their Q/DQ (TensorRT runs them in
+    FP16), a growing share of :data:`TRT_FRONT_SHARES` until the stand-in metric is within the budget.
+    The best one tried stays (the caller refuses to ship it when it is still over)."""
     from edgedeploy.targets import tensorrt
-    from edgedeploy.targets.sensitive import keep_float
 
-    def rebuild(exclude: list[str]) -> float:
-        tensorrt.write(ctx.model.onnx_path(), d, shapes=shapes, precision="int8", calib=ctx.calib, exclude=exclude)
-        with engines.load(qdq, engine="onnxruntime") as s:
-            acc, _ = ctx.metric(s, "stand-in")
-        return acc.value
-
-    first = art.accuracy.value
-    outcome = keep_float(ctx.model.onnx_path(), qdq, list(ctx.calib.feeds), quantize=rebuild, first_metric=first,
-                         reference=art.reference.value, budget=ctx.budget, say=ctx.say)
-    if outcome.float_nodes:
+    prepared = tensorrt.prepare(ctx.model.onnx_path(), d / ".ranked.float.onnx")
+    n = tensorrt.conv_count(prepared)
+    first, steps, best = art.accuracy.value, [], (art.accuracy.value, None)
+    try:
+        for share in TRT_FRONT_SHARES:
+            exclude = tensorrt.float_front(prepared, round(share * n))
+            ctx.say(f"INT8: head + first {round(share * n)} of {n} Convs in float")
+            tensorrt.write(ctx.model.onnx_path(), d, shapes=shapes, precision="int8", calib=ctx.calib, exclude=exclude)
+            with engines.load(qdq, engine="onnxruntime") as s:
+                acc, _ = ctx.metric(s, "stand-in")
+            steps.append(f"head + {round(share * n)} Convs in float: {acc.value:.3f}")
+            if acc.value > best[0]:
+                best = (acc.value, exclude)
+            if art.reference.value - acc.value <= ctx.budget:
+                break
+        if best[1] is not None and best[1] != exclude:
+            tensorrt.write(ctx.model.onnx_path(), d, shapes=shapes, precision="int8", calib=ctx.calib, exclude=best[1])
+    finally:
+        prepared.unlink(missing_ok=True)
+    if best[1] is not None:
         with engines.load(qdq, engine="onnxruntime") as s:
             art.agreement = ctx.agreement(s, "stand-in")
             art.accuracy, art.reference = ctx.metric(s, "stand-in")
-    art.notes.append(outcome.note("no Q/DQ: TensorRT runs them in FP16") + f"; before: {first:.3f}")
+    kept = f"{len(best[1])} nodes in float (no Q/DQ: TensorRT runs them in FP16)" if best[1] else "no node in float"
+    art.notes.append(f"INT8 over budget at first ({first:.3f}); tried {'; '.join(steps)}; kept: {kept}")
 
 
 _BUILDERS = {
