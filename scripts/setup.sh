@@ -48,6 +48,13 @@ echo "edgedeploy installed in .venv ($(.venv/bin/edgedeploy --version))"
 cache="${EDGEDEPLOY_CACHE:-$HOME/.cache/edgedeploy}"
 pinned() { grep -i "^$1==" requirements.lock | cut -d= -f3; }
 
+arm64_versions="$(printf '{"onnxruntime": "%s", "numpy": "%s", "ncnn": "%s"}' "$(pinned onnxruntime)" \
+  "$(pinned numpy)" "$(pinned ncnn)")"
+if [ "$want_arm64" = 1 ] && [ "$(cat "$cache/arm64-rootfs/opt/edgedeploy/versions.json" 2>/dev/null)" = "$arm64_versions" ] \
+    && [ "$(grep -c ^processor "$cache/arm64-rootfs/proc/cpuinfo" 2>/dev/null)" = "$(nproc)" ]; then
+  echo "arm64 root up to date in $cache/arm64-rootfs"  # same pinned wheels, same core count: ~37 s saved
+  want_arm64=0
+fi
 if [ "$want_arm64" = 1 ]; then
   # Debian's arm64 python3 (bookworm: 3.11, as here), extracted without running its maintainer scripts
   # (no binfmt_misc needed), plus the aarch64 wheels of the versions pinned for this machine.
@@ -71,8 +78,7 @@ if [ "$want_arm64" = 1 ]; then
   for i in $(seq 0 $(($(nproc) - 1))); do
     printf 'processor\t: %d\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x4\nCPU part\t: 0xd0b\nCPU revision\t: 1\n\n' "$i" >> "$tmp/proc/cpuinfo"
   done
-  printf '{"onnxruntime": "%s", "numpy": "%s", "ncnn": "%s"}\n' "$(pinned onnxruntime)" "$(pinned numpy)" \
-    "$(pinned ncnn)" > "$tmp/opt/edgedeploy/versions.json"
+  echo "$arm64_versions" > "$tmp/opt/edgedeploy/versions.json"
   qemu-aarch64-static -L "$tmp" -E PYTHONPATH=/opt/edgedeploy/site "$tmp/usr/bin/python3" \
     -c "import onnxruntime, ncnn, platform; assert platform.machine() == 'aarch64'"
   rm -rf "$root"; mv "$tmp" "$root"
