@@ -66,3 +66,12 @@ def test_recommend_respects_the_power_budget(tiny_onnx):
     assert not by["intel-nuc"].feasible and any("> budget 5 W" in w for w in by["intel-nuc"].why)
     assert by["coral"].feasible and rows[0].feasible
     assert all(any(w.startswith("toolchain:") for w in r.why) for r in rows)
+
+
+def test_estimate_states_achieved_vs_peak(tiny_onnx):
+    e = est.estimate(tiny_onnx, "rk3588", shape=(1, 3, 32, 32), precision="int8", unit="npu")
+    assert e.peak_gops == pytest.approx(6000)  # the NPU's published 6 TOPS INT8
+    assert e.achieved_gops == pytest.approx(e.flops / (e.latency_ms * 1e-3) / 1e9)
+    assert 0 < e.utilisation <= published.accelerator_efficiency().efficiency + 1e-9  # never above what the fit assumes
+    assert e.to_dict()["utilisation"] == e.utilisation
+    assert any(n.startswith("achieved vs peak (estimated, not measured): ") and "GOP/s int8" in n for n in e.notes)

@@ -278,9 +278,22 @@ class Estimate:
     basis: list[str]
     ops: list[OpEstimate]
     notes: list[str] = field(default_factory=list)
+    peak_gops: float | None = None  # the unit's peak at ``precision`` (GFLOP/s; GOP/s for int8), published
+    achieved_gops: float | None = None  # flops / latency_ms: what the estimate assumes the model reaches
+
+    @property
+    def utilisation(self) -> float | None:
+        """Estimated achieved / peak compute (0..1): the utilisation the estimate assumes, made explicit."""
+        return self.achieved_gops / self.peak_gops if self.achieved_gops and self.peak_gops else None
+
+    def achieved_vs_peak(self) -> str:
+        """One line, labelled estimated: achieved GFLOP/s against the unit's peak."""
+        unit = "GOP/s" if self.precision == "int8" else "GFLOP/s"
+        return (f"achieved vs peak (estimated, not measured): {self.achieved_gops:.1f} of {self.peak_gops:.0f} {unit} "
+                f"{self.precision} = {self.utilisation:.1%} of the {self.unit}'s peak")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "utilisation": self.utilisation}
 
 
 def _unit_for(profile: HardwareProfile, precision: str, unit: str | None) -> ComputeUnit:
@@ -376,10 +389,14 @@ def estimate(model, device: str | HardwareProfile = "local", *, shape: tuple[int
     if costs.unknown:
         notes.append(f"{costs.unknown} operators had unknown shapes and are not counted: the estimate is low")
     ops.sort(key=lambda o: -o.ms)
-    return Estimate(
+    achieved = costs.flops / (total * 1e-3) / 1e9 if total > 0 else None
+    est = Estimate(
         model=costs.model, shape=costs.shape, device=profile.key, unit=u.name, precision=run_precision,
         latency_ms=total, latency_low_ms=total / band, latency_high_ms=total * band,
         memory_bytes=mem, memory_low_bytes=mem / mem_band, memory_high_bytes=mem * mem_band,
         flops=costs.flops, weight_bytes=costs.weight_bytes, unknown_nodes=costs.unknown,
         calibrated=cal is not None or u.kind != "cpu", method=method, basis=basis, ops=ops[:top],
-        notes=notes + list(profile.notes))
+        notes=notes + list(profile.notes), peak_gops=peak / 1e9, achieved_gops=achieved)
+    if achieved:
+        est.notes.append(est.achieved_vs_peak())
+    return est
