@@ -6,7 +6,8 @@ import pytest
 
 from edgedeploy.errors import UserError
 from edgedeploy.targets import emulation
-from edgedeploy.targets.build import ARM_RULE, Artifact, Figure, _choose_primary, _withdraw_over_budget, build_artifacts
+from edgedeploy.targets.artifact import Artifact, Context, Figure
+from edgedeploy.targets.build import ARM_RULE, _choose_primary, _withdraw_over_budget, build_artifacts
 
 
 @pytest.mark.skipif(emulation.unavailable() is not None, reason=f"no aarch64 emulation here: {emulation.unavailable()}")
@@ -89,7 +90,7 @@ def test_an_accelerator_over_the_budget_falls_back_to_a_more_precise_build(tiny_
     monkeypatch.setitem(build._BUILDERS, ("tensorrt", "fp16"), fake_trt)
     t = target("jetson-orin-nano")
     runtimes = [r for r in t.runtimes if r.engine == "tensorrt"]
-    ctx = build._Context(t, None, None, (1, 3, 32, 32), None, tmp_path, None, None, lambda what: None, 0.01)
+    ctx = Context(t, None, None, (1, 3, 32, 32), None, tmp_path, None, None, lambda what: None, 0.01)
     arts = [fake_trt(ctx, runtimes[0], "int8")]
     build._fall_back(ctx, arts, runtimes)
     assert built == ["int8", "fp16"]  # fp16 was not asked; fp32 not needed once fp16 is within the budget
