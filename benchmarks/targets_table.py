@@ -10,6 +10,7 @@ taken from emulation or a simulator.
 
     .venv/bin/python benchmarks/targets_table.py                               # every pair (~30-40 min on 2 cores)
     .venv/bin/python benchmarks/targets_table.py --only rk3588:picodet-layout  # one pair, merged into the JSON
+    (several --only runs may go in parallel: each pair is merged into the JSON under a file lock)
     .venv/bin/python benchmarks/targets_table.py --render                      # the table from the JSON only
 
 Writes benchmarks/results/targets.{json,md}.
@@ -20,11 +21,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from filelock import FileLock
 
 OUT = Path(__file__).parent / "results"
 PAIRS = [("rk3588", "pplcnet-orientation"), ("rk3588", "picodet-layout"),
@@ -66,7 +70,8 @@ def deploy(target: str, model: str) -> dict:
 def _fig(f: dict | None, fmt: str) -> str:
     if not f or f.get("value") is None:
         return "—"
-    return f"{format(f['value'], fmt)} ({f['how']})"
+    n = re.search(r" on (\d+) samples", f.get("detail", ""))
+    return f"{format(f['value'], fmt)} ({f['how']}{f', {n[1]} samples' if n else ''})"
 
 
 def rows(run: dict) -> list[str]:
@@ -114,13 +119,17 @@ def main() -> int:
     ap.add_argument("--render", action="store_true", help="only rewrite the table from the JSON")
     args = ap.parse_args()
     path = OUT / "targets.json"
-    runs = json.loads(path.read_text()) if path.exists() else {}
     pairs = [] if args.render else ([tuple(p.split(":", 1)) for p in args.only] if args.only else PAIRS)
     for target, model in pairs:
         print(f"deploy {model} for {target} ...", file=sys.stderr, flush=True)
-        runs[f"{target}:{model}"] = deploy(target, model)
-        path.write_text(json.dumps(runs, indent=1) + "\n")  # after each pair: a long run keeps what it has
-    (OUT / "targets.md").write_text(render(runs))
+        run = deploy(target, model)
+        with FileLock(f"{path}.lock"):  # after each pair, merged: a long run keeps what it has, runs can be parallel
+            runs = json.loads(path.read_text()) if path.exists() else {}
+            runs[f"{target}:{model}"] = run
+            path.write_text(json.dumps(runs, indent=1) + "\n")
+    with FileLock(f"{path}.lock"):
+        runs = json.loads(path.read_text()) if path.exists() else {}
+        (OUT / "targets.md").write_text(render(runs))
     print((OUT / "targets.md").read_text())
     return 0
 
