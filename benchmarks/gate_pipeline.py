@@ -104,12 +104,15 @@ def machine() -> dict:
             "platform": platform.platform(), "python": platform.python_version(), "engines": m["engines"]}
 
 
-def pin(cpus: int | None) -> None:
-    if cpus:
-        have = sorted(os.sched_getaffinity(0))
-        if cpus > len(have):
-            sys.exit(f"--cpus {cpus}: this process may use only {len(have)} CPUs")
-        os.sched_setaffinity(0, have[:cpus])  # before any thread starts: every engine thread inherits it
+def pin(cpus: int | None) -> str | None:
+    """Pin this process to its first ``cpus`` allowed cores; what is wrong with ``cpus``, if anything."""
+    if cpus is None:
+        return None
+    have = sorted(os.sched_getaffinity(0))
+    if not 1 <= cpus <= len(have):
+        return f"--cpus {cpus}: expected 1 to {len(have)} (the CPUs this process may use)"
+    os.sched_setaffinity(0, have[:cpus])  # before any thread starts: every engine thread inherits it
+    return None
 
 
 def run(paths: list[Path], *, engine: str, realtime: bool, threads: int = 1, step: int = 1, quiet: bool = False,
@@ -410,7 +413,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="--ocr: rounds per system")
     ap.add_argument("--ocr-threads", type=int, default=2, help="--ocr: rapidocr's ORT threads")
     args = ap.parse_args()
-    pin(args.cpus)
+    if problem := pin(args.cpus):
+        ap.error(problem)
     seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else None
     if args.out is None and (seeds is None or args.ocr):
         args.out = Path(__file__).parent / "results"
