@@ -57,7 +57,8 @@ class Track:
 class TrackerStage(Stage):
     """Follow code candidates across frames, vote on their reads, emit one event per container.
 
-    A track is matched to the candidate its predicted box (constant velocity) overlaps most
+    A track is matched to the candidate its predicted box (constant velocity, measured on the
+    box edges that move with the lettering: :meth:`_shift`) overlaps most
     (IoU ≥ ``min_iou``, or same row and near); it ends when unseen for ``max_age`` frames or
     when it has left the frame. On ending it emits ``{"type": "container", "code", "valid",
     "confidence", "first_frame", "last_frame", "snapshot", ...}`` if it had a valid read, or
