@@ -36,8 +36,17 @@ def _row(model: str, form: str, fn) -> dict:
     try:
         r = fn()
     except VerdictError as exc:
+        fig = exc.figures
+        held = [tr for tr in fig.get("trials", []) if tr.get("within_budget")]  # INT8 within budget, refused on speed
+        reached = {}
+        if held:
+            tr = max(held, key=lambda tr: tr["accuracy"])
+            before = (fig.get("accuracy_before") or {}).get(tr["engine"], 1.0)
+            reached = {"int8_engine": tr["engine"], "int8_accuracy": tr["accuracy"],
+                       "int8_drop_points": round(100 * (before - tr["accuracy"]), 3),
+                       "float_layers": [f"{f['op']} {f['name']}" for f in tr["float_layers"]]}
         return {"model": model, "form": form, "written": False, "verdict": str(exc)[:400],
-                "time_s": round(time.perf_counter() - t, 1), **{k: exc.figures.get(k) for k in ("metric",)}}
+                "time_s": round(time.perf_counter() - t, 1), "metric": fig.get("metric"), **reached}
     except Exception as exc:  # one failed row must not lose the others; the row says why
         return {"model": model, "form": form, "written": False, "verdict": f"FAILED: {type(exc).__name__}: {exc}"[:400],
                 "time_s": round(time.perf_counter() - t, 1)}
@@ -198,6 +207,13 @@ def _markdown(rows: list[dict], args, compare: dict | None = None) -> str:
             v = r["verdict"]
             if "best reached — " in v:  # the figures that matter: what each engine reached, what it kept in float
                 v = f"{r.get('metric') or ''}: " + v.split("best reached — ", 1)[1].split("; nothing was written")[0]
+            if r.get("int8_accuracy") is not None:  # within the budget, refused for speed: what INT8 reached
+                v = (f"{100 * r['int8_accuracy']:.2f} ({r['metric']}, INT8 on {r['int8_engine']}) — refused: "
+                     + v.split("; nothing was written")[0])
+                kept = ", ".join(r["float_layers"]) or "-"
+                lines.append(f"| {r['model']} | {r['form']} | refused, nothing written | {v[:330]} | "
+                             f"{r['int8_drop_points']:.2f} | | | | {kept[:160]} | {r['time_s']} s |")
+                continue
             lines.append(f"| {r['model']} | {r['form']} | refused, nothing written | {v[:330]} | | | | | |"
                          f" {r['time_s']} s |")
     if compare:
