@@ -372,6 +372,66 @@ def resolution_md(results: list[BenchResult], rows: list[dict], threads: int) ->
     return lines, r.to_dict()
 
 
+PROFILE_RUNS = 20
+
+
+def _best_config(results: list[BenchResult], model: str, shape: str, scheme: str):
+    return next(r.config for r in results if r.ok and r.config.compared_model == model and r.config.shape_str == shape
+                and scheme.startswith(r.scheme))
+
+
+def profile_md(results: list[BenchResult], rows: list[dict], runs: int = PROFILE_RUNS) -> tuple[list[str], list]:
+    """Where the time goes, per operator type: the best untuned anchor vs edgedeploy's choice (or, where the
+    choice is the anchor itself, the fastest candidate), for each model with a target, on its first shape."""
+    from edgedeploy import engines
+    from edgedeploy.engines.profiling import WARMUP, compare
+
+    lines = ["## Where the time goes (per-layer profile)", "",
+             f"Method: the engine's own profiler (OpenVINO `PERF_COUNT`, ONNX Runtime `enable_profiling`) on the best "
+             f"untuned anchor and on edgedeploy's choice (the fastest candidate where the anchor was kept), "
+             f"{runs} profiled runs after {WARMUP} warm-up runs, per layer the lowest time (other "
+             "processes only add time), summed per operator type, in this process one after the other "
+             "(`edgedeploy.engines.profile`). Layer sums leave out the engine's scheduling and the Python call, so "
+             "they sit a little below the table's p50. Speed-up below 1.00x: the choice runs those layers slower.",
+             ""]
+    data, seen = [], set()
+    for row in rows:
+        if row["target"] is None or row["model"] in seen:
+            continue
+        seen.add(row["model"])
+        other = row["choice"] if row["choice"] != row["anchor"] else row["fastest_candidate"]
+        if other is None:
+            continue
+        a = _best_config(results, row["model"], row["shape"], row["anchor"])
+        c = _best_config(results, row["model"], row["shape"], other)
+        try:
+            before = engines.profile(a.model, engine=a.engine, untuned=True, shape=a.shape, runs=runs)
+            after = engines.profile(c.model, engine=c.engine, options=c.options, untuned=c.untuned, shape=c.shape,
+                                    runs=runs)
+        except UserError as exc:
+            lines += [f"- {row['model']}: no profile ({exc})", ""]
+            continue
+        ops = compare(before, after)
+        total_b, total_a = sum(x.ms for x in before), sum(x.ms for x in after)
+        slow = sum(o.after_ms for o in ops if o.speedup is not None and o.speedup < 1.1)
+        lines += [f"### {row['model']} {row['shape']}: {row['anchor']} → {other}", "",
+                  "| operator | anchor ms | precision | choice ms | precision | speed-up | share of choice |",
+                  "|---|---:|---|---:|---|---:|---:|"]
+        for o in ops:
+            if o.before_ms < 0.01 * total_b and o.after_ms < 0.01 * total_a:
+                continue
+            sp = "-" if o.speedup is None else f"{o.speedup:.2f}x"
+            lines.append(f"| {o.op} | {o.before_ms:.3f} | {o.before_precisions or '-'} | {o.after_ms:.3f} | "
+                         f"{o.after_precisions or '-'} | {sp} | {100 * o.after_ms / (total_a or 1):.0f}% |")
+        lines += ["", f"Layer sums: anchor {total_b:.2f} ms, choice {total_a:.2f} ms ({total_b / (total_a or 1):.2f}x). "
+                      f"Operator types the choice runs less than 1.1x faster take {slow:.2f} ms, "
+                      f"{100 * slow / (total_a or 1):.0f}% of its time.", ""]
+        data.append({"model": row["model"], "shape": row["shape"], "anchor": row["anchor"], "choice": other,
+                     "anchor_layers_ms": total_b, "choice_layers_ms": total_a,
+                     "operators": [o.to_dict() for o in ops]})
+    return lines, data
+
+
 OTHER_KIND = {
     "amx": "On an **AMD EPYC without AMX** (AVX-512 VNNI/BF16 only): OpenVINO's default BF16 runs on AVX512_BF16 "
            "dot products, about half as fast as AMX tiles, so the untuned OpenVINO anchor is slower there and "
@@ -401,6 +461,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-int8", action="store_true", help="leave out the INT8 rows (edgedeploy optimize)")
     ap.add_argument("--no-resolution", action="store_true", help="leave out the resolution search")
     ap.add_argument("--no-prune", action="store_true", help="leave out the pruned + INT8 rows")
+    ap.add_argument("--no-profile", action="store_true",
+                    help="leave out the per-layer profile of the models with a target (anchor vs choice)")
     ap.add_argument("--quick", action="store_true",
                     help="development: 8 runs / 1 s per row, 1 warm-up, no repeats, no quiet wait (noisy figures)")
     args = ap.parse_args(argv)
@@ -455,6 +517,7 @@ def main(argv: list[str] | None = None) -> int:
     spread = repeatability(repeats) if repeat_configs else []
     rows = summary(results)
     res_lines, res_data = ([], None) if args.no_resolution else resolution_md(results, rows, args.threads)
+    prof_lines, prof_data = ([], []) if args.no_profile else profile_md(results, rows)
     m["elapsed_s"] = round(time.perf_counter() - start, 1)
     m["settings"] = {"runs": args.runs, "time_budget_s": args.time_budget, "warmup": args.warmup,
                      "threads": args.threads, "repeat": args.repeat, "rounds": args.rounds, "quick": args.quick}
@@ -463,7 +526,8 @@ def main(argv: list[str] | None = None) -> int:
     stem = out / f"perf-{kind}"
     report.write(results, skipped, json_path=Path(f"{stem}.json"), csv_path=Path(f"{stem}.csv"),
                  plot_path=Path(f"{stem}.png"), peak=isa,
-                 machine={**m, "repeatability": spread, "summary": rows, "resolution": res_data})
+                 machine={**m, "repeatability": spread, "summary": rows, "resolution": res_data,
+                          "profile": prof_data})
     flags = ", ".join(f for f in ("avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16",
                                   "amx_int8") if m["isa"].get(f)) or "no AVX-512"
     md = [f"# edgedeploy performance table: {m['cpu']} ({kind}), {args.threads} threads", "",
@@ -474,6 +538,8 @@ def main(argv: list[str] | None = None) -> int:
           + (" QUICK RUN (development): few runs per row, figures are rough." if args.quick else ""), "",
           *summary_md(rows, kind), "", "### On the other CPU kind", "",
           OTHER_KIND["amx" if isa.amx else "noamx"], ""]
+    if prof_lines:
+        md += prof_lines
     if res_lines:
         md += [*res_lines, ""]
     md += ["## Every row", "", report.to_markdown(results, skipped, method=method(args, m), peak=isa)]
