@@ -7,7 +7,7 @@ import pytest
 
 from edgedeploy import engines
 from edgedeploy.engines import EngineOptions
-from edgedeploy.engines.profiling import LayerTime, by_family, compare, lowest_per_layer, precision_name
+from edgedeploy.engines.profiling import LayerTime, by_family, compare, mean_per_layer, precision_name
 from edgedeploy.errors import UserError
 from tests.conftest import installed
 
@@ -33,10 +33,11 @@ def tiny_int8(tiny_onnx, tmp_path_factory):
     return out
 
 
-def test_lowest_time_per_layer_and_families_add_up():
-    runs = [[LayerTime("a", "Conv", "k1", "int8", 3.0), LayerTime("b", "Relu", "k2", "fp32", 1.0)],
-            [LayerTime("a", "Conv", "k1", "int8", 2.0), LayerTime("b", "Relu", "k2", "fp32", 4.0)]]
-    layers = lowest_per_layer(runs)
+def test_mean_time_per_layer_after_warm_up_and_families_add_up():
+    records = [LayerTime("a", "Conv", "k1", "int8", 30.0), LayerTime("b", "Relu", "k2", "fp32", 9.0),
+               LayerTime("a", "Conv", "k1", "int8", 3.0), LayerTime("b", "Relu", "k2", "fp32", 1.0),
+               LayerTime("a", "Conv", "k1", "int8", 1.0), LayerTime("b", "Relu", "k2", "fp32", 1.0)]
+    layers = mean_per_layer(records, skip=1)  # the first run of each layer is warm-up
     assert [(x.name, x.ms) for x in layers] == [("a", 2.0), ("b", 1.0)]
     fams = by_family(layers)
     assert [(f.op, f.precision, f.layers) for f in fams] == [("Conv", "int8", 1), ("Relu", "fp32", 1)]

@@ -6,7 +6,7 @@ import numpy as np
 import onnxruntime as ort
 
 from edgedeploy.engines.base import EngineOptions, Session, TensorSpec
-from edgedeploy.engines.profiling import WARMUP, LayerTime, lowest_per_layer, precision_name
+from edgedeploy.engines.profiling import WARMUP, LayerTime, mean_per_layer, precision_name
 from edgedeploy.errors import InternalError, UserError
 
 _DTYPES = {
@@ -139,22 +139,22 @@ def open_default(model, *, so: ort.SessionOptions | None = None) -> Session:
 _ORT_TYPES = {"float": "fp32", "float16": "fp16", "bfloat16": "bf16", "uint8": "int8", "int8": "int8"}
 
 
-def _layers(events: list[dict]) -> list[list[LayerTime]]:
+def _layers(events: list[dict]) -> list[LayerTime]:
     out = []
     for e in events:
         if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time"):
             continue
         args = e.get("args", {})
         first = next(iter((args.get("input_type_shape") or [{}])[0]), "")
-        out.append([LayerTime(e["name"][: -len("_kernel_time")], args.get("op_name", "?"),
-                              f"{args.get('op_name', '?')} ({args.get('provider', '?')})",
-                              precision_name(_ORT_TYPES.get(first, first or "?")), e.get("dur", 0) / 1000)])
+        out.append(LayerTime(e["name"][: -len("_kernel_time")], args.get("op_name", "?"),
+                             f"{args.get('op_name', '?')} ({args.get('provider', '?')})",
+                             precision_name(_ORT_TYPES.get(first, first or "?")), e.get("dur", 0) / 1000))
     return out
 
 
 def profile(model, options: EngineOptions, feeds: dict | None, runs: int, untuned: bool,
             shape: tuple[int, ...] | None = None) -> list[LayerTime]:
-    """Per-node times from ONNX Runtime's profiler (``enable_profiling``), lowest of ``runs`` runs per node, on
+    """Per-node times from ONNX Runtime's profiler (``enable_profiling``), mean of ``runs`` runs per node, on
     the session :func:`open` (or, ``untuned``, :func:`open_default`) makes. A node's precision: its first
     input's element type (QLinearConv on uint8 is INT8; a Conv on float is FP32)."""
     import json
@@ -166,8 +166,8 @@ def profile(model, options: EngineOptions, feeds: dict | None, runs: int, untune
         so.enable_profiling, so.profile_file_prefix = True, str(Path(tmp) / "ort")
         session = open_default(model, so=so) if untuned else open(model, options, so=so)
         feeds = session.check_feeds(feeds if feeds is not None else session.example_feeds(shape))
-        for _ in range(WARMUP + runs):  # ORT's profiler cannot start late: the warm-up runs are in it, never lowest
+        for _ in range(WARMUP + runs):  # ORT's profiler cannot start late: the warm-up runs are in it, left out below
             session._run(feeds)
         events = json.loads(Path(session._sess.end_profiling()).read_text())
         session.release()
-    return lowest_per_layer(_layers(events))
+    return mean_per_layer(_layers(events), skip=WARMUP)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 
@@ -9,7 +10,7 @@ import numpy as np
 import openvino as ov
 
 from edgedeploy.engines.base import EngineOptions, Session, TensorSpec
-from edgedeploy.engines.profiling import WARMUP, LayerTime, lowest_per_layer, precision_name
+from edgedeploy.engines.profiling import WARMUP, LayerTime, precision_name
 from edgedeploy.errors import ConversionError, UserError
 
 log = logging.getLogger(__name__)
@@ -124,28 +125,38 @@ def open_default(model, *, extra: dict | None = None) -> Session:
     return session
 
 
-def _layer(info) -> LayerTime:
-    # exec_type names the kernel and ends with the precision it ran in: brgconv_avx512_1x1_I8, ref_any_f32
-    # (1x1 convolutions are told apart: they are GEMMs, where INT8/BF16 dot products pay most)
-    kernel = info.exec_type
-    op = f"{info.node_type} 1x1" if "_1x1_" in kernel else info.node_type
-    return LayerTime(info.node_name, op, kernel, precision_name(kernel.rsplit("_", 1)[-1]),
-                     info.real_time.total_seconds() * 1000)
+def _layers(request) -> dict[str, LayerTime]:
+    out = {}
+    for info in request.profiling_info:
+        if info.status != info.Status.EXECUTED:
+            continue
+        # exec_type names the kernel and ends with the precision it ran in: brgconv_avx512_1x1_I8, ref_any_f32;
+        # 1x1 convolutions are told apart (they are GEMMs, where INT8/BF16 dot products pay most)
+        kernel = info.exec_type
+        op = f"{info.node_type} 1x1" if "_1x1_" in kernel else info.node_type
+        out[info.node_name] = LayerTime(info.node_name, op, kernel, precision_name(kernel.rsplit("_", 1)[-1]),
+                                        info.real_time.total_seconds() * 1000)
+    return out
 
 
 def profile(model, options: EngineOptions, feeds: dict | None, runs: int, untuned: bool,
             shape: tuple[int, ...] | None = None) -> list[LayerTime]:
-    """Per-layer times from OpenVINO's own counters (``PERF_COUNT``), lowest of ``runs`` runs per layer, on the
-    model compiled as :func:`open` (or, ``untuned``, as :func:`open_default`) does, plus the counters."""
+    """Per-layer times from OpenVINO's own counters (``PERF_COUNT``), mean of ``runs`` runs per layer, on the
+    model compiled as :func:`open` (or, ``untuned``, as :func:`open_default`) does, plus the counters.
+
+    The CPU plugin reports each layer's *running mean since compiling* (microseconds): the mean of the
+    profiled runs alone is what the counters add between the end of the warm-up and the end."""
     counters = {"PERF_COUNT": True}
     session = open_default(model, extra=counters) if untuned else open(model, options, extra=counters)
     feeds = session.check_feeds(feeds if feeds is not None else session.example_feeds(shape))
     request = session._request
     for _ in range(WARMUP):
         request.infer(feeds, share_inputs=True)
-    executed = []
+    warm = _layers(request)
     for _ in range(runs):
         request.infer(feeds, share_inputs=True)
-        executed.append([_layer(p) for p in request.profiling_info if p.status == p.Status.EXECUTED])
+    done = _layers(request)
     session.release()
-    return lowest_per_layer(executed)
+    total = WARMUP + runs
+    return [dataclasses.replace(x, ms=max(0.0, (total * x.ms - WARMUP * warm[k].ms) / runs) if k in warm else x.ms)
+            for k, x in done.items()]

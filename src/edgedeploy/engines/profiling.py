@@ -4,16 +4,17 @@ Each engine reads its own profiler (OpenVINO ``PERF_COUNT`` / ``infer_request.pr
 ONNX Runtime ``enable_profiling`` JSON) in its module, as ``profile(model, options, feeds, runs,
 untuned)``; this module holds what they return and how it is summed up.
 
-Per layer the *lowest* time over the profiled runs is kept: other processes only ever add time,
-so the minimum is the machine's own figure (the same rule as the benchmark's least-disturbed
-row). The layers' sum is therefore a little below a run's wall time; the rest is the engine's
-own scheduling and the Python call.
+Per layer the *mean* time over the profiled runs is kept, after :data:`WARMUP` unprofiled runs
+(kernels repack weights and warm caches over the first runs): OpenVINO's counters hold only a
+running mean since the model was compiled, so the mean is the one statistic both engines give.
+The layers' sum is a little below a run's wall time; the rest is the engine's own scheduling
+between layers and the Python call.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 WARMUP = 5  # unprofiled runs first: kernels repack weights and warm caches over the first few runs
 
@@ -42,15 +43,17 @@ class LayerTime:
         return asdict(self)
 
 
-def lowest_per_layer(runs: Iterable[Iterable[LayerTime]]) -> list[LayerTime]:
-    """Per layer name, the record with the lowest time over ``runs`` (each run: the layers it executed),
-    in the order layers first appeared."""
-    best: dict[str, LayerTime] = {}
-    for run in runs:
-        for layer in run:
-            if layer.name not in best or layer.ms < best[layer.name].ms:
-                best[layer.name] = layer
-    return list(best.values())
+def mean_per_layer(records: Iterable[LayerTime], skip: int = 0) -> list[LayerTime]:
+    """Per layer name, its mean time over its records after the first ``skip`` of them (warm-up runs), in the
+    order layers first appeared."""
+    seen: dict[str, list[LayerTime]] = {}
+    for x in records:
+        seen.setdefault(x.name, []).append(x)
+    out = []
+    for xs in seen.values():
+        kept = xs[skip:] or xs[-1:]
+        out.append(replace(kept[-1], ms=sum(x.ms for x in kept) / len(kept)))
+    return out
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,7 @@ class Comparison:
 
     @property
     def speedup(self) -> float | None:
-        return self.before_ms / self.after_ms if self.after_ms > 0 else None
+        return self.before_ms / self.after_ms if self.after_ms > 0 and self.before_ms > 0 else None
 
     def to_dict(self) -> dict:
         return {**asdict(self), "speedup": self.speedup}
