@@ -73,3 +73,4 @@ def test_an_engine_without_a_profiler_says_which_have_one(engine, tiny_onnx):
 def test_profile_needs_a_run(tiny_onnx):
     with pytest.raises(UserError, match="runs = 0"):
         engines.profile(tiny_onnx, runs=0)
+

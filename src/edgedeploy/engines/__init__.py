@@ -66,7 +66,7 @@ ENGINES: dict[Engine, EngineSpec] = {
         formats=("onnx",),
         devices=CPU_GPU,
         precisions=(FP32, FP16, INT8),
-        options=("threads", "graph_optimization", "memory_optimization", "device"),
+        options=("threads", "graph_optimization", "memory_optimization", "device", "input_shape"),
         description="ONNX Runtime: the embedded default; CPU, CUDA and TensorRT providers",
         profiler=True,
     ),
@@ -78,7 +78,7 @@ ENGINES: dict[Engine, EngineSpec] = {
         formats=("onnx", "paddle"),
         devices=CPU_GPU,
         precisions=(FP32, BF16, FP16, INT8),
-        options=("threads", "memory_optimization", "device", "precision"),
+        options=("threads", "memory_optimization", "device", "precision", "input_shape"),
         description="Intel OpenVINO: CPU (AVX-512/VNNI/AMX) and Intel GPU; reads ONNX and Paddle models",
         profiler=True,
     ),
@@ -226,7 +226,7 @@ def open(model, *, engine: str = "onnxruntime", options: EngineOptions | None = 
         options = options.replace(device="cpu")
     s = spec(name)
     defaults = EngineOptions()
-    for field_name in ("graph_optimization", "memory_optimization", "mkldnn", "precision"):
+    for field_name in ("graph_optimization", "memory_optimization", "mkldnn", "precision", "input_shape"):
         if field_name not in s.options and getattr(options, field_name) != getattr(defaults, field_name):
             notes.append(f"{name} does not expose {field_name}; the option has no effect on this engine")
     session = mod.open(m, options)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 
-from edgedeploy.engines.base import EngineOptions, Session, TensorSpec
+from edgedeploy.engines.base import EngineOptions, Session, TensorSpec, fixed_shape
 from edgedeploy.engines.profiling import WARMUP, LayerTime, mean_per_layer, precision_name
 from edgedeploy.errors import InternalError, UserError
 
@@ -113,11 +113,32 @@ def _session(path, **kwargs) -> ort.InferenceSession:
         raise UserError(f"onnxruntime could not load {path.name}: {str(exc).splitlines()[0][:300]}") from None
 
 
+def _fix_dimensions(so: ort.SessionOptions, path, options: EngineOptions) -> None:
+    """Free-dimension overrides: each named dynamic dimension of the one input fixed to ``options.input_shape``."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    inits = {t.name for t in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in inits]
+    specs = [TensorSpec(i.name, np.dtype(np.float32), tuple(d.dim_value or None for d in i.type.tensor_type.shape.dim))
+             for i in inputs]
+    shape = fixed_shape(specs, options)  # one input, of this rank, static dimensions as given
+    for d, want in zip(inputs[0].type.tensor_type.shape.dim, shape):
+        if not d.dim_value:
+            if not d.dim_param:
+                raise UserError(f"input {inputs[0].name!r} has an unnamed dynamic dimension, which onnxruntime cannot "
+                                "fix (it overrides dimensions by name): leave input_shape unset")
+            so.add_free_dimension_override_by_name(d.dim_param, want)
+
+
 def open(model, options: EngineOptions, *, so: ort.SessionOptions | None = None) -> Session:  # noqa: A001
     """The model on ONNX Runtime as edgedeploy tunes it (threads, graph level, arena, providers); ``so``: those
     session options, already made from ``options`` and changed further (e.g. profiling on, for :func:`profile`)."""
     path = model.onnx_path()
-    sess = _session(path, sess_options=so or session_options(options), providers=providers(options))
+    so = so or session_options(options)
+    if options.input_shape is not None:
+        _fix_dimensions(so, path, options)
+    sess = _session(path, sess_options=so, providers=providers(options))
     device = "gpu" if any(p in GPU_PROVIDERS for p in sess.get_providers()) else "cpu"
     session = OrtSession(sess, device)
     if _global_pool and options.threads and options.threads != _global_pool["threads"]:

@@ -9,7 +9,7 @@ import logging
 import numpy as np
 import openvino as ov
 
-from edgedeploy.engines.base import EngineOptions, Session, TensorSpec
+from edgedeploy.engines.base import EngineOptions, Session, TensorSpec, fixed_shape
 from edgedeploy.engines.profiling import WARMUP, LayerTime, precision_name
 from edgedeploy.errors import ConversionError, UserError
 
@@ -107,7 +107,11 @@ def open(model, options: EngineOptions, *, extra: dict | None = None) -> Session
     """The model on OpenVINO as edgedeploy tunes it (latency hint, explicit precision, threads, streams);
     ``extra``: more compile properties (e.g. ``PERF_COUNT`` for :func:`profile`)."""
     device = "GPU" if options.device == "gpu" else "CPU"
-    compiled = _compile(_core(), read(model), device, {**compile_config(options), **(extra or {})}, model)
+    ov_model = read(model)
+    shape = fixed_shape([_spec(p) for p in ov_model.inputs], options)
+    if shape is not None:
+        ov_model.reshape({ov_model.inputs[0]: ov.PartialShape(list(shape))})
+    compiled = _compile(_core(), ov_model, device, {**compile_config(options), **(extra or {})}, model)
     session = OvSession(compiled, options.device)
     if not options.graph_optimization:
         session.notes.append("openvino always optimises the graph when compiling; graph_optimization=False has no effect")
