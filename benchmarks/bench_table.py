@@ -52,6 +52,7 @@ from pathlib import Path
 
 import psutil
 
+from edgedeploy import engines
 from edgedeploy.benchmarking import BenchConfig, BenchResult, Skipped, plan, report, run_bench
 from edgedeploy.benchmarking.power import find_sensor
 from edgedeploy.engines.timing import clears_noise
@@ -83,6 +84,17 @@ TARGETS = {"ppocrv6-det": 1.5, "picodet-layout": 1.5, "pplcnet-orientation": 1.2
 PRUNE = {"ppocrv6-det": 0.3}
 # a small model is overhead-bound: one thread (no fork/join per operator) may beat two
 EXTRA_THREADS = {"pplcnet-orientation": (1,)}
+STATIC = ", static shape"  # label mark of rows compiled for their one input shape (EngineOptions.input_shape)
+STATIC_ENGINES = ("openvino",)  # where a dynamic dimension costs per-run shape work (measured: PP-LCNet's batch)
+
+
+def static_rows(rows: list[BenchConfig]) -> list[BenchConfig]:
+    """Each tuned row on :data:`STATIC_ENGINES` once more, compiled for its one input shape. They compute what their
+    twin computes (tests/engines/test_input_shape.py), so they take its accuracy (the task code would feed other
+    sizes to a detector's fixed-shape session)."""
+    return [dataclasses.replace(c, options=c.options.replace(input_shape=c.shape), dataset=None,
+                                label=c.scheme.replace(" (", f"{STATIC} (", 1))
+            for c in rows if not c.untuned and c.engine in STATIC_ENGINES]
 
 
 def int8_model(name: str, *, max_drop: float = MAX_ACCURACY_DROP, threads: int = 2, prune: float = 0.0) -> Path:
@@ -284,6 +296,10 @@ def summary(results: list[BenchResult], max_drop: float = MAX_ACCURACY_DROP) -> 
     for r in results:
         if r.ok and r.accuracy is not None:
             by_scheme_acc.setdefault((r.config.compared_model, r.scheme), r.accuracy)
+    for r in results:  # a fixed-shape row computes what its twin computes: the twin's accuracy
+        twin = (r.config.compared_model, r.scheme.replace(STATIC, ""))
+        if STATIC in r.scheme and twin in by_scheme_acc:
+            by_scheme_acc.setdefault((r.config.compared_model, r.scheme), by_scheme_acc[twin])
     groups: dict[tuple, list[BenchResult]] = {}
     for r in results:
         groups.setdefault((r.config.compared_model, r.config.shape_str), []).append(r)
@@ -338,23 +354,21 @@ def summary_md(rows: list[dict], kind: str) -> list[str]:
     return out
 
 
-def resolution_md(results: list[BenchResult], rows: list[dict], threads: int) -> tuple[list[str], dict | None]:
+def resolution_md(results: list[BenchResult], rows: list[dict]) -> tuple[list[str], dict | None]:
     """Resolution search for PP-OCRv6 det on edgedeploy's choice at 640 (reported apart: it changes the work)."""
     from edgedeploy import engines
-    from edgedeploy.engines import EngineOptions
     from edgedeploy.optimize import resolution
 
     row = next((r for r in rows if r["model"] == "ppocrv6-det"), None)
     if row is None:
         return [], None
-    res = next(r for r in results if r.config.compared_model == "ppocrv6-det" and r.config.shape_str == row["shape"]
-               and row["choice"].startswith(r.scheme))
-    c = res.config
+    c = _config(results, "ppocrv6-det", row["shape"], row["choice"])
 
     def open_session():
         if c.untuned:
             return engines.open_default(c.model, c.engine)
-        return engines.open(c.model, engine=c.engine, options=EngineOptions(threads=threads, precision=c.precision))
+        # the choice's options, but no fixed shape: the search feeds other sizes
+        return engines.open(c.model, engine=c.engine, options=c.options.replace(input_shape=None))
 
     r = resolution.search(open_session, like="ppocrv6-det", max_drop_points=MAX_ACCURACY_DROP, n=8, runs=10)
     lines = [f"## Doing less work: input resolution (PP-OCRv6 det, on {row['choice']})", "",
@@ -375,9 +389,10 @@ def resolution_md(results: list[BenchResult], rows: list[dict], threads: int) ->
 PROFILE_RUNS = 20
 
 
-def _best_config(results: list[BenchResult], model: str, shape: str, scheme: str):
-    return next(r.config for r in results if r.ok and r.config.compared_model == model and r.config.shape_str == shape
-                and scheme.startswith(r.scheme))
+def _config(results: list[BenchResult], model: str, shape: str, label: str):
+    """The config of the summary's ``label`` (a scheme, with ", N thr." for an edgedeploy row) at (model, shape)."""
+    return next(r for r in results if r.ok and r.config.compared_model == model and r.config.shape_str == shape
+                and label in (r.scheme, f"{r.scheme}, {r.config.threads} thr.")).config
 
 
 def profile_md(results: list[BenchResult], rows: list[dict], runs: int = PROFILE_RUNS) -> tuple[list[str], list]:
@@ -402,8 +417,8 @@ def profile_md(results: list[BenchResult], rows: list[dict], runs: int = PROFILE
         other = row["choice"] if row["choice"] != row["anchor"] else row["fastest_candidate"]
         if other is None:
             continue
-        a = _best_config(results, row["model"], row["shape"], row["anchor"])
-        c = _best_config(results, row["model"], row["shape"], other)
+        a = _config(results, row["model"], row["shape"], row["anchor"])
+        c = _config(results, row["model"], row["shape"], other)
         try:
             before = engines.profile(a.model, engine=a.engine, untuned=True, shape=a.shape, runs=runs)
             after = engines.profile(c.model, engine=c.engine, options=c.options, untuned=c.untuned, shape=c.shape,
@@ -461,6 +476,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-int8", action="store_true", help="leave out the INT8 rows (edgedeploy optimize)")
     ap.add_argument("--no-resolution", action="store_true", help="leave out the resolution search")
     ap.add_argument("--no-prune", action="store_true", help="leave out the pruned + INT8 rows")
+    ap.add_argument("--no-static", action="store_true",
+                    help="leave out the OpenVINO rows compiled for one input shape (models with a dynamic input)")
     ap.add_argument("--no-profile", action="store_true",
                     help="leave out the per-layer profile of the models with a target (anchor vs choice)")
     ap.add_argument("--quick", action="store_true",
@@ -487,6 +504,8 @@ def main(argv: list[str] | None = None) -> int:
                 for t in threads:
                     extra, s8 = int8_rows(name, [x for x in c if not x.untuned], t, int8_paths)
                     c, s = c + extra, s + (s8 if t == threads[0] else [])
+                if not args.no_static and engines.dynamic_input(name):
+                    c = c + static_rows(c)
                 if name in PRUNE and not args.no_prune:
                     extra, s8 = int8_rows(name, [x for x in c if not x.untuned], args.threads, int8_paths,
                                           prune=PRUNE[name])
@@ -516,7 +535,7 @@ def main(argv: list[str] | None = None) -> int:
         repeats.append(run_bench(repeat_configs, progress=lambda i, n, c: c and wait_for_quiet(args.quiet_wait)))
     spread = repeatability(repeats) if repeat_configs else []
     rows = summary(results)
-    res_lines, res_data = ([], None) if args.no_resolution else resolution_md(results, rows, args.threads)
+    res_lines, res_data = ([], None) if args.no_resolution else resolution_md(results, rows)
     prof_lines, prof_data = ([], []) if args.no_profile else profile_md(results, rows)
     m["elapsed_s"] = round(time.perf_counter() - start, 1)
     m["settings"] = {"runs": args.runs, "time_budget_s": args.time_budget, "warmup": args.warmup,

@@ -30,7 +30,7 @@ from edgedeploy.vocab import Device, Engine, Precision
 log = logging.getLogger(__name__)
 
 __all__ = ["ENGINES", "EngineOptions", "EngineSpec", "LayerTime", "Session", "TensorSpec", "Timing", "available",
-           "gpu_available", "load", "open", "open_default", "profile", "resolve", "runnable", "warm_up"]
+           "dynamic_input", "gpu_available", "load", "open", "open_default", "profile", "resolve", "runnable", "warm_up"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -234,6 +234,18 @@ def open(model, *, engine: str = "onnxruntime", options: EngineOptions | None = 
     for note in notes:
         log.info(note)
     return session
+
+
+def dynamic_input(model, params=None) -> bool:
+    """Whether ``model`` has one input with a dynamic dimension: what ``EngineOptions.input_shape`` can fix."""
+    import onnx
+
+    from edgedeploy.ingest import load_model
+
+    graph = onnx.load(str(load_model(model, params).onnx_path()), load_external_data=False).graph
+    inits = {t.name for t in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in inits]
+    return len(inputs) == 1 and any(not d.dim_value for d in inputs[0].type.tensor_type.shape.dim)
 
 
 def profile(model, *, engine: str = "onnxruntime", options: EngineOptions | None = None, untuned: bool = False,
