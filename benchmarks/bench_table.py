@@ -22,6 +22,13 @@ entirely below the best anchor's (:func:`edgedeploy.engines.timing.clears_noise`
 the anchor itself (ratio 1.00x). Resolution search (fewer pixels, a different amount of work)
 is reported apart (:mod:`edgedeploy.optimize.resolution`).
 
+**Searched levers.** Beside precision (FP32, BF16, INT8, INT8+BF16), pruning and threads: for a model
+whose input has a dynamic dimension (PP-LCNet's batch, the detector's size), the OpenVINO rows once
+more compiled for their one input shape (``EngineOptions.input_shape``; label "static shape"); the
+rule above picks among all of them. **Where the time goes**: for each model with a target, a
+per-layer profile of the best anchor and of the choice (``edgedeploy.engines.profile``): operator
+types, the precision each kernel ran in, and which of them the choice does not speed up.
+
 What edgedeploy deploys: for PP-OCRv6 det, PicoDet layout and PP-LCNet orientation, the INT8
 model ``edgedeploy.optimize.optimize(name, out, engine="openvino", precision="int8",
 max_accuracy_drop=0.5, goal="size")`` makes (accuracy-guarded, at most 0.5 points lost on the task
@@ -404,8 +411,8 @@ def profile_md(results: list[BenchResult], rows: list[dict], runs: int = PROFILE
     lines = ["## Where the time goes (per-layer profile)", "",
              f"Method: the engine's own profiler (OpenVINO `PERF_COUNT`, ONNX Runtime `enable_profiling`) on the best "
              f"untuned anchor and on edgedeploy's choice (the fastest candidate where the anchor was kept), "
-             f"{runs} profiled runs after {WARMUP} warm-up runs, per layer the lowest time (other "
-             "processes only add time), summed per operator type, in this process one after the other "
+             f"{runs} profiled runs after {WARMUP} warm-up runs, per layer the mean time (OpenVINO's counters "
+             "are running means), summed per operator type, in this process one after the other "
              "(`edgedeploy.engines.profile`). Layer sums leave out the engine's scheduling and the Python call, so "
              "they sit a little below the table's p50. Speed-up below 1.00x: the choice runs those layers slower.",
              ""]
