@@ -64,10 +64,7 @@ class Family:
     precision: str
     layers: int
     ms: float
-    share: float
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+    share: float  # of the profile's layer sum
 
 
 def by_family(layers: list[LayerTime]) -> list[Family]:
