@@ -30,3 +30,18 @@ def test_input_shape_compiles_for_one_shape_with_the_same_results(engine, tiny_o
 def test_an_input_shape_that_does_not_fit_is_refused(bad, message, tiny_onnx):
     with pytest.raises(UserError, match=message):
         engines.open(tiny_onnx, engine="onnxruntime", options=EngineOptions(input_shape=bad))
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("engine", [installed("onnxruntime"), installed("openvino")])
+def test_pplcnet_with_its_batch_fixed_answers_as_before(engine):
+    """PP-LCNet's exporter left the batch open (?x3x224x224): fixed to 1, the same probabilities."""
+    assert engines.dynamic_input("pplcnet-orientation")
+    x = np.random.default_rng(0).random((1, 3, 224, 224), dtype=np.float32)
+    opts = EngineOptions(threads=1, precision="fp32")
+    with engines.open("pplcnet-orientation", engine=engine, options=opts) as free, \
+            engines.open("pplcnet-orientation", engine=engine, options=opts.replace(input_shape=x.shape)) as fixed:
+        name = free.inputs[0].name
+        a, b = free.run({name: x}), fixed.run({name: x})
+        for k in a:
+            np.testing.assert_allclose(b[k], a[k], rtol=1e-4, atol=1e-5)
