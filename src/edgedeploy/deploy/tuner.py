@@ -398,12 +398,22 @@ def tune(cfg: DeploymentConfig, *, measure: Measure | None = None, produce: Prod
                                 memory_optimization=dep.memory_optimization, precision=v.runtime_precision)
         return DeploymentPlan(engine=e, precision=p, model=v.model, options=options, batch=b, shape=(b, *shape1[1:]))
 
+    def run(plans: list[DeploymentPlan], stage: str, what: str, done: int = 0, total: int | None = None):
+        """``measure`` one plan at a time (each is its own fresh process anyway), saying after each how far."""
+        total = total or len(plans)
+        if progress and not done:
+            progress(what, 0, total)
+        out = []
+        for i, p in enumerate(plans, 1):
+            out += measure([p], stage)
+            if progress:
+                progress(what, done + i, total)
+        return out
+
     # 2. screen: best case per variant, and the anchors
     screen = [plan(e, p, v, max(threads), 1) for e, p, v in variants] + anchors
     accuracy_of = {(e, p): v.accuracy for e, p, v in variants}
-    if progress:
-        progress("screening engines x precisions", 0, len(screen))
-    screened = measure(screen, "screen") if screen else []
+    screened = run(screen, "screen", "screening engines x precisions")
     for m in screened:
         m.stage = "screen"
         if m.accuracy is None:  # no ground truth in the harness: the producer's own evaluation, if any
@@ -436,9 +446,7 @@ def tune(cfg: DeploymentConfig, *, measure: Measure | None = None, produce: Prod
     measured = list(screened)
     todo = [DeploymentPlan(**{**vars(m.plan), "options": m.plan.options.replace(threads=t)})
             for m in survivors if not m.plan.untuned for t in threads]  # an anchor is the engine's defaults, as is
-    if progress:
-        progress("measuring thread counts", 0, len(todo))
-    expanded = measure(todo, "expand") if todo else []
+    expanded = run(todo, "expand", "measuring thread counts")
     measured += expanded
     prev = expanded
     for b in batches[1:]:
@@ -447,9 +455,7 @@ def tune(cfg: DeploymentConfig, *, measure: Measure | None = None, produce: Prod
             pruned.append(Pruned(f"batch {b} and above", "every configuration at the previous batch already misses "
                                                          "the latency or memory target"))
             break
-        if progress:
-            progress(f"measuring batch {b}", 0, len(grow))
-        prev = measure(grow, "expand")
+        prev = run(grow, "expand", f"measuring batch {b}")
         measured += prev
     final = [m for m in measured if m.stage == "expand"] + [m for m in survivors if m.plan.untuned] or measured
     screened_accuracy = {(s.plan.engine, s.plan.precision): (s.accuracy, s.accuracy_metric)
@@ -460,9 +466,8 @@ def tune(cfg: DeploymentConfig, *, measure: Measure | None = None, produce: Prod
             m.accuracy, m.accuracy_metric = screened_accuracy.get(key, (None, m.accuracy_metric))
     final = [m for m in final if m.ok] or final
     if final and final[0].ok and cfg.search.repeats > 1:  # every finalist again, in rounds: one busy moment cannot pick the winner
-        if progress:
-            progress("repeating the finalists", 0, (cfg.search.repeats - 1) * len(final))
-        rounds = [measure([m.plan for m in final], "repeat") for _ in range(cfg.search.repeats - 1)]
+        rounds = [run([m.plan for m in final], "repeat", "repeating the finalists", k * len(final),
+                      (cfg.search.repeats - 1) * len(final)) for k in range(cfg.search.repeats - 1)]
         measured += [m for r in rounds for m in r]
         final = [_settle([m, *(r[i] for r in rounds)], perf.latency_statistic) for i, m in enumerate(final)]
     chosen, met = choose(final, cfg, ref)
