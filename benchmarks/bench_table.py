@@ -22,6 +22,13 @@ entirely below the best anchor's (:func:`edgedeploy.engines.timing.clears_noise`
 the anchor itself (ratio 1.00x). Resolution search (fewer pixels, a different amount of work)
 is reported apart (:mod:`edgedeploy.optimize.resolution`).
 
+**Searched levers.** Beside precision (FP32, BF16, INT8, INT8+BF16), pruning and threads: for a model
+whose input has a dynamic dimension (PP-LCNet's batch, the detector's size), the OpenVINO rows once
+more compiled for their one input shape (``EngineOptions.input_shape``; label "static shape"); the
+rule above picks among all of them. **Where the time goes**: for each model with a target, a
+per-layer profile of the best anchor and of the choice (``edgedeploy.engines.profile``): operator
+types, the precision each kernel ran in, and which of them the choice does not speed up.
+
 What edgedeploy deploys: for PP-OCRv6 det, PicoDet layout and PP-LCNet orientation, the INT8
 model ``edgedeploy.optimize.optimize(name, out, engine="openvino", precision="int8",
 max_accuracy_drop=0.5, goal="size")`` makes (accuracy-guarded, at most 0.5 points lost on the task
@@ -52,6 +59,7 @@ from pathlib import Path
 
 import psutil
 
+from edgedeploy import engines
 from edgedeploy.benchmarking import BenchConfig, BenchResult, Skipped, plan, report, run_bench
 from edgedeploy.benchmarking.power import find_sensor
 from edgedeploy.engines.timing import clears_noise
@@ -83,6 +91,17 @@ TARGETS = {"ppocrv6-det": 1.5, "picodet-layout": 1.5, "pplcnet-orientation": 1.2
 PRUNE = {"ppocrv6-det": 0.3}
 # a small model is overhead-bound: one thread (no fork/join per operator) may beat two
 EXTRA_THREADS = {"pplcnet-orientation": (1,)}
+STATIC = ", static shape"  # label mark of rows compiled for their one input shape (EngineOptions.input_shape)
+STATIC_ENGINES = ("openvino",)  # where a dynamic dimension costs per-run shape work (measured: PP-LCNet's batch)
+
+
+def static_rows(rows: list[BenchConfig]) -> list[BenchConfig]:
+    """Each tuned row on :data:`STATIC_ENGINES` once more, compiled for its one input shape. They compute what their
+    twin computes (tests/engines/test_input_shape.py), so they take its accuracy (the task code would feed other
+    sizes to a detector's fixed-shape session)."""
+    return [dataclasses.replace(c, options=c.options.replace(input_shape=c.shape), dataset=None,
+                                label=c.scheme.replace(" (", f"{STATIC} (", 1))
+            for c in rows if not c.untuned and c.engine in STATIC_ENGINES]
 
 
 def int8_model(name: str, *, max_drop: float = MAX_ACCURACY_DROP, threads: int = 2, prune: float = 0.0) -> Path:
@@ -284,6 +303,10 @@ def summary(results: list[BenchResult], max_drop: float = MAX_ACCURACY_DROP) -> 
     for r in results:
         if r.ok and r.accuracy is not None:
             by_scheme_acc.setdefault((r.config.compared_model, r.scheme), r.accuracy)
+    for r in results:  # a fixed-shape row computes what its twin computes: the twin's accuracy
+        twin = (r.config.compared_model, r.scheme.replace(STATIC, ""))
+        if STATIC in r.scheme and twin in by_scheme_acc:
+            by_scheme_acc.setdefault((r.config.compared_model, r.scheme), by_scheme_acc[twin])
     groups: dict[tuple, list[BenchResult]] = {}
     for r in results:
         groups.setdefault((r.config.compared_model, r.config.shape_str), []).append(r)
@@ -338,23 +361,21 @@ def summary_md(rows: list[dict], kind: str) -> list[str]:
     return out
 
 
-def resolution_md(results: list[BenchResult], rows: list[dict], threads: int) -> tuple[list[str], dict | None]:
+def resolution_md(results: list[BenchResult], rows: list[dict]) -> tuple[list[str], dict | None]:
     """Resolution search for PP-OCRv6 det on edgedeploy's choice at 640 (reported apart: it changes the work)."""
     from edgedeploy import engines
-    from edgedeploy.engines import EngineOptions
     from edgedeploy.optimize import resolution
 
     row = next((r for r in rows if r["model"] == "ppocrv6-det"), None)
     if row is None:
         return [], None
-    res = next(r for r in results if r.config.compared_model == "ppocrv6-det" and r.config.shape_str == row["shape"]
-               and row["choice"].startswith(r.scheme))
-    c = res.config
+    c = _config(results, "ppocrv6-det", row["shape"], row["choice"])
 
     def open_session():
         if c.untuned:
             return engines.open_default(c.model, c.engine)
-        return engines.open(c.model, engine=c.engine, options=EngineOptions(threads=threads, precision=c.precision))
+        # the choice's options, but no fixed shape: the search feeds other sizes
+        return engines.open(c.model, engine=c.engine, options=c.options.replace(input_shape=None))
 
     r = resolution.search(open_session, like="ppocrv6-det", max_drop_points=MAX_ACCURACY_DROP, n=8, runs=10)
     lines = [f"## Doing less work: input resolution (PP-OCRv6 det, on {row['choice']})", "",
@@ -370,6 +391,67 @@ def resolution_md(results: list[BenchResult], rows: list[dict], threads: int) ->
                      f"{ref.latency_ms / x.latency_ms:.2f}x |")
     lines += ["", f"Resolution adds **{r.speedup:.2f}x** ({r.reference} → {r.chosen}) on top of the same-size speed-up."]
     return lines, r.to_dict()
+
+
+PROFILE_RUNS = 20
+
+
+def _config(results: list[BenchResult], model: str, shape: str, label: str):
+    """The config of the summary's ``label`` (a scheme, with ", N thr." for an edgedeploy row) at (model, shape)."""
+    return next(r for r in results if r.ok and r.config.compared_model == model and r.config.shape_str == shape
+                and label in (r.scheme, f"{r.scheme}, {r.config.threads} thr.")).config
+
+
+def profile_md(results: list[BenchResult], rows: list[dict], runs: int = PROFILE_RUNS) -> tuple[list[str], list]:
+    """Where the time goes, per operator type: the best untuned anchor vs edgedeploy's choice (or, where the
+    choice is the anchor itself, the fastest candidate), for each model with a target, on its first shape."""
+    from edgedeploy import engines
+    from edgedeploy.engines.profiling import WARMUP, compare
+
+    lines = ["## Where the time goes (per-layer profile)", "",
+             f"Method: the engine's own profiler (OpenVINO `PERF_COUNT`, ONNX Runtime `enable_profiling`) on the best "
+             f"untuned anchor and on edgedeploy's choice (the fastest candidate where the anchor was kept), "
+             f"{runs} profiled runs after {WARMUP} warm-up runs, per layer the mean time (OpenVINO's counters "
+             "are running means), summed per operator type, in this process one after the other "
+             "(`edgedeploy.engines.profile`). Layer sums leave out the engine's scheduling and the Python call, so "
+             "they sit a little below the table's p50. Speed-up below 1.00x: the choice runs those layers slower.",
+             ""]
+    data, seen = [], set()
+    for row in rows:
+        if row["target"] is None or row["model"] in seen:
+            continue
+        seen.add(row["model"])
+        other = row["choice"] if row["choice"] != row["anchor"] else row["fastest_candidate"]
+        if other is None:
+            continue
+        a = _config(results, row["model"], row["shape"], row["anchor"])
+        c = _config(results, row["model"], row["shape"], other)
+        try:
+            before = engines.profile(a.model, engine=a.engine, untuned=True, shape=a.shape, runs=runs)
+            after = engines.profile(c.model, engine=c.engine, options=c.options, untuned=c.untuned, shape=c.shape,
+                                    runs=runs)
+        except UserError as exc:
+            lines += [f"- {row['model']}: no profile ({exc})", ""]
+            continue
+        ops = compare(before, after)
+        total_b, total_a = sum(x.ms for x in before), sum(x.ms for x in after)
+        slow = sum(o.after_ms for o in ops if o.speedup is not None and o.speedup < 1.1)
+        lines += [f"### {row['model']} {row['shape']}: {row['anchor']} → {other}", "",
+                  "| operator | anchor ms | precision | choice ms | precision | speed-up | share of choice |",
+                  "|---|---:|---|---:|---|---:|---:|"]
+        for o in ops:
+            if o.before_ms < 0.01 * total_b and o.after_ms < 0.01 * total_a:
+                continue
+            sp = "-" if o.speedup is None else f"{o.speedup:.2f}x"
+            lines.append(f"| {o.op} | {o.before_ms:.3f} | {o.before_precisions or '-'} | {o.after_ms:.3f} | "
+                         f"{o.after_precisions or '-'} | {sp} | {100 * o.after_ms / (total_a or 1):.0f}% |")
+        lines += ["", f"Layer sums: anchor {total_b:.2f} ms, choice {total_a:.2f} ms ({total_b / (total_a or 1):.2f}x). "
+                      f"Operator types the choice runs less than 1.1x faster take {slow:.2f} ms, "
+                      f"{100 * slow / (total_a or 1):.0f}% of its time.", ""]
+        data.append({"model": row["model"], "shape": row["shape"], "anchor": row["anchor"], "choice": other,
+                     "anchor_layers_ms": total_b, "choice_layers_ms": total_a,
+                     "operators": [o.to_dict() for o in ops]})
+    return lines, data
 
 
 OTHER_KIND = {
@@ -401,6 +483,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-int8", action="store_true", help="leave out the INT8 rows (edgedeploy optimize)")
     ap.add_argument("--no-resolution", action="store_true", help="leave out the resolution search")
     ap.add_argument("--no-prune", action="store_true", help="leave out the pruned + INT8 rows")
+    ap.add_argument("--no-static", action="store_true",
+                    help="leave out the OpenVINO rows compiled for one input shape (models with a dynamic input)")
+    ap.add_argument("--no-profile", action="store_true",
+                    help="leave out the per-layer profile of the models with a target (anchor vs choice)")
     ap.add_argument("--quick", action="store_true",
                     help="development: 8 runs / 1 s per row, 1 warm-up, no repeats, no quiet wait (noisy figures)")
     args = ap.parse_args(argv)
@@ -425,6 +511,8 @@ def main(argv: list[str] | None = None) -> int:
                 for t in threads:
                     extra, s8 = int8_rows(name, [x for x in c if not x.untuned], t, int8_paths)
                     c, s = c + extra, s + (s8 if t == threads[0] else [])
+                if not args.no_static and engines.dynamic_input(name):
+                    c = c + static_rows(c)
                 if name in PRUNE and not args.no_prune:
                     extra, s8 = int8_rows(name, [x for x in c if not x.untuned], args.threads, int8_paths,
                                           prune=PRUNE[name])
@@ -454,7 +542,8 @@ def main(argv: list[str] | None = None) -> int:
         repeats.append(run_bench(repeat_configs, progress=lambda i, n, c: c and wait_for_quiet(args.quiet_wait)))
     spread = repeatability(repeats) if repeat_configs else []
     rows = summary(results)
-    res_lines, res_data = ([], None) if args.no_resolution else resolution_md(results, rows, args.threads)
+    res_lines, res_data = ([], None) if args.no_resolution else resolution_md(results, rows)
+    prof_lines, prof_data = ([], []) if args.no_profile else profile_md(results, rows)
     m["elapsed_s"] = round(time.perf_counter() - start, 1)
     m["settings"] = {"runs": args.runs, "time_budget_s": args.time_budget, "warmup": args.warmup,
                      "threads": args.threads, "repeat": args.repeat, "rounds": args.rounds, "quick": args.quick}
@@ -463,7 +552,8 @@ def main(argv: list[str] | None = None) -> int:
     stem = out / f"perf-{kind}"
     report.write(results, skipped, json_path=Path(f"{stem}.json"), csv_path=Path(f"{stem}.csv"),
                  plot_path=Path(f"{stem}.png"), peak=isa,
-                 machine={**m, "repeatability": spread, "summary": rows, "resolution": res_data})
+                 machine={**m, "repeatability": spread, "summary": rows, "resolution": res_data,
+                          "profile": prof_data})
     flags = ", ".join(f for f in ("avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16",
                                   "amx_int8") if m["isa"].get(f)) or "no AVX-512"
     md = [f"# edgedeploy performance table: {m['cpu']} ({kind}), {args.threads} threads", "",
@@ -474,6 +564,8 @@ def main(argv: list[str] | None = None) -> int:
           + (" QUICK RUN (development): few runs per row, figures are rough." if args.quick else ""), "",
           *summary_md(rows, kind), "", "### On the other CPU kind", "",
           OTHER_KIND["amx" if isa.amx else "noamx"], ""]
+    if prof_lines:
+        md += prof_lines
     if res_lines:
         md += [*res_lines, ""]
     md += ["## Every row", "", report.to_markdown(results, skipped, method=method(args, m), peak=isa)]

@@ -8,12 +8,13 @@
    with this machine's efficiency).
 
     .venv/bin/python benchmarks/estimate_error.py          # writes benchmarks/results/estimate.{md,json}
+    .venv/bin/python benchmarks/estimate_error.py --out /tmp/est --runs 10   # elsewhere, quicker
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import math
 import os
 import statistics
 import sys
@@ -21,14 +22,19 @@ from pathlib import Path
 
 from edgedeploy.hardware import estimate as est
 from edgedeploy.hardware import published
+from edgedeploy.fsio import atomic_write
 from edgedeploy.hardware.profiles import local
-
-OUT = Path(__file__).parent / "results"
 
 
 def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results",
+                    help="folder for estimate.md and estimate.json (default: %(default)s)")
+    ap.add_argument("--runs", type=int, default=30, help="timed runs per calibration point (default: %(default)s)")
+    ap.add_argument("--time-budget", type=float, default=4.0, help="seconds per calibration point (default: %(default)s)")
+    args = ap.parse_args()
     load0 = os.getloadavg()
-    cal = est.calibrate(runs=30, time_budget_s=4.0,
+    cal = est.calibrate(runs=args.runs, time_budget_s=args.time_budget,
                         progress=lambda i, n, what: print(f"[{i}/{n}] {what}", file=sys.stderr, flush=True))
     load1 = os.getloadavg()
     import numpy as np
@@ -60,8 +66,9 @@ def main() -> int:
                "median_abs_memory_error": statistics.median(abs_mem) if abs_mem else None,
                "median_abs_error_published": statistics.median(abs_pub) if abs_pub else None,
                "accelerator_efficiency": published.accelerator_efficiency().efficiency}
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "estimate.json").write_text(json.dumps({"summary": summary, "local": rows, "published": pub}, indent=2))
+    args.out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(args.out / "estimate.json", "w", encoding="utf-8") as f:
+        f.write(json.dumps({"summary": summary, "local": rows, "published": pub}, indent=2))
     pct = lambda v: "-" if v is None else f"{v:+.0%}"  # noqa: E731
     md = ["# Estimator error", "",
           f"Machine: {summary['machine']}; load average {load0[0]:.1f} before, {load1[0]:.1f} after "
@@ -89,7 +96,8 @@ def main() -> int:
            "The published models enter as whole-model FLOPs (no per-operator breakdown), accelerators with one "
            "efficiency for all: treat an estimate for a box you do not have as a factor-of-a-few figure, which the "
            "band says."]
-    (OUT / "estimate.md").write_text("\n".join(md) + "\n")
+    with atomic_write(args.out / "estimate.md", "w", encoding="utf-8") as f:
+        f.write("\n".join(md) + "\n")
     print("\n".join(md))
     return 0
 

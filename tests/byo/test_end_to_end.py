@@ -39,7 +39,9 @@ def test_detector_box_head_is_found_and_kept_in_float(tmp_path):
     trial = r.trials[0]
     assert 100 * (r.accuracy_before - trial.steps[0]["accuracy"]) > 1.0  # all-INT8 is over budget
     assert r.accuracy_drop_points <= 1.0 and r.float_layers and r.float_layers[0]["op"] == "Concat"
-    assert len(r.float_layers) <= 2 and r.metric.startswith("output fidelity")
+    kept = len(r.float_layers)  # the fewest: every count tried below it was over budget
+    assert all(100 * (r.accuracy_before - s["accuracy"]) > 1.0 for s in trial.steps if s["float_layers"] < kept)
+    assert r.metric.startswith("output fidelity")
     assert "held-out" in r.metric_source and "split by seed 0" in r.calibration
     assert source_path(out).exists() and report_path(out).exists()  # the FP32 export is kept beside it, stated
 

@@ -59,8 +59,8 @@ def test_torchscript_pt2_and_factory(tmp_path):
         onnx_path, card, exported = resolve_source(str(tmp_path / src), card=CARD_OBJ, workdir=tmp_path / f"w-{src[-6:]}",
                                                    progress=said.append)
         assert exported == onnx_path and onnx_path.exists() and any("match torch's" in s for s in said), said
-        if src == "net.pt":  # TorchScript: dynamo cannot take it; the fallback and its reason are shown
-            assert any(s.startswith("dynamo exporter failed") for s in said)
+        if src == "net.pt":  # TorchScript: converted to an ExportedProgram, which dynamo takes
+            assert any(s.startswith("converted the TorchScript module") for s in said), said
         if src != "mod.py:factory":
             _agrees(onnx_path, net, x)
     with pytest.raises(UserError, match=r"broken\(\) raised RuntimeError: weights missing"):
@@ -78,3 +78,20 @@ def test_export_failure_names_the_operator_and_why_dynamo_failed(tmp_path):
     with pytest.raises(ConversionError, match=r"operator aten::linalg_svd.*dynamo exporter failed"):
         from_torch(Unexportable(), torch.randn(3, 3), name="svd", out=tmp_path / "svd.onnx")
     assert not list(tmp_path.iterdir())
+
+
+def test_torchscript_transformer_exports_traced_and_a_scripted_one_is_one_clear_line(tmp_path):
+    """torch's exporters refuse a loaded TorchScript transformer (unknown ranks after ``unflatten``); the
+    converter to an ExportedProgram takes the traced one. The scripted one keeps the fast path's
+    control flow (``prim::If`` on modes and shapes): one line naming the operator and what to do."""
+    net = build("transformer")
+    x = to_input(images(1, 3))
+    torch.jit.trace(net, x, check_trace=False).save(str(tmp_path / "traced.pt"))
+    onnx_path, _, _ = resolve_source(str(tmp_path / "traced.pt"), card=CARD_OBJ, workdir=tmp_path / "t")
+    _agrees(onnx_path, net, x)
+    torch.jit.script(net).save(str(tmp_path / "scripted.pt"))
+    with pytest.raises(ConversionError) as err:
+        resolve_source(str(tmp_path / "scripted.pt"), card=CARD_OBJ, workdir=tmp_path / "s")
+    line = str(err.value)
+    assert "\n" not in line and "operator aten::is_autocast_enabled" in line and "torch.jit.trace" in line, line
+    assert not (tmp_path / "s" / "scripted.onnx").exists()

@@ -129,6 +129,23 @@ def test_plans_within_each_others_noise_are_tied_and_the_one_using_less_wins(cfg
     assert choose([one, clearly], c, None)[0] is clearly
 
 
+def test_a_less_precise_plan_is_taken_only_when_clearly_faster(cfg):
+    from edgedeploy.plan import DeploymentPlan
+
+    def m(precision, lat):
+        plan = DeploymentPlan(engine="openvino", precision=precision, model="x", options={"threads": 2},
+                              batch=1, shape=(1, 3))
+        return Measurement(plan=plan, ok=True, latency_ms={"p50": lat, "p50_low": lat * 0.99, "p50_high": lat * 1.01},
+                           memory_bytes=30e6, power_w=1.0, power_measured=True, throughput=1000 / lat)
+
+    c = cfg()  # PP-LCNet's figures: INT8 6% ahead of FP16, clear of both intervals, within what runs move by
+    assert choose([m("int8", 0.554), m("fp16", 0.588)], c, None)[0].plan.precision == "fp16"
+    assert choose([m("fp16", 0.588), m("int8", 0.554)], c, None)[0].plan.precision == "fp16"
+    assert choose([m("int8", 0.45), m("fp16", 0.588)], c, None)[0].plan.precision == "int8"  # 23% faster: taken
+    # the band favours precision only: between plans of one precision the 3% rule stands
+    assert choose([m("fp16", 0.554), m("fp16", 0.588)], c, None)[0].latency() == 0.554
+
+
 def test_a_latency_miss_the_machine_load_explains_is_unverifiable_not_missed(cfg):
     c = cfg(latency="10ms")
     busy = _m(1, 14.0, power=1, measured=True, band=1.0)

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from edgedeploy.cli.model import MODEL_HELP
-from edgedeploy.cli.output import console, emit_json, progress
+from edgedeploy.cli.output import console, emit_json, phases
 from edgedeploy.cli.params import RuntimePrecision, check_fits, check_output_path, threads_option
 from edgedeploy.errors import VerdictError
 from edgedeploy.vocab import Engine
@@ -63,11 +63,9 @@ def bench(models: list[str] = typer.Argument(..., help=MODEL_HELP + " Several ma
                             dataset=dataset, samples=samples, timeout_s=timeout)
     for cfg in configs:  # each worker allocates its input: refuse one that cannot fit before starting any
         check_fits(cfg.shape, what=f"{cfg.model} at {cfg.shape_str}")
-    with progress(not json_) as bar:
-        task = bar.add_task("benchmarking", total=len(configs))
-
+    with phases("bench", not json_) as say:
         def step(i: int, total: int, cfg) -> None:
-            bar.update(task, completed=i, description=f"{cfg.model} {cfg.shape_str} {cfg.scheme}" if cfg else "done")
+            say(f"{cfg.model} {cfg.shape_str} {cfg.scheme}" if cfg else "done", i, total)
 
         results = run_bench(configs, progress=step)
     from edgedeploy.hardware.isa import detect

@@ -8,7 +8,7 @@ import typer
 
 from edgedeploy.cli.model import MODEL_HELP
 from edgedeploy.util import parse_shape
-from edgedeploy.cli.output import console, emit_json, progress, table
+from edgedeploy.cli.output import console, emit_json, phases, table
 from edgedeploy.cli.params import HardwarePrecision, check_fits, check_input_file, check_output_path, threads_option
 from edgedeploy.vocab import Engine
 from edgedeploy.errors import UserError, VerdictError
@@ -61,13 +61,8 @@ def deploy(config: Path = typer.Argument(..., help="Deployment YAML (seed 000's 
         if wanted and not set(wanted) & set(chosen.precisions()):
             chosen.runtimes_for(wanted[0])  # raises: names the precisions the target's engines run
         hardware = chosen.key
-    with progress(not json_) as bar:
-        task = bar.add_task("tuning", total=None)
-
-        def step(stage: str, done: int, total: int) -> None:
-            bar.update(task, description=stage, completed=done, total=total)
-
-        report = run_deploy(config, out, progress=step, hardware=hardware)
+    with phases("deploy", not json_) as say:
+        report = run_deploy(config, out, progress=say, hardware=hardware)
     if json_:
         emit_json(report.to_dict())
         if not report.met:
@@ -190,9 +185,8 @@ def estimate(model: str = typer.Argument(..., help=MODEL_HELP),
     from edgedeploy.hardware import estimate as est
 
     if calibrate:
-        with progress(not json_) as bar:
-            task = bar.add_task("calibrating", total=len(est.CALIBRATION_SET))
-            est.calibrate(progress=lambda i, n, what: bar.update(task, completed=i, description=f"measuring {what}"))
+        with phases("estimate", not json_) as say:
+            est.calibrate(progress=lambda i, n, what: say(f"measuring {what}", i, n))
     e = est.estimate(model, device, shape=parse_shape(shape), precision=str(precision), threads=threads, unit=unit, top=top)
     if json_:
         return emit_json(e.to_dict())
@@ -225,10 +219,9 @@ def doctor(target: str = typer.Argument(..., help="A model, a deployment YAML, o
         check_fits(parse_shape(shape), what=f"--shape {shape}")
     if Path(target).suffix.lower() in (".yaml", ".yml") or (Path(target).is_file() and _looks_like_yaml(target)):
         check_input_file(Path(target), flag="TARGET")
-    with progress(not json_) as bar:
-        task = bar.add_task("probing", total=None)
+    with phases("doctor", not json_) as say:
         report = diagnose(target, shape=shape, engine=str(engine) if engine else None, runs=runs,
-                          progress=lambda what, i: bar.update(task, description=what))
+                          progress=lambda what, i: say(what))
     if json_:
         emit_json(report.to_dict())
     else:

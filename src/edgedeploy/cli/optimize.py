@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from edgedeploy.cli.model import MODEL_HELP
-from edgedeploy.cli.output import console, emit_json, progress, table
+from edgedeploy.cli.output import console, emit_json, phases, table
 
 
 def optimize(model: str = typer.Argument(..., help=MODEL_HELP + " Also PyTorch: a TorchScript .pt, an "
@@ -53,28 +53,14 @@ def optimize(model: str = typer.Argument(..., help=MODEL_HELP + " Also PyTorch: 
     the best FP32 configuration on its engine (--goal size: smaller); otherwise prints the figures,
     writes nothing and exits 1. Size, accuracy and latency before/after are measured here, now.
     """
-    import logging
-    import sys
-
     from edgedeploy.errors import VerdictError
     from edgedeploy.optimize import optimize as run, report_path
 
-    phase = logging.getLogger("edgedeploy.optimize")
     chosen = None
     if target:
         engine, chosen = _for_target(target, engine, precision)
     try:
-        with progress(not json_) as bar:
-            job = bar.add_task("optimising", total=None)
-
-            lines = not json_ and not sys.stderr.isatty()
-
-            def say(msg: str) -> None:
-                bar.update(job, description=msg)
-                phase.debug("%s", msg)
-                if lines:  # no bar is drawn off a terminal: one line per phase (and per 10% of long ones)
-                    print(f"optimize: {msg}", file=sys.stderr, flush=True)
-
+        with phases("optimize", not json_) as say:
             r = run(model, output, engine=engine, precision=precision, calib=calib, calib_method=calib_method,
                     calib_samples=calib_samples, task=task, like=like, card=card, data=data, goal=goal,
                     max_accuracy_drop=max_accuracy_drop, eval_samples=eval_samples, threads=threads,

@@ -44,8 +44,9 @@ result is at worst the best untuned engine. Three stages:
   Every candidate is measured in its own fresh process, one after another, so no candidate's
   spinning worker threads (ORT spins after a run by default) can slow another.
 - Choice: among plans that miss no target, the highest throughput (one stream: batch over the
-  p50 interval); plans whose throughput intervals come within 3% of the best are tied; among those, the lowest latency (again
-  with ties by interval), then the smallest memory (ranges over repeats, at least 10% or 2 MiB
+  p50 interval); plans whose throughput intervals come within 3% of the best are tied, and a more precise plan
+  within 13% of a less precise best (:data:`PRECISION_TIE`: less precision must clearly pay); among those, the
+  lowest latency (again with ties by interval, and the same 10% band for the more precise), then the smallest memory (ranges over repeats, at least 10% or 2 MiB
   wide, that overlap are tied), then the plan that uses
   the least: fewer threads, smaller batch, the more precise precision, the engine's order in
   ``ENGINES``. When none meets every target, the closest (smallest worst-case miss).
@@ -76,6 +77,12 @@ log = logging.getLogger(__name__)
 BUSY = 0.25  # other processes using more than this share of the CPUs make a latency miss unverifiable ...
 MAX_EXPLAINED = 2.0  # ... when the load can explain it: a slowdown of at most 1 / (1 - share), and never beyond 2x
 TIE = 0.03  # throughputs within 3% (beyond their intervals) are a tie: below what these machines tell apart
+# A less precise plan must be faster than a more precise one by more than 10% to be taken over it. Between
+# precisions the gap is often a few per cent (PP-LCNet on OpenVINO: INT8 0.55-0.56 ms vs FP16 0.59 ms, best of 3
+# fresh processes, 2 cores), and the same plan's best-of-3 moves by up to ~5% from one deploy to the next: at
+# 3% the choice flipped between the two in 2 of 5 runs of the same YAML. Giving up precision for less than
+# that is not worth it, and a band wider than run-to-run movement keeps the decision the same.
+PRECISION_TIE = 0.10
 MEMORY_TIE = 0.10, 2 << 20  # memory readings within 10% or 2 MiB are a tie: peak RSS moves that much run to run
 PRUNE_MISS = 2.0  # a variant missing the latency target by more than this at its best case is not expanded
 # (not 1.0: on a shared machine fewer threads can beat more, so a near miss is still worth a look)
@@ -271,6 +278,12 @@ def _least(plan: DeploymentPlan) -> tuple:
             order.index(plan.engine.value) if plan.engine.value in order else len(order))
 
 
+def _precision_band(m: Measurement, best: Measurement) -> float:
+    """The extra tie band ``m`` gets against ``best``: :data:`PRECISION_TIE` when ``m`` is the more precise."""
+    more_precise = PRECISION_ORDER.index(m.plan.precision.value) > PRECISION_ORDER.index(best.plan.precision.value)
+    return PRECISION_TIE if more_precise else 0.0
+
+
 def _tied(ms: list[Measurement], interval) -> list[Measurement]:
     """Those whose ``interval(m)`` (low, high) reaches the best one's low end (lower is better)."""
     best = min(ms, key=lambda m: interval(m)[1])
@@ -299,9 +312,11 @@ def choose(measured: list[Measurement], cfg: DeploymentConfig, reference_accurac
     feasible = [m for m in ok if all(c.status != MISSED for c in check_targets(m, cfg, reference_accuracy))]
     if not feasible:
         return min(ok, key=lambda m: (_miss(m, cfg), m.latency(stat))), False
-    best_low = max(m.throughput_interval()[0] for m in feasible)
-    tied = [m for m in feasible if m.throughput_interval()[1] * (1 + TIE) >= best_low]
-    tied = _tied(tied, lambda m: m.interval(stat))
+    best = max(feasible, key=lambda m: m.throughput_interval()[0])
+    best_low = best.throughput_interval()[0]
+    tied = [m for m in feasible if m.throughput_interval()[1] * (1 + TIE + _precision_band(m, best)) >= best_low]
+    fastest = min(tied, key=lambda m: m.interval(stat)[1])
+    tied = [m for m in tied if m.interval(stat)[0] <= fastest.interval(stat)[1] * (1 + _precision_band(m, fastest))]
     tied = _tied(tied, Measurement.memory_interval)
     chosen = _prefer_anchor(min(tied, key=lambda m: _least(m.plan)), feasible)
     return chosen, verdict(check_targets(chosen, cfg, reference_accuracy), cfg.performance.estimated)
@@ -383,12 +398,22 @@ def tune(cfg: DeploymentConfig, *, measure: Measure | None = None, produce: Prod
                                 memory_optimization=dep.memory_optimization, precision=v.runtime_precision)
         return DeploymentPlan(engine=e, precision=p, model=v.model, options=options, batch=b, shape=(b, *shape1[1:]))
 
+    def run(plans: list[DeploymentPlan], stage: str, what: str, done: int = 0, total: int | None = None):
+        """``measure`` one plan at a time (each is its own fresh process anyway), saying after each how far."""
+        total = total or len(plans)
+        if progress and not done:
+            progress(what, 0, total)
+        out = []
+        for i, p in enumerate(plans, 1):
+            out += measure([p], stage)
+            if progress:
+                progress(what, done + i, total)
+        return out
+
     # 2. screen: best case per variant, and the anchors
     screen = [plan(e, p, v, max(threads), 1) for e, p, v in variants] + anchors
     accuracy_of = {(e, p): v.accuracy for e, p, v in variants}
-    if progress:
-        progress("screening engines x precisions", 0, len(screen))
-    screened = measure(screen, "screen") if screen else []
+    screened = run(screen, "screen", "screening engines x precisions")
     for m in screened:
         m.stage = "screen"
         if m.accuracy is None:  # no ground truth in the harness: the producer's own evaluation, if any
@@ -421,9 +446,7 @@ def tune(cfg: DeploymentConfig, *, measure: Measure | None = None, produce: Prod
     measured = list(screened)
     todo = [DeploymentPlan(**{**vars(m.plan), "options": m.plan.options.replace(threads=t)})
             for m in survivors if not m.plan.untuned for t in threads]  # an anchor is the engine's defaults, as is
-    if progress:
-        progress("measuring thread counts", 0, len(todo))
-    expanded = measure(todo, "expand") if todo else []
+    expanded = run(todo, "expand", "measuring thread counts")
     measured += expanded
     prev = expanded
     for b in batches[1:]:
@@ -432,9 +455,7 @@ def tune(cfg: DeploymentConfig, *, measure: Measure | None = None, produce: Prod
             pruned.append(Pruned(f"batch {b} and above", "every configuration at the previous batch already misses "
                                                          "the latency or memory target"))
             break
-        if progress:
-            progress(f"measuring batch {b}", 0, len(grow))
-        prev = measure(grow, "expand")
+        prev = run(grow, "expand", f"measuring batch {b}")
         measured += prev
     final = [m for m in measured if m.stage == "expand"] + [m for m in survivors if m.plan.untuned] or measured
     screened_accuracy = {(s.plan.engine, s.plan.precision): (s.accuracy, s.accuracy_metric)
@@ -445,9 +466,8 @@ def tune(cfg: DeploymentConfig, *, measure: Measure | None = None, produce: Prod
             m.accuracy, m.accuracy_metric = screened_accuracy.get(key, (None, m.accuracy_metric))
     final = [m for m in final if m.ok] or final
     if final and final[0].ok and cfg.search.repeats > 1:  # every finalist again, in rounds: one busy moment cannot pick the winner
-        if progress:
-            progress("repeating the finalists", 0, (cfg.search.repeats - 1) * len(final))
-        rounds = [measure([m.plan for m in final], "repeat") for _ in range(cfg.search.repeats - 1)]
+        rounds = [run([m.plan for m in final], "repeat", "repeating the finalists", k * len(final),
+                      (cfg.search.repeats - 1) * len(final)) for k in range(cfg.search.repeats - 1)]
         measured += [m for r in rounds for m in r]
         final = [_settle([m, *(r[i] for r in rounds)], perf.latency_statistic) for i, m in enumerate(final)]
     chosen, met = choose(final, cfg, ref)

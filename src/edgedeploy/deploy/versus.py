@@ -3,7 +3,9 @@
 Candidates: every installed engine that runs the model, opened with its own defaults (the
 anchors, ``open_default``), and the run-time choices edgedeploy makes without re-making the
 model — FP32 at the given thread count on each engine, and BF16 on OpenVINO where the CPU has
-native BF16 (:mod:`edgedeploy.hardware.isa`). All are opened in one process and timed
+native BF16 (:mod:`edgedeploy.hardware.isa`); for a model with a dynamic input dimension, each of
+those once more compiled for the one shape measured (``EngineOptions.input_shape``) on the engines
+that honour it. All are opened in one process and timed
 interleaved (:func:`edgedeploy.optimize.latency.measure`: rounds of short blocks with a pause
 between candidates so no one's spinning threads slow the next), so the ratio is fair on a busy
 machine. edgedeploy's choice is the fastest tuned candidate *only when* its p50 interval lies
@@ -15,7 +17,7 @@ the best anchor itself: never behind the best untuned engine. INT8 and pruned mo
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -51,11 +53,13 @@ class Versus:
 
 
 def candidates(model, shape: tuple[int, ...], *, threads: int, isa) -> dict[str, DeploymentPlan]:
-    """Label → plan: each runnable engine's default, FP32 tuned, and BF16 on OpenVINO where native."""
+    """Label → plan: each runnable engine's default, FP32 tuned, BF16 on OpenVINO where native; and, for a model
+    with a dynamic input dimension, the tuned ones compiled for ``shape`` where the engine honours it."""
     from edgedeploy.ingest import load_model
 
     m = load_model(model)
     source = ModelFile.of(m.path, m.params)
+    dynamic = engines.dynamic_input(m)
     plans = {}
     for e in engines.ENGINES:
         if engines.runnable(e, m.format) or not engines.available(e):
@@ -68,6 +72,9 @@ def candidates(model, shape: tuple[int, ...], *, threads: int, isa) -> dict[str,
             plan = DeploymentPlan(engine=e, precision=p, model=source, shape=shape,
                                   options=EngineOptions(threads=threads, precision=p))
             plans[plan.label] = plan
+            if dynamic and "input_shape" in engines.spec(e).options:
+                fixed = replace(plan, options=plan.options.replace(input_shape=tuple(shape)))
+                plans[f"{plan.label} static shape"] = fixed
     return plans
 
 

@@ -22,14 +22,15 @@ import logging
 from dataclasses import dataclass
 
 from edgedeploy.engines.base import EngineOptions, Session, TensorSpec, warn_once
+from edgedeploy.engines.profiling import LayerTime
 from edgedeploy.engines.timing import Timing
 from edgedeploy.errors import EngineMissing, UserError, did_you_mean
 from edgedeploy.vocab import Device, Engine, Precision
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ENGINES", "EngineOptions", "EngineSpec", "Session", "TensorSpec", "Timing", "available", "gpu_available",
-           "load", "open", "open_default", "resolve", "runnable", "warm_up"]
+__all__ = ["ENGINES", "EngineOptions", "EngineSpec", "LayerTime", "Session", "TensorSpec", "Timing", "available",
+           "dynamic_input", "gpu_available", "load", "open", "open_default", "profile", "resolve", "runnable", "warm_up"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,6 +39,7 @@ class EngineSpec:
 
     formats: model formats it runs (anything else is converted to ONNX first, if it takes ONNX).
     options: the :class:`EngineOptions` fields it honours; the rest are reported as notes.
+    profiler: whether its module reads per-layer times from the engine (``profile``; :func:`profile`).
     """
 
     name: Engine
@@ -49,6 +51,7 @@ class EngineSpec:
     precisions: tuple[Precision, ...]
     options: tuple[str, ...]
     description: str
+    profiler: bool = False
 
 
 CPU_GPU = (Device.CPU, Device.GPU)
@@ -63,8 +66,9 @@ ENGINES: dict[Engine, EngineSpec] = {
         formats=("onnx",),
         devices=CPU_GPU,
         precisions=(FP32, FP16, INT8),
-        options=("threads", "graph_optimization", "memory_optimization", "device"),
+        options=("threads", "graph_optimization", "memory_optimization", "device", "input_shape"),
         description="ONNX Runtime: the embedded default; CPU, CUDA and TensorRT providers",
+        profiler=True,
     ),
     Engine.OPENVINO: EngineSpec(
         name=Engine.OPENVINO,
@@ -74,8 +78,9 @@ ENGINES: dict[Engine, EngineSpec] = {
         formats=("onnx", "paddle"),
         devices=CPU_GPU,
         precisions=(FP32, BF16, FP16, INT8),
-        options=("threads", "memory_optimization", "device", "precision"),
+        options=("threads", "memory_optimization", "device", "precision", "input_shape"),
         description="Intel OpenVINO: CPU (AVX-512/VNNI/AMX) and Intel GPU; reads ONNX and Paddle models",
+        profiler=True,
     ),
     Engine.PADDLE: EngineSpec(
         name=Engine.PADDLE,
@@ -221,7 +226,7 @@ def open(model, *, engine: str = "onnxruntime", options: EngineOptions | None = 
         options = options.replace(device="cpu")
     s = spec(name)
     defaults = EngineOptions()
-    for field_name in ("graph_optimization", "memory_optimization", "mkldnn", "precision"):
+    for field_name in ("graph_optimization", "memory_optimization", "mkldnn", "precision", "input_shape"):
         if field_name not in s.options and getattr(options, field_name) != getattr(defaults, field_name):
             notes.append(f"{name} does not expose {field_name}; the option has no effect on this engine")
     session = mod.open(m, options)
@@ -229,6 +234,39 @@ def open(model, *, engine: str = "onnxruntime", options: EngineOptions | None = 
     for note in notes:
         log.info(note)
     return session
+
+
+def dynamic_input(model, params=None) -> bool:
+    """Whether ``model`` has one input with a dynamic dimension: what ``EngineOptions.input_shape`` can fix."""
+    import onnx
+
+    from edgedeploy.ingest import load_model
+
+    graph = onnx.load(str(load_model(model, params).onnx_path()), load_external_data=False).graph
+    inits = {t.name for t in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in inits]
+    return len(inputs) == 1 and any(not d.dim_value for d in inputs[0].type.tensor_type.shape.dim)
+
+
+def profile(model, *, engine: str = "onnxruntime", options: EngineOptions | None = None, untuned: bool = False,
+            feeds: dict | None = None, shape: tuple[int, ...] | None = None, runs: int = 20,
+            params=None) -> list[LayerTime]:
+    """Where ``engine`` spends a run of ``model``: one :class:`LayerTime` per executed layer (operator type,
+    kernel, the precision it computed in, ms: the lowest of ``runs`` runs), from the engine's own profiler, on
+    the model opened as :func:`open` with ``options`` does (``untuned``: as :func:`open_default` does).
+    ``feeds``: the inputs (default: seeded random inputs of ``shape``). Engines without a profiler refuse."""
+    from edgedeploy.ingest import load_model
+
+    if engine != "auto":
+        spec(engine)
+    m = load_model(model, params)
+    name, mod = _runnable_module(m, engine)
+    if not spec(name).profiler:
+        raise UserError(f"{name} reports no per-layer times to edgedeploy; profile on "
+                        f"{' or '.join(e for e, s in ENGINES.items() if s.profiler)}")
+    if runs < 1:
+        raise UserError(f"runs = {runs}: expected at least 1 profiled run")
+    return mod.profile(m, options or EngineOptions(), feeds, runs, untuned, shape)
 
 
 load = open  # the name the library's callers have used since the first version

@@ -36,6 +36,10 @@ class EngineOptions:
     shared_threads: run on one intra-op thread pool shared by every session in the process
         (ORT's global thread pool, sized by the first session that asks; OpenVINO's one Core
         always shares its pool) instead of a pool per session: many models, few threads.
+    input_shape: compile for this one input shape (batch first; single-input models): the model's
+        dynamic dimensions (e.g. a batch dimension left open by the exporter) are fixed to it
+        (OpenVINO: ``Model.reshape`` before compiling, so it plans memory and kernels once instead
+        of per run; ONNX Runtime: free-dimension overrides). The session then takes that shape only.
     """
 
     device: Device = Device.CPU
@@ -47,6 +51,7 @@ class EngineOptions:
     mkldnn: bool = True
     precision: Precision = Precision.FP32
     shared_threads: bool = False
+    input_shape: tuple[int, ...] | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "device", parse(Device, self.device, what="device"))
@@ -57,13 +62,20 @@ class EngineOptions:
         object.__setattr__(self, "precision", precision)
         if self.threads is not None and (isinstance(self.threads, bool) or int(self.threads) < 1):
             raise UserError(f"threads = {self.threads}: expected at least 1 (or None for the engine's default)")
+        if self.input_shape is not None:
+            dims = tuple(self.input_shape)
+            if not dims or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dims):
+                raise UserError(f"input_shape = {self.input_shape}: expected positive whole dimensions, batch first, "
+                                "e.g. (1, 3, 224, 224) (or None to keep the model's own)")
+            object.__setattr__(self, "input_shape", dims)
 
     def replace(self, **changes) -> EngineOptions:
         return EngineOptions(**{**self.to_dict(), **changes})
 
     def to_dict(self) -> dict:
         """JSON-ready (enums as their strings)."""
-        return {k: (v.value if isinstance(v, Device | Precision) else v) for k, v in asdict(self).items()}
+        return {k: (v.value if isinstance(v, Device | Precision) else list(v) if isinstance(v, tuple) else v)
+                for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, data: dict) -> EngineOptions:
@@ -72,6 +84,8 @@ class EngineOptions:
         if unknown:
             raise UserError(f"unknown engine option {unknown[0]!r}{did_you_mean(unknown[0], known)}; "
                             f"known: {', '.join(known)}")
+        if isinstance(data.get("input_shape"), list):
+            data = {**data, "input_shape": tuple(data["input_shape"])}
         return cls(**data)
 
 
@@ -88,6 +102,21 @@ class TensorSpec:
 
     def to_dict(self) -> dict:
         return {"name": self.name, "dtype": str(self.dtype), "shape": list(self.shape)}
+
+
+def fixed_shape(inputs: list[TensorSpec], options: EngineOptions) -> tuple[int, ...] | None:
+    """``options.input_shape`` checked against the model's one input (rank, static dimensions); None if not set."""
+    shape = options.input_shape
+    if shape is None:
+        return None
+    if len(inputs) != 1:
+        raise UserError(f"input_shape fixes the shape of a single-input model; this one has {len(inputs)} inputs "
+                        f"({', '.join(s.name for s in inputs)}): leave input_shape unset")
+    spec = inputs[0]
+    if len(shape) != len(spec.shape) or any(w is not None and d != w for d, w in zip(shape, spec.shape)):
+        raise UserError(f"input_shape {'x'.join(map(str, shape))} does not fit input {spec.name!r} "
+                        f"({spec.shape_str()}): give its static dimensions as they are and fix only the dynamic ones")
+    return shape
 
 
 @dataclass

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 
-from edgedeploy.engines.base import EngineOptions, Session, TensorSpec
+from edgedeploy.engines.base import EngineOptions, Session, TensorSpec, fixed_shape
+from edgedeploy.engines.profiling import WARMUP, LayerTime, mean_per_layer, precision_name
 from edgedeploy.errors import InternalError, UserError
 
 _DTYPES = {
@@ -112,10 +113,32 @@ def _session(path, **kwargs) -> ort.InferenceSession:
         raise UserError(f"onnxruntime could not load {path.name}: {str(exc).splitlines()[0][:300]}") from None
 
 
-def open(model, options: EngineOptions) -> Session:  # noqa: A001 - the engine module's loader
-    """The model on ONNX Runtime as edgedeploy tunes it (threads, graph level, arena, providers)."""
+def _fix_dimensions(so: ort.SessionOptions, path, options: EngineOptions) -> None:
+    """Free-dimension overrides: each named dynamic dimension of the one input fixed to ``options.input_shape``."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    inits = {t.name for t in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in inits]
+    specs = [TensorSpec(i.name, np.dtype(np.float32), tuple(d.dim_value or None for d in i.type.tensor_type.shape.dim))
+             for i in inputs]
+    shape = fixed_shape(specs, options)  # one input, of this rank, static dimensions as given
+    for d, want in zip(inputs[0].type.tensor_type.shape.dim, shape):
+        if not d.dim_value:
+            if not d.dim_param:
+                raise UserError(f"input {inputs[0].name!r} has an unnamed dynamic dimension, which onnxruntime cannot "
+                                "fix (it overrides dimensions by name): leave input_shape unset")
+            so.add_free_dimension_override_by_name(d.dim_param, want)
+
+
+def open(model, options: EngineOptions, *, so: ort.SessionOptions | None = None) -> Session:  # noqa: A001
+    """The model on ONNX Runtime as edgedeploy tunes it (threads, graph level, arena, providers); ``so``: those
+    session options, already made from ``options`` and changed further (e.g. profiling on, for :func:`profile`)."""
     path = model.onnx_path()
-    sess = _session(path, sess_options=session_options(options), providers=providers(options))
+    so = so or session_options(options)
+    if options.input_shape is not None:
+        _fix_dimensions(so, path, options)
+    sess = _session(path, sess_options=so, providers=providers(options))
     device = "gpu" if any(p in GPU_PROVIDERS for p in sess.get_providers()) else "cpu"
     session = OrtSession(sess, device)
     if _global_pool and options.threads and options.threads != _global_pool["threads"]:
@@ -124,9 +147,48 @@ def open(model, options: EngineOptions) -> Session:  # noqa: A001 - the engine m
     return session
 
 
-def open_default(model) -> Session:
-    """The anchor: ``onnxruntime.InferenceSession(path)`` and nothing else, as ORT's quick-start does."""
-    sess = _session(model.onnx_path())
+def open_default(model, *, so: ort.SessionOptions | None = None) -> Session:
+    """The anchor: ``onnxruntime.InferenceSession(path)`` and nothing else, as ORT's quick-start does
+    (``so``: default session options changed further, e.g. profiling on, for :func:`profile`)."""
+    sess = _session(model.onnx_path(), **({"sess_options": so} if so is not None else {}))
     session = OrtSession(sess, "cpu")
     session.notes.append(f"threads: ORT default ({sess.get_session_options().intra_op_num_threads or 'all cores'})")
     return session
+
+
+# an ORT profile's element types (input_type_shape keys) → edgedeploy's precisions
+_ORT_TYPES = {"float": "fp32", "float16": "fp16", "bfloat16": "bf16", "uint8": "int8", "int8": "int8"}
+
+
+def _layers(events: list[dict]) -> list[LayerTime]:
+    out = []
+    for e in events:
+        if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time"):
+            continue
+        args = e.get("args", {})
+        first = next(iter((args.get("input_type_shape") or [{}])[0]), "")
+        out.append(LayerTime(e["name"][: -len("_kernel_time")], args.get("op_name", "?"),
+                             f"{args.get('op_name', '?')} ({args.get('provider', '?')})",
+                             precision_name(_ORT_TYPES.get(first, first or "?")), e.get("dur", 0) / 1000))
+    return out
+
+
+def profile(model, options: EngineOptions, feeds: dict | None, runs: int, untuned: bool,
+            shape: tuple[int, ...] | None = None) -> list[LayerTime]:
+    """Per-node times from ONNX Runtime's profiler (``enable_profiling``), mean of ``runs`` runs per node, on
+    the session :func:`open` (or, ``untuned``, :func:`open_default`) makes. A node's precision: its first
+    input's element type (QLinearConv on uint8 is INT8; a Conv on float is FP32)."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory(prefix="edgedeploy-ort-profile-") as tmp:
+        so = ort.SessionOptions() if untuned else session_options(options)
+        so.enable_profiling, so.profile_file_prefix = True, str(Path(tmp) / "ort")
+        session = open_default(model, so=so) if untuned else open(model, options, so=so)
+        feeds = session.check_feeds(feeds if feeds is not None else session.example_feeds(shape))
+        for _ in range(WARMUP + runs):  # ORT's profiler cannot start late: the warm-up runs are in it, left out below
+            session._run(feeds)
+        events = json.loads(Path(session._sess.end_profiling()).read_text())
+        session.release()
+    return mean_per_layer(_layers(events), skip=WARMUP)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 
 import numpy as np
 import openvino as ov
 
-from edgedeploy.engines.base import EngineOptions, Session, TensorSpec
+from edgedeploy.engines.base import EngineOptions, Session, TensorSpec, fixed_shape
+from edgedeploy.engines.profiling import WARMUP, LayerTime, precision_name
 from edgedeploy.errors import ConversionError, UserError
 
 log = logging.getLogger(__name__)
@@ -101,22 +103,64 @@ def _compile(core: ov.Core, what, device: str, config: dict, model) -> ov.Compil
         raise UserError(f"openvino could not compile {model.name} for {device}: {str(exc).strip().splitlines()[0][:300]}") from None
 
 
-def open(model, options: EngineOptions) -> Session:  # noqa: A001 - the engine module's loader
-    """The model on OpenVINO as edgedeploy tunes it (latency hint, explicit precision, threads, streams)."""
+def open(model, options: EngineOptions, *, extra: dict | None = None) -> Session:  # noqa: A001 - the loader
+    """The model on OpenVINO as edgedeploy tunes it (latency hint, explicit precision, threads, streams);
+    ``extra``: more compile properties (e.g. ``PERF_COUNT`` for :func:`profile`)."""
     device = "GPU" if options.device == "gpu" else "CPU"
-    compiled = _compile(_core(), read(model), device, compile_config(options), model)
+    ov_model = read(model)
+    shape = fixed_shape([_spec(p) for p in ov_model.inputs], options)
+    if shape is not None:
+        ov_model.reshape({ov_model.inputs[0]: ov.PartialShape(list(shape))})
+    compiled = _compile(_core(), ov_model, device, {**compile_config(options), **(extra or {})}, model)
     session = OvSession(compiled, options.device)
     if not options.graph_optimization:
         session.notes.append("openvino always optimises the graph when compiling; graph_optimization=False has no effect")
     return session
 
 
-def open_default(model) -> Session:
+def open_default(model, *, extra: dict | None = None) -> Session:
     """The anchor: ``openvino.Core().compile_model(path, "CPU")``, no hints — so OpenVINO's own precision
-    choice (BF16 on CPUs with AVX-512 BF16 or AMX): the default users get."""
+    choice (BF16 on CPUs with AVX-512 BF16 or AMX): the default users get. ``extra``: as in :func:`open`."""
     core = ov.Core()
-    compiled = _compile(core, str(model.path) if model.format == "onnx" else read(model), "CPU", {}, model)
+    compiled = _compile(core, str(model.path) if model.format == "onnx" else read(model), "CPU", extra or {}, model)
     session = OvSession(compiled, "cpu")
     hint = compiled.get_property("INFERENCE_PRECISION_HINT")
     session.notes.append(f"OpenVINO default inference precision here: {hint.to_string() if hasattr(hint, 'to_string') else hint}")
     return session
+
+
+def _layers(request) -> dict[str, LayerTime]:
+    out = {}
+    for info in request.profiling_info:
+        if info.status != info.Status.EXECUTED:
+            continue
+        # exec_type names the kernel and ends with the precision it ran in: brgconv_avx512_1x1_I8, ref_any_f32;
+        # 1x1 convolutions are told apart (they are GEMMs, where INT8/BF16 dot products pay most)
+        kernel = info.exec_type
+        op = f"{info.node_type} 1x1" if "_1x1_" in kernel else info.node_type
+        out[info.node_name] = LayerTime(info.node_name, op, kernel, precision_name(kernel.rsplit("_", 1)[-1]),
+                                        info.real_time.total_seconds() * 1000)
+    return out
+
+
+def profile(model, options: EngineOptions, feeds: dict | None, runs: int, untuned: bool,
+            shape: tuple[int, ...] | None = None) -> list[LayerTime]:
+    """Per-layer times from OpenVINO's own counters (``PERF_COUNT``), mean of ``runs`` runs per layer, on the
+    model compiled as :func:`open` (or, ``untuned``, as :func:`open_default`) does, plus the counters.
+
+    The CPU plugin reports each layer's *running mean since compiling* (microseconds): the mean of the
+    profiled runs alone is what the counters add between the end of the warm-up and the end."""
+    counters = {"PERF_COUNT": True}
+    session = open_default(model, extra=counters) if untuned else open(model, options, extra=counters)
+    feeds = session.check_feeds(feeds if feeds is not None else session.example_feeds(shape))
+    request = session._request
+    for _ in range(WARMUP):
+        request.infer(feeds, share_inputs=True)
+    warm = _layers(request)
+    for _ in range(runs):
+        request.infer(feeds, share_inputs=True)
+    done = _layers(request)
+    session.release()
+    total = WARMUP + runs
+    return [dataclasses.replace(x, ms=max(0.0, (total * x.ms - WARMUP * warm[k].ms) / runs) if k in warm else x.ms)
+            for k, x in done.items()]

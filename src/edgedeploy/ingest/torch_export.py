@@ -128,6 +128,13 @@ def from_torch(module, example_inputs=None, *, name: str = "torch_model", card=N
         example_inputs = (example_inputs,)
     program = module if isinstance(module, torch.export.ExportedProgram) else None
     runnable = program.module() if program is not None else module.eval()
+    script = program is None and isinstance(module, torch.jit.ScriptModule)
+    unconverted = None  # why a TorchScript module could not become an ExportedProgram
+    if script:
+        # torch.export fixes an axis whose example size is 1: a dynamic batch is converted from two samples
+        sample = tuple(torch.cat([x, x]) for x in example_inputs) if card and "batch" in (card.dynamic or {}) else (
+            example_inputs)
+        program, unconverted = _script_to_program(torch, module, sample, notes)
     if out is None:
         h = hashlib.sha256()
         for k, v in runnable.state_dict().items():
@@ -146,7 +153,13 @@ def from_torch(module, example_inputs=None, *, name: str = "torch_model", card=N
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             try:
-                _dynamo_export(torch, program or runnable, example_inputs, tmp, opset, names, output_names, shapes)
+                if unconverted:  # torch.export takes no ScriptModule: straight to the TorchScript exporter
+                    raise RuntimeError(unconverted)
+                # the converted TorchScript program has every axis dynamic (Dim.AUTO): its module is
+                # exported again with the card's axes; a user's ExportedProgram keeps its own
+                target = program.module() if program is not None and (shapes or program is not module) else (
+                    program or runnable)
+                _dynamo_export(torch, target, example_inputs, tmp, opset, names, output_names, shapes)
                 notes.append(f"exported with torch.onnx dynamo exporter (torch {torch.__version__}, opset {opset})")
             except Exception as exc:  # the exporter raises many types; the reason is shown and the fallback tried
                 reason = describe_failure(name, exc, opset, "the dynamo exporter")
@@ -164,12 +177,35 @@ def from_torch(module, example_inputs=None, *, name: str = "torch_model", card=N
     except Exception as exc:  # the fallback failed too: name the operator, and say why dynamo failed first
         tmp.unlink(missing_ok=True)
         first = next((n for n in notes if n.startswith("dynamo exporter failed")), "")
-        raise ConversionError(describe_failure(name, exc, min(opset, 17), "the TorchScript exporter")
-                              + (f" ({first[:300]})" if first else "")) from None
+        hint = (f"; {unconverted[:200]}: a scripted module whose control flow depends on shapes or modes "
+                "(prim::If) exports once traced — save it with torch.jit.trace, as a .pt2 (torch.export.save), "
+                "or give module.py:factory" if unconverted else (f" ({first[:300]})" if first else ""))
+        raise ConversionError(describe_failure(name, exc, min(opset, 17), "the TorchScript exporter") + hint
+                              ) from None
     os.replace(tmp, out)
     from edgedeploy.ingest.model import load_model
 
     return Model(name=name, format="onnx", path=load_model(out).path)
+
+
+def _script_to_program(torch, module, example_inputs, notes: list[str]):
+    """TorchScript → ``(ExportedProgram, None)`` (torch's TS2EP converter), or ``(None, the reason)``.
+
+    torch.export refuses ScriptModules, and the TorchScript exporter loses the tensor ranks a
+    loaded ``.pt`` no longer records (``unflatten`` in attention: "transpose for tensor of unknown
+    rank"); the converter rebuilds the graph as aten ops that the dynamo exporter takes.
+    """
+    try:
+        from torch._export.converter import TS2EPConverter
+
+        program = TS2EPConverter(module, tuple(example_inputs)).convert()
+    except Exception as exc:  # the converter raises many types; the TorchScript exporter is tried next
+        reason = (f"TorchScript → ExportedProgram conversion failed ({type(exc).__name__}: "
+                  f"{' '.join(str(exc).split())[:200]})")
+        log.warning("%s", reason)
+        return None, reason
+    notes.append("converted the TorchScript module to an ExportedProgram (torch._export.converter.TS2EPConverter)")
+    return program, None
 
 
 def _dynamo_export(torch, model, example_inputs, path, opset, names, output_names, shapes):

@@ -95,7 +95,9 @@ class _TaskScorer:
         from edgedeploy.engines import EngineOptions
         from edgedeploy.evaluation.runner import evaluate
 
-        key = (str(path), str(engine))
+        from edgedeploy.optimize.guard import score_key
+
+        key = (score_key(path), str(engine))
         if key not in self._cache:
             with engines.load(str(path), engine=engine, options=EngineOptions(threads=self.threads)) as s:
                 self._cache[key] = evaluate(s, self.task, n=self.n, seed=EVAL_SEED, like=self.like).value

@@ -123,7 +123,7 @@ class HeldOutScorer:
 
     def score(self, path, engine: str, precision: str | None = None) -> Score:
         """The metric of ``path`` on ``engine`` (``precision``: the engine's run-time precision, e.g. bf16)."""
-        key = (str(path), str(engine), str(precision))
+        key = (score_key(path), str(engine), str(precision))
         if key not in self._cache:
             self._cache[key] = self._score(path, engine, precision)
         return self._cache[key]
@@ -157,6 +157,14 @@ class HeldOutScorer:
         fid = np.array([1.0 - min(1.0, float(np.mean([_relative_error(r[k], o[k]) for k in r])))
                         for o, r in zip(outs, self.ref)])
         return Score(float(fid.mean()), mean_ci(fid), len(fid))
+
+
+def score_key(path) -> str:
+    """What a model's score is cached under: its content. The mixed-precision search rewrites one
+    file between steps; keyed by path, every step after the first got the first step's score."""
+    from edgedeploy.util import sha256_file
+
+    return sha256_file(path)
 
 
 def _relative_error(ref: np.ndarray, got: np.ndarray) -> float:

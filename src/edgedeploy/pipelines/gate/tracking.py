@@ -57,7 +57,8 @@ class Track:
 class TrackerStage(Stage):
     """Follow code candidates across frames, vote on their reads, emit one event per container.
 
-    A track is matched to the candidate its predicted box (constant velocity) overlaps most
+    A track is matched to the candidate its predicted box (constant velocity, measured on the
+    box edges that move with the lettering: :meth:`_shift`) overlaps most
     (IoU ≥ ``min_iou``, or same row and near); it ends when unseen for ``max_age`` frames or
     when it has left the frame. On ending it emits ``{"type": "container", "code", "valid",
     "confidence", "first_frame", "last_frame", "snapshot", ...}`` if it had a valid read, or
@@ -99,6 +100,7 @@ class TrackerStage(Stage):
         self._frame_hw: tuple[int, int] | None = None
 
     budget_share = 0.05
+    BORDER = 2.0  # px: a box edge this near the frame's border is where the frame cut the code
 
     def open(self, pipeline) -> None:
         if self.snapshots:
@@ -213,6 +215,31 @@ class TrackerStage(Stage):
         h, w = self._frame_hw
         return box[2] < 0 or box[0] > w or box[3] < 0 or box[1] > h
 
+    def _shift(self, old: np.ndarray, new: np.ndarray, expected: np.ndarray) -> np.ndarray:
+        """How far the lettering moved from box ``old`` to box ``new`` (dx, dy), ``expected``: the
+        track's predicted shift.
+
+        The centre of the boxes is not it: an edge cut by the frame's border stays on the border
+        while the code enters or leaves (the centre moves half as fast), and an edge of a code
+        painted owner over serial jumps by a row's height when that row is lost or found again
+        (the centre jumps half a row; followed as motion, the prediction drifts off the code and
+        the track splits in two). Per axis, an edge on the frame's border measures nothing; the
+        shifts of the other edges and the expected shift vote, and their median wins: two edges
+        moving together outvote the prediction, one edge jumping by a row is outvoted by the
+        edge that stayed and the prediction."""
+        hw = self._frame_hw
+        shift = np.array(expected, np.float32)
+        for axis in (0, 1):
+            lo, hi = axis, axis + 2
+            limit = (hw[1 - axis] - 1 - self.BORDER) if hw is not None else np.inf
+            moved = [new[i] - old[i] for i, cut in ((lo, min(old[lo], new[lo]) <= self.BORDER),
+                                                    (hi, max(old[hi], new[hi]) >= limit)) if not cut]
+            if len(moved) == 2:
+                shift[axis] = float(np.median([*moved, expected[axis]]))
+            elif moved:
+                shift[axis] = moved[0]
+        return shift
+
     def _observe(self, track: Track, cand: Candidate, frame_index: int, image, pts, new: bool = False) -> None:
         pred = track.predict(frame_index)
         if not new and self._row_change(pred, cand.box):
@@ -223,8 +250,8 @@ class TrackerStage(Stage):
         else:
             if not new:
                 dt = max(frame_index - track.last_frame, 1)
-                centre_shift = ((cand.box[:2] + cand.box[2:]) - (track.box[:2] + track.box[2:])) / 2
-                track.velocity = 0.5 * track.velocity + 0.5 * (centre_shift / dt) if track.hits > 1 else centre_shift / dt
+                shift = self._shift(track.box, cand.box, track.velocity * dt if track.hits > 1 else np.zeros(2))
+                track.velocity = 0.5 * track.velocity + 0.5 * (shift / dt) if track.hits > 1 else shift / dt
             track.box = cand.box.copy()
         track.last_frame, track.last_pts = frame_index, pts
         track.hits += 1
