@@ -37,6 +37,7 @@ PAIRS = [("rk3588", "pplcnet-orientation"), ("rk3588", "picodet-layout"),
          ("jetson-orin-nano", "pplcnet-orientation"), ("jetson-orin-nano", "picodet-layout"),
          ("raspberry-pi-5", "pplcnet-orientation"), ("raspberry-pi-5", "picodet-layout")]
 BUDGET = "1%"
+LOCK = Path(tempfile.gettempdir()) / "edgedeploy-targets-table.lock"  # beside the JSON it would be committed
 YAML = """model: {model}
 deployment:
   hardware: "{target}"
@@ -127,11 +128,11 @@ def main() -> int:
     for target, model in pairs:
         print(f"deploy {model} for {target} ...", file=sys.stderr, flush=True)
         run = deploy(target, model)
-        with FileLock(f"{path}.lock"):  # after each pair, merged: a long run keeps what it has, runs can be parallel
+        with FileLock(LOCK):  # after each pair, merged: a long run keeps what it has, runs can be parallel
             runs = json.loads(path.read_text()) if path.exists() else {}
             runs[f"{target}:{model}"] = run
             path.write_text(json.dumps(runs, indent=1) + "\n")
-    with FileLock(f"{path}.lock"):
+    with FileLock(LOCK):
         runs = json.loads(path.read_text()) if path.exists() else {}
         (OUT / "targets.md").write_text(render(runs))
     print((OUT / "targets.md").read_text())
