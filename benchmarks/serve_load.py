@@ -31,6 +31,7 @@ Writes benchmarks/results/serve_load.md and .json. Loopback only; every loop is 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -196,10 +197,15 @@ class Server:
         from edgedeploy.serving.memory import huge_pages_environ
 
         self.port = free_port()
-        code = ("import sys; from edgedeploy.serving.server import ModelServer, ServerSettings, run; "
-                f"run(ModelServer(sys.argv[1], ServerSettings(threads={threads!r}, poll_s=0, timeout_s=120)), "
+        # the management API (upload, unload, memory) is off by default and behind its own token: on, with one
+        self.token = "bench-mgmt-" + os.urandom(12).hex()
+        self.manage = {"authorization": f"Bearer {self.token}"}
+        code = ("import os, sys; from edgedeploy.serving.server import ModelServer, ServerSettings, run; "
+                f"run(ModelServer(sys.argv[1], ServerSettings(threads={threads!r}, poll_s=0, timeout_s=120, "
+                "management=True, management_token=os.environ['EDGEDEPLOY_BENCH_MGMT'])), "
                 "host='127.0.0.1', port=int(sys.argv[2]))")
         env = huge_pages_environ() if huge_pages else {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+        env = {**env, "EDGEDEPLOY_BENCH_MGMT": self.token}  # not on the command line, where ps shows it
         self.proc = subprocess.Popen([sys.executable, "-c", code, str(repo), str(self.port)], env=env)
         self.ps = psutil.Process(self.proc.pid)
         self.url = f"http://127.0.0.1:{self.port}"
@@ -226,6 +232,14 @@ class Server:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=60)
+
+
+def _ok(response) -> dict:
+    """The JSON body of a management call, which must have succeeded (a refusal is not a figure)."""
+    if response.status_code != 200:
+        raise RuntimeError(f"{response.request.method} {response.request.url.path}: HTTP {response.status_code} "
+                           f"{response.text[:300]}")
+    return response.json()
 
 
 def input_body(client, key: str):
@@ -294,7 +308,7 @@ def config_phase(repo: Path, cfg: dict, runs: int, threads: int | None, base: Ba
             idle = stages["idle"]
             return {"config": cfg, "memory": {"idle_rss_bytes": idle, "rss_model_bytes": steady - idle,
                                               "peak_model_bytes": _vm_hwm(srv.proc.pid) - idle, "stages": stages,
-                                              "server": c.get("/v2/repository/memory").json()},
+                                              "server": c.get("/v2/repository/memory", headers=srv.manage).json()},
                     "p50_ms": {k: {side: statistics.median(v) for side, v in d.items()} for k, d in lat.items()},
                     "latency_ms": lat}
     finally:
@@ -316,11 +330,11 @@ def served_phase(repo: Path, clients: int, seconds: float, threads: int | None, 
             out["load"] = load_phase(srv, bodies, clients, seconds, new_version)
             # unload: PicoDet out, memory back to where it was before PicoDet came in
             before = srv.settle()
-            freed = c.post("/v2/repository/models/layout/unload").json()
+            freed = _ok(c.post("/v2/repository/models/layout/unload", headers=srv.manage))
             after = srv.settle()
             c.post("/v2/models/layout/infer", content=bodies["layout"][0], headers=bodies["layout"][1]).raise_for_status()
             reloaded = srv.settle()
-            freed2 = c.post("/v2/repository/models/layout/unload").json()
+            freed2 = _ok(c.post("/v2/repository/models/layout/unload", headers=srv.manage))
             after2 = srv.settle()
             out["unload"] = {"rss_with_layout": before, "rss_after_unload": after, "freed_bytes": freed["freed_bytes"],
                              "freed_bytes_second": freed2.get("freed_bytes"),
@@ -368,8 +382,8 @@ def load_phase(srv: Server, bodies: dict, clients: int, seconds: float, new_vers
         t.start()
     time.sleep(seconds / 2)
     ts = time.perf_counter() - t0
-    swap = httpx.post(f"{srv.url}/v2/repository/models/orientation/versions", content=new_version,
-                      timeout=120).json()
+    swap = _ok(httpx.post(f"{srv.url}/v2/repository/models/orientation/versions", content=new_version, timeout=120,
+                          headers={**srv.manage, "x-content-sha256": hashlib.sha256(new_version).hexdigest()}))
     swap["started_s"], swap["ended_s"] = round(ts, 2), round(time.perf_counter() - t0, 2)
     time.sleep(max(0.0, seconds - (time.perf_counter() - t0)))
     stop.set()

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgedeploy.errors import UserError, did_you_mean
+from edgedeploy.hardware.isa import parse as parse_isa
 
 SPEC = "SPEC.md edge hardware table (public vendor figures)"
 GB = 10**9
@@ -256,13 +257,6 @@ DEVICES: tuple[HardwareProfile, ...] = (
         ecosystem=Assessment(score=0.6, facts=("Linux hosts (x86, ARM; Raspberry Pi AI Kit)", "growing model zoo"))),
 )
 
-FLOPS_PER_CYCLE_X86 = (
-    # (flag pattern, vendor, FP32 FLOPs/cycle/core, why)
-    ("avx512f", "AuthenticAMD", 32, "AMD Zen 4 AVX-512 runs on 256-bit units: 2 FMA x 8 lanes x 2"),
-    ("avx512f", "", 64, "Intel server AVX-512: 2 FMA ports x 16 lanes x 2"),
-    ("avx2", "", 32, "AVX2: 2 FMA ports x 8 lanes x 2"),
-    ("", "", 8, "SSE: 4 lanes x 2 (no FMA assumed)"),
-)
 ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16", "avx_vnni", "neon", "asimddp")
 
 
@@ -299,20 +293,18 @@ def local(*, bandwidth: bool = True) -> HardwareProfile:
 
     info = _cpuinfo()
     flags = set((re.search(r"^(flags|Features)\s*:\s*(.+)$", info, re.M) or [None, None, ""])[2].split())
-    vendor = (re.search(r"^vendor_id\s*:\s*(\S+)", info, re.M) or [None, ""])[1] if info else ""
     mhz = re.search(r"^cpu MHz\s*:\s*([\d.]+)", info, re.M)
     ghz = float(mhz.group(1)) / 1000 if mhz else None
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (psutil.cpu_count() or 1)
     isa = tuple(f for f in ISA_FLAGS if f in flags)
-    fpc, why = next((f, w) for pat, v, f, w in FLOPS_PER_CYCLE_X86 if (not pat or pat in flags) and vendor.startswith(v))
+    cpu = parse_isa(info, cores=cores)  # one source for operations per cycle (Zen 5 has full 512-bit units, Zen 4 not)
     peak: dict[str, Figure] = {}
     if ghz:
-        fp32 = cores * ghz * 1e9 * fpc
-        peak["fp32"] = der(fp32, f"probed {cores} usable cores x {ghz:.2f} GHz x {fpc} FLOPs/cycle ({why})")
-        if "avx512_bf16" in flags or "amx_bf16" in flags:
-            peak["fp16"] = der(2 * fp32, "2x FP32 (AVX-512 BF16 dot products); used for bf16/fp16")
-        if "avx512_vnni" in flags or "avx_vnni" in flags or "amx_int8" in flags:
-            peak["int8"] = der(4 * fp32, "4x FP32 (VNNI: 4 INT8 multiply-adds per 32-bit lane)")
+        for precision, key in (("fp32", "fp32"), ("bf16", "fp16"), ("int8", "int8")):
+            per_cycle, path = cpu.ops_per_cycle(precision)
+            if precision == "fp32" or per_cycle > cpu.ops_per_cycle("fp32")[0]:  # only a native faster path counts
+                peak[key] = der(cores * ghz * 1e9 * per_cycle,
+                                f"probed {cores} usable cores x {ghz:.2f} GHz x {per_cycle} {precision} ops/cycle ({path})")
     gpus = [e for e in engines.ENGINES if engines.available(e) and _safe_gpu(e)]
     units = [ComputeUnit(name=f"{cores}x {cpu_model()}", kind="cpu", stack="ONNX Runtime / OpenVINO / Paddle", peak=peak)]
     if gpus:
