@@ -18,12 +18,12 @@ def test_seed_yaml_deploys_with_every_target_measured(tmp_path):
     try:
         report = deploy(EXAMPLE, tmp_path / "dep")
     except VerdictError as exc:
-        # The seed requires precision int8. Where this CPU runs PP-LCNet's INT8 no faster than FP32 (a CI
-        # machine measured 0.77x on both engines) the optimiser refuses it: exit 1, each engine's measured
-        # figures, nothing written. The same YAML with precision auto must then deploy, saying why not INT8.
+        # The seed asks for precision int8. Where no INT8 model is within the accuracy budget on any engine, that
+        # is exit 1 with each engine's figures and nothing written (speed never refuses INT8 here: the search
+        # measures it against the float plans). The same YAML with precision auto must then deploy, saying why.
         assert exc.exit_code == 1 and not (tmp_path / "dep").exists()
         why = exc.figures["int8"]
-        assert why and all(("not faster than" in r and " ms" in r) or "accuracy" in r for r in why.values()), why
+        assert why and all(r.startswith("optimiser could not make it") and "accuracy" in r for r in why.values()), why
         auto = tmp_path / "auto.yaml"
         auto.write_text(EXAMPLE.read_text().replace('precision: "int8"', 'precision: "auto"'))
         report = deploy(auto, tmp_path / "dep")
