@@ -138,3 +138,123 @@ def test_optimize_prunes_then_guards_accuracy_against_the_original(tmp_path):
     with pytest.raises(UserError, match="fraction of channels"):
         optimize(src, tmp_path / "q.onnx", engine="onnxruntime", precision="fp32", calib=str(calib), prune=0.95)
     assert not (tmp_path / "q.onnx").exists()
+
+
+def _w(rng, name, *shape):
+    return numpy_helper.from_array((rng.standard_normal(shape) * 0.3).astype(np.float32), name)
+
+
+def _classifier() -> onnx.ModelProto:
+    """PP-LCNet's shape in small: Conv + BatchNormalization (un-fused, as exported), GlobalAveragePool, a flatten
+    Reshape to (-1, features), a MatMul head with an Add bias, Softmax; dynamic batch."""
+    rng = np.random.default_rng(3)
+    bn = lambda p, c: [numpy_helper.from_array(v.astype(np.float32), f"{p}_{k}") for k, v in  # noqa: E731
+                       zip("sbmv", (1 + 0.1 * rng.standard_normal(c), 0.1 * rng.standard_normal(c),
+                                    0.1 * rng.standard_normal(c), 1 + rng.random(c)))]
+    inits = [_w(rng, "w0", 16, 3, 3, 3), *bn("bn0", 16), _w(rng, "w1", 32, 16, 3, 3), *bn("bn1", 32),
+             _w(rng, "fc", 32, 4), _w(rng, "fcb", 4), numpy_helper.from_array(np.array([-1, 32], np.int64), "flat")]
+    n = helper.make_node
+    nodes = [n("Conv", ["x", "w0"], ["c0"], pads=[1, 1, 1, 1]),
+             n("BatchNormalization", ["c0", "bn0_s", "bn0_b", "bn0_m", "bn0_v"], ["b0"]), n("Relu", ["b0"], ["r0"]),
+             n("Conv", ["r0", "w1"], ["c1"], pads=[1, 1, 1, 1], strides=[2, 2]),
+             n("BatchNormalization", ["c1", "bn1_s", "bn1_b", "bn1_m", "bn1_v"], ["b1"]), n("HardSwish", ["b1"], ["h1"]),
+             n("GlobalAveragePool", ["h1"], ["gap"]), n("Reshape", ["gap", "flat"], ["f"]),
+             n("MatMul", ["f", "fc"], ["mm"]), n("Add", ["mm", "fcb"], ["logits"]), n("Softmax", ["logits"], ["y"], axis=-1)]
+    g = helper.make_graph(nodes, "cls_like", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 32, 32])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)])
+    m.ir_version = 8
+    return m
+
+
+def _detector() -> onnx.ModelProto:
+    """PicoDet's shape in small: a static 1x3x128x128 input, a shared trunk, two levels each with its own head conv
+    whose output is Split into sigmoid scores and box logits, Reshape (batch first) and Transpose: four outputs."""
+    rng = np.random.default_rng(4)
+    inits = [_w(rng, "w0", 16, 3, 3, 3), _w(rng, "w1", 32, 16, 3, 3), _w(rng, "w2", 32, 32, 3, 3),
+             _w(rng, "t1", 32, 32, 3, 3), _w(rng, "t2", 32, 32, 3, 3), _w(rng, "h1", 6, 32, 1, 1),
+             _w(rng, "h2", 6, 32, 1, 1), numpy_helper.from_array(np.array([2, 4], np.int64), "sizes"),
+             numpy_helper.from_array(np.array([1, 2, -1], np.int64), "s_shape"),
+             numpy_helper.from_array(np.array([1, 4, -1], np.int64), "b_shape")]
+    n = helper.make_node
+    nodes = [n("Conv", ["x", "w0"], ["c0"], pads=[1, 1, 1, 1], strides=[2, 2]), n("Relu", ["c0"], ["r0"]),
+             n("Conv", ["r0", "w1"], ["c1"], pads=[1, 1, 1, 1], strides=[2, 2]), n("Relu", ["c1"], ["p1"]),
+             n("Conv", ["p1", "w2"], ["c2"], pads=[1, 1, 1, 1], strides=[2, 2]), n("Relu", ["c2"], ["p2"])]
+    outs = []
+    for lvl, feat, size in ((1, "p1", 32 * 32), (2, "p2", 16 * 16)):
+        nodes += [n("Conv", [feat, f"t{lvl}"], [f"tc{lvl}"], pads=[1, 1, 1, 1]), n("Relu", [f"tc{lvl}"], [f"tr{lvl}"]),
+                  n("Conv", [f"tr{lvl}", f"h{lvl}"], [f"hc{lvl}"]),
+                  n("Split", [f"hc{lvl}", "sizes"], [f"sc{lvl}", f"bx{lvl}"], axis=1),
+                  n("Sigmoid", [f"sc{lvl}"], [f"sg{lvl}"]),
+                  n("Reshape", [f"sg{lvl}", "s_shape"], [f"sr{lvl}"]), n("Reshape", [f"bx{lvl}", "b_shape"], [f"br{lvl}"]),
+                  n("Transpose", [f"sr{lvl}"], [f"scores{lvl}"], perm=[0, 2, 1]),
+                  n("Transpose", [f"br{lvl}"], [f"boxes{lvl}"], perm=[0, 2, 1])]
+        outs += [helper.make_tensor_value_info(f"scores{lvl}", TensorProto.FLOAT, [1, size, 2]),
+                 helper.make_tensor_value_info(f"boxes{lvl}", TensorProto.FLOAT, [1, size, 4])]
+    g = helper.make_graph(nodes, "det_head_like",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 128, 128])], outs, inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)])
+    m.ir_version = 8
+    onnx.checker.check_model(m)
+    return m
+
+
+def _run_all(path_or_model, x):
+    data = path_or_model.SerializeToString() if isinstance(path_or_model, onnx.ModelProto) else str(path_or_model)
+    s = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    return s.run(None, {s.get_inputs()[0].name: x})
+
+
+def test_classifier_with_batchnorm_matmul_head_and_softmax_is_pruned(tmp_path):
+    from edgedeploy.optimize import graph
+
+    m = _classifier()
+    tg = TorchGraph(graph.optimize_graph(m)[0]).eval()  # BatchNorm folded by the graph cleaning
+    x = np.random.default_rng(5).standard_normal((3, 3, 32, 32)).astype(np.float32)
+    with torch.no_grad():
+        assert np.abs(tg(torch.from_numpy(x)).numpy() - _run(m, x)).max() < 1e-5
+    src, out = tmp_path / "cls.onnx", tmp_path / "p.onnx"
+    onnx.save(m, str(src))
+    lines = []
+    rep = prune_and_distill(src, out, [x], ratio=0.5, steps=5, batch=2, say=lines.append)
+    assert any("cleaning the graph first (BatchNormalization)" in line for line in lines)
+    assert rep.macs_after < rep.macs_before
+    pruned = onnx.load(str(out))
+    assert "BatchNormalization" not in {n.op_type for n in pruned.graph.node}
+    y = _run(out, x[:2])  # the flatten keeps a free batch
+    assert y.shape == (2, 4) and np.allclose(y.sum(1), 1.0, atol=1e-5)
+
+
+def test_matmul_of_two_computed_tensors_is_refused():
+    from edgedeploy.optimize import graph
+
+    m = graph.optimize_graph(_classifier())[0]
+    mm = next(n for n in m.graph.node if n.op_type == "MatMul")
+    mm.input[1] = "f"
+    with pytest.raises(UserError, match="MatMul .* multiplies by a computed tensor"):
+        TorchGraph(m)
+
+
+def test_detector_head_split_reshape_transpose_four_outputs(tmp_path):
+    m = _detector()
+    tg = TorchGraph(m).eval()
+    x = np.random.default_rng(6).standard_normal((1, 3, 128, 128)).astype(np.float32)
+    with torch.no_grad():
+        mine = tg(torch.from_numpy(x))
+    assert all(np.allclose(a.numpy(), b, rtol=1e-4, atol=1e-4) for a, b in zip(mine, _run_all(m, x)))
+    steps = [s for s in tg.steps if s[4] is not None]
+    key = {s[2][0]: s[4] for s in steps}  # output tensor -> module key
+    assert tg.fixed_channel_modules() == {key["hc1"], key["hc2"]}  # the Split's inputs keep their channels
+    assert tg.head_modules() == {key[k] for k in ("c2", "tc1", "hc1", "tc2", "hc2")}  # what reaches one level only
+    src, out = tmp_path / "det.onnx", tmp_path / "p.onnx"
+    onnx.save(m, str(src))
+    rng = np.random.default_rng(7)
+    lines = []
+    rep = prune_and_distill(src, out, [rng.standard_normal((1, 3, 128, 128)).astype(np.float32) for _ in range(3)],
+                            ratio=0.5, steps=4, batch=2, say=lines.append)
+    assert any("fixed windows of the inputs" in line for line in lines)  # the teacher ran on 64x64 windows
+    assert rep.macs_after < rep.macs_before
+    assert [a.shape for a in _run_all(out, x)] == [(1, 1024, 2), (1, 1024, 4), (1, 256, 2), (1, 256, 4)]
+    kept = tmp_path / "k.onnx"
+    rep_head = prune_and_distill(src, kept, [x], ratio=0.5, steps=1, batch=1, keep_head=True)
+    assert rep.macs_after < rep_head.macs_after < rep_head.macs_before

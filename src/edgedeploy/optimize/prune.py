@@ -7,10 +7,14 @@
 3. The pruned student learns the original model's outputs (the teacher's, not labels) on the
    given input tensors: the teacher (ONNX Runtime, the original file) runs once on each whole
    input; for spatial models (dynamic height and width, output the input's size) each step
-   takes random windows of the input and the same windows of the teacher's output. Adam with a
-   cosine schedule; loss = binary cross-entropy plus dice loss to the teacher's probabilities
-   where the output is one sigmoid map (as DB text detectors are trained), else mean squared error.
-4. The student's weights go back into the original graph (same nodes); the caller's accuracy guard decides whether it is kept.
+   takes random windows of the input and the same windows of the teacher's output; for models
+   whose outputs grow with the input but are not aligned with it (a detector's head), the teacher
+   runs once on a few windows of each input. Adam with a cosine schedule; the loss per output
+   (:func:`_loss_kinds`): binary cross-entropy plus dice for one sigmoid map (as DB text detectors
+   are trained), KL divergence for probabilities, binary cross-entropy for sigmoid scores, else
+   mean squared error over the teacher's variance; with several outputs, their mean.
+4. The student's weights go back into the graph (same nodes; the cleaned graph where the original
+   had operators only the cleaning removes); the caller's accuracy guard decides whether it is kept.
 
 Distilling on the user's own images (``--calib``) is what keeps the student right on their data;
 on generated data it learns that data.
@@ -87,28 +91,162 @@ def eta_reporter(say: Callable[[str], None], phase: str, total: int) -> Callable
     return step
 
 
-def _window(shape: tuple, size: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
-    """A random size x size window (top-left multiple of 32) inside an NCHW shape: y, x, h, w."""
+def _window(shape: tuple, size: int | tuple[int, int], rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """A random window of ``size`` (an int for a square) inside an NCHW shape, top-left a multiple of 32: y, x, h, w."""
     h, w = shape[2:]
-    ch, cw = min(size, h), min(size, w)
+    sh, sw = (size, size) if isinstance(size, int) else size
+    ch, cw = min(sh, h), min(sw, w)
     y = int(rng.integers(0, h - ch + 1)) // 32 * 32 if h > ch else 0
     x = int(rng.integers(0, w - cw + 1)) // 32 * 32 if w > cw else 0
     return y, x, ch, cw
 
 
+_MODES = {"window": "random windows of the inputs", "whole": "whole inputs",
+          "crops": "fixed windows of the inputs (the teacher ran on each)"}
+CROPS_PER_INPUT = 4  # dense-output models with unaligned outputs (detection heads): teacher windows made once
+MIN_CROP = 64
+
+
+def _cleaned(proto, say: Callable[[str], None]):
+    """``proto`` through the graph cleaning (:func:`edgedeploy.optimize.graph.optimize_graph`: BatchNorm folded
+    into convolutions, Shape/Slice arithmetic folded, Constant nodes) when it holds operators the torch graph
+    does not cover; the pruned model is then the cleaned graph with new weights."""
+    from edgedeploy.optimize import graph
+    from edgedeploy.optimize.torch_graph import SUPPORTED
+
+    others = sorted({n.op_type for n in proto.graph.node} - set(SUPPORTED))
+    if not others:
+        return proto
+    say(f"pruning: cleaning the graph first ({', '.join(others)})")
+    cleaned, _ = graph.optimize_graph(proto)
+    return cleaned
+
+
+def _free_size(proto) -> bytes:
+    """``proto`` serialised with a free input height and width and free output shapes: the teacher for windows."""
+    import onnx
+
+    m = onnx.ModelProto()
+    m.CopyFrom(proto)
+    for i, d in enumerate(m.graph.input[0].type.tensor_type.shape.dim[2:]):
+        d.dim_param = "hw"[i]
+    for o in m.graph.output:
+        o.type.tensor_type.ClearField("shape")
+    del m.graph.value_info[:]
+    return m.SerializeToString()
+
+
+@dataclass
+class _Data:
+    """What the student learns from: ``mode`` "window" (outputs are maps aligned with the input: random windows
+    of both each step), "crops" (outputs grow with the input but are not aligned, as a detection head's: the
+    teacher ran on fixed windows) or "whole"; ``pool`` inputs and ``targets`` (one list of outputs each)."""
+
+    mode: str
+    pool: list[np.ndarray]
+    targets: list[list[np.ndarray]]
+
+    def sample(self, n: int, crop: int, rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray]]:
+        xs, ts = [], []
+        for i in rng.integers(0, len(self.pool), size=n):
+            if self.mode == "window":
+                y, x, h, w = _window(self.pool[i].shape, crop, rng)
+                xs.append(self.pool[i][:, :, y:y + h, x:x + w])
+                ts.append([t[:, :, y:y + h, x:x + w] for t in self.targets[i]])
+            else:
+                xs.append(self.pool[i])
+                ts.append(self.targets[i])
+        if self.mode == "window" and len({a.shape for a in xs}) > 1:  # inputs smaller than the crop: a common window
+            h, w = min(a.shape[2] for a in xs), min(a.shape[3] for a in xs)
+            xs, ts = [a[:, :, :h, :w] for a in xs], [[t[:, :, :h, :w] for t in tt] for tt in ts]
+        return (np.ascontiguousarray(np.concatenate(xs)),
+                [np.ascontiguousarray(np.concatenate(k)) for k in zip(*ts)])
+
+
+def _distillation_data(src, proto, pool: list[np.ndarray], rng: np.random.Generator) -> _Data:
+    """Run the teacher (ONNX Runtime, the original model) on ``pool`` — or, for a model with dense outputs
+    not aligned with its input (a detector's head), on :data:`CROPS_PER_INPUT` windows of each, half the
+    input's height and width, when the graph runs at that size."""
+    import onnxruntime as ort
+
+    teacher = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"])
+    name = teacher.get_inputs()[0].name
+    targets = [teacher.run(None, {name: x}) for x in pool]
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    if len(dims) == 4 and any(d.dim_param or not d.dim_value for d in dims[2:]) and all(
+            t.ndim == 4 and t.shape[2:] == x.shape[2:] for ts, x in zip(targets, pool) for t in ts):
+        return _Data("window", pool, targets)
+    if len({x.shape for x in pool}) > 1:
+        raise UserError("the distillation inputs differ in shape and the model takes one shape; resize them first")
+    size = tuple(s // 2 // 32 * 32 for s in pool[0].shape[2:]) if pool[0].ndim == 4 else (0, 0)
+    if min(size) >= MIN_CROP:
+        try:
+            free = ort.InferenceSession(_free_size(proto), providers=["CPUExecutionProvider"])
+            probe = free.run(None, {name: np.ascontiguousarray(pool[0][:, :, :size[0], :size[1]])})
+        except Exception:  # noqa: BLE001 - a graph bound to its input size: whole inputs then
+            probe = None
+        if probe is not None and [t.size for t in probe] != [t.size for t in targets[0]]:
+            crops, crop_targets = [], []
+            for x in pool:
+                for _ in range(CROPS_PER_INPUT):
+                    y, x0, h, w = _window(x.shape, size, rng)
+                    c = np.ascontiguousarray(x[:, :, y:y + h, x0:x0 + w])
+                    crops.append(c)
+                    crop_targets.append(free.run(None, {name: c}))
+            return _Data("crops", crops, crop_targets)
+    return _Data("whole", pool, targets)
+
+
+def _loss_kinds(data: _Data) -> list[tuple[str, float]]:
+    """Per output, how the student is scored against the teacher, and the teacher's variance (for MSE):
+    "dice" (one sigmoid map: binary cross-entropy plus dice loss, as DB text detectors are trained),
+    "softmax" (probabilities over the last axis: KL divergence), "sigmoid" (values in [0, 1]: binary
+    cross-entropy) or "mse" (mean squared error over the teacher's variance, so outputs weigh alike)."""
+    kinds = []
+    for k in range(len(data.targets[0])):
+        ts = [t[k] for t in data.targets]
+        lo, hi = min(float(t.min()) for t in ts), max(float(t.max()) for t in ts)
+        var = float(np.mean([t.var() for t in ts])) + 1e-12
+        if 0.0 <= lo and hi <= 1.0 and data.mode == "window" and len(data.targets[0]) == 1 and ts[0].shape[1] == 1:
+            kinds.append(("dice", var))
+        elif 0.0 <= lo and hi <= 1.0 and all(np.allclose(t.sum(-1), 1.0, atol=1e-3) for t in ts) and ts[0].shape[-1] > 1:
+            kinds.append(("softmax", var))
+        elif 0.0 <= lo and hi <= 1.0:
+            kinds.append(("sigmoid", var))
+        else:
+            kinds.append(("mse", var))
+    return kinds
+
+
+def _loss(kind: str, var: float, y, target):
+    import torch
+    import torch.nn.functional as F
+
+    if kind == "dice":  # DB's own training loss, with the teacher's map as the label
+        dice = 1 - 2 * (y * target).sum() / (y.sum() + target.sum() + 1e-6)
+        return F.binary_cross_entropy(y.clamp(1e-6, 1 - 1e-6), target) + dice
+    if kind == "softmax":
+        return (target * (torch.log(target.clamp_min(1e-8)) - torch.log(y.clamp_min(1e-8)))).sum(-1).mean()
+    if kind == "sigmoid":
+        return F.binary_cross_entropy(y.clamp(1e-6, 1 - 1e-6), target)
+    return F.mse_loss(y, target) / var
+
+
 def prune_and_distill(src: str | Path, out: str | Path, inputs: list[np.ndarray], *, ratio: float,
                       steps: int = 600, batch: int = 8, crop: int = 192, lr: float = 1e-3, threads: int = 2,
-                      seed: int = 0, progress: Callable[[int, int], None] | None = None,
+                      seed: int = 0, keep_head: bool = False, progress: Callable[[int, int], None] | None = None,
                       say: Callable[[str], None] | None = None, time_budget_s: float | None = None) -> PruneReport:
     """Prune ``src`` (ONNX, float) by ``ratio`` of its channels, distil it from the original on
     ``inputs`` (arrays the model takes, NCHW), and write it to ``out`` (ONNX).
 
-    Every precondition (operators, per-channel constants, one output) is checked before the teacher
-    runs or any training starts; weights shared between nodes are untied on the way back.
+    Every precondition (operators, per-channel constants) is checked before the teacher runs or any training
+    starts; weights shared between nodes are untied on the way back. Graphs with operators the torch graph does
+    not cover are cleaned first (:func:`_cleaned`). Several outputs: the loss is the mean of each output's
+    (:func:`_loss_kinds`), and the layers making them keep their channels. ``keep_head``: also keep the layers
+    that do not reach every output (a detector's per-level head), pruning the backbone and neck only.
     ``say``: phase lines, with a line per 10% and an ETA for distillation (:func:`eta_reporter`).
     ``time_budget_s``: distillation stops there, and the model so far is still written and reported."""
     import onnx
-    import onnxruntime as ort
     import torch
     import torch_pruning as tp
 
@@ -121,55 +259,25 @@ def prune_and_distill(src: str | Path, out: str | Path, inputs: list[np.ndarray]
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     rng = np.random.default_rng(seed)
-    proto = onnx.load(str(src))
     say = say or (lambda msg: None)
+    proto = _cleaned(onnx.load(str(src)), say)
     student = TorchGraph(proto)
     student.check_prunable()
-    if len(proto.graph.output) != 1:
-        raise UserError(f"pruning covers models with one output; this one has {len(proto.graph.output)}")
     pool = [a[i:i + 1] for a in inputs for i in range(len(a))]
     say(f"pruning: the original's outputs on {len(pool)} inputs")
-    teacher = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"])
-    targets = [teacher.run(None, {teacher.get_inputs()[0].name: x})[0] for x in pool]
-    del teacher
-    dims = proto.graph.input[0].type.tensor_type.shape.dim
-    spatial = (len(dims) == 4 and any(d.dim_param or not d.dim_value for d in dims[2:])
-               and all(t.ndim == 4 and t.shape[2:] == x.shape[2:] for t, x in zip(targets, pool)))
-    if not spatial and len({x.shape for x in pool}) > 1:
-        raise UserError("the distillation inputs differ in shape and the model takes one shape; resize them first")
-
-    def sample(n: int) -> tuple[np.ndarray, np.ndarray]:
-        xs, ts = [], []
-        for i in rng.integers(0, len(pool), size=n):
-            if spatial:
-                y, x, h, w = _window(pool[i].shape, crop, rng)
-                xs.append(pool[i][:, :, y:y + h, x:x + w])
-                ts.append(targets[i][:, :, y:y + h, x:x + w])
-            else:
-                xs.append(pool[i])
-                ts.append(targets[i])
-        if spatial and len({a.shape for a in xs}) > 1:  # inputs smaller than the crop: the smallest common window
-            h, w = min(a.shape[2] for a in xs), min(a.shape[3] for a in xs)
-            xs, ts = [a[:, :, :h, :w] for a in xs], [a[:, :, :h, :w] for a in ts]
-        return np.ascontiguousarray(np.concatenate(xs)), np.ascontiguousarray(np.concatenate(ts))
-
-    example = torch.from_numpy(sample(1)[0])
-    with torch.no_grad():
-        out_example = student(example)
-    if isinstance(out_example, tuple):
-        raise UserError("pruning covers models with one output")
-    if out_example.ndim == 2:  # a classifier: its Linear head produces the classes, which must stay
-        keep = [m for m in student.modules() if isinstance(m, torch.nn.Linear)][-1:]
-    else:
-        keep = [m for m in student.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))
-                and m.out_channels == out_example.shape[1]][-1:]
-    macs0, params0 = tp.utils.count_ops_and_params(student, example)
+    data = _distillation_data(src, proto, pool, rng)
+    kinds = _loss_kinds(data)
+    example = torch.from_numpy(data.sample(1, crop, rng)[0])
+    full = torch.from_numpy(np.ascontiguousarray(pool[0]))
+    keep = student.fixed_channel_modules() | (student.head_modules() if keep_head else set())
+    macs0, params0 = tp.utils.count_ops_and_params(student, full)
     pruner = tp.pruner.MetaPruner(student, example, importance=tp.importance.GroupMagnitudeImportance(p=2),
-                                  pruning_ratio=ratio, ignored_layers=keep, round_to=8)
-    say(f"pruning: removing {ratio:.0%} of channels")
+                                  pruning_ratio=ratio, ignored_layers=[student.convs[k] for k in sorted(keep)],
+                                  round_to=8)
+    say(f"pruning: removing {ratio:.0%} of channels ({len(keep)} layers kept whole); the student learns on "
+        f"{_MODES[data.mode]}")
     pruner.step()
-    macs1, params1 = tp.utils.count_ops_and_params(student, example)
-    sigmoid_map = out_example.shape[1] == 1 and all(float(t.min()) >= 0.0 and float(t.max()) <= 1.0 for t in targets)
+    macs1, params1 = tp.utils.count_ops_and_params(student, full)
     opt = torch.optim.Adam(student.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
     student.train()
@@ -180,14 +288,10 @@ def prune_and_distill(src: str | Path, out: str | Path, inputs: list[np.ndarray]
         if time_budget_s is not None and step and time.perf_counter() - t_distill > time_budget_s:
             say(f"distillation: time budget {time_budget_s:g} s reached after {step} of {steps} steps")
             break
-        xb, tb = sample(batch)
-        y = student(torch.from_numpy(xb))
-        target = torch.from_numpy(tb)
-        if sigmoid_map:  # DB's own training loss, with the teacher's map as the label
-            dice = 1 - 2 * (y * target).sum() / (y.sum() + target.sum() + 1e-6)
-            loss = torch.nn.functional.binary_cross_entropy(y.clamp(1e-6, 1 - 1e-6), target) + dice
-        else:
-            loss = torch.nn.functional.mse_loss(y, target)
+        xb, tbs = data.sample(batch, crop, rng)
+        ys = student(torch.from_numpy(xb))
+        ys = ys if isinstance(ys, tuple) else (ys,)
+        loss = sum(_loss(kind, var, y, torch.from_numpy(t)) for (kind, var), y, t in zip(kinds, ys, tbs)) / len(ys)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -199,6 +303,8 @@ def prune_and_distill(src: str | Path, out: str | Path, inputs: list[np.ndarray]
     student.eval()
     onnx.save(write_back(student, proto), str(out))
     head, tail = np.mean(losses[:10]), np.mean(losses[-10:])
-    log.info("pruned %.0f%%: MACs %.2fG→%.2fG, distillation loss %.4f→%.4f", 100 * ratio, macs0 / 1e9, macs1 / 1e9, head, tail)
-    return PruneReport(ratio, int(macs0), int(macs1), int(params0), int(params1), len(losses), len(pool), float(head),
-                       float(tail), time.perf_counter() - t0, "x".join(map(str, example.shape)), steps, time_budget_s)
+    seconds = time.perf_counter() - t0
+    log.info("pruned %.0f%%: MACs %.2fG→%.2fG, distillation loss %.4f→%.4f, %d steps of %d %s inputs in %.0f s",
+             100 * ratio, macs0 / 1e9, macs1 / 1e9, head, tail, len(losses), batch, data.mode, seconds)
+    return PruneReport(ratio, int(macs0), int(macs1), int(params0), int(params1), len(losses), len(pool),
+                       float(head), float(tail), seconds, "x".join(map(str, full.shape)), steps, time_budget_s)

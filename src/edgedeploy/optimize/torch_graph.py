@@ -7,10 +7,15 @@ graph node by node with torch operators: every Conv/ConvTranspose becomes a real
 Tracing that forward through autograd is how torch-pruning finds which channels are coupled
 (residual adds, concatenations, squeeze-excitation products).
 
-The operators of convolutional networks are covered — fully convolutional ones (PP-OCR det, U-Nets)
-and classifiers (Flatten/Reshape to a Gemm head, which becomes an ``nn.Linear``); any other operator is refused
-by name (``onnx2torch`` covers more but imports torchvision, which has no CPU build here).
-After pruning, :func:`write_back` puts the new weights into the original graph.
+The operators of convolutional networks are covered — fully convolutional ones (PP-OCR det, U-Nets),
+classifiers (Flatten/Reshape to a Gemm or constant-weight MatMul head, which becomes an ``nn.Linear``,
+then Softmax) and detection heads (Split, Reshape, Transpose into several outputs); any other operator
+is refused by name (``onnx2torch`` covers more but imports torchvision, which has no CPU build here).
+BatchNormalization, Shape/Slice arithmetic and Constant nodes are folded by the graph cleaning
+(:func:`edgedeploy.optimize.graph.optimize_graph`) before a graph gets here.
+:meth:`TorchGraph.fixed_channel_modules` names the layers whose output channels must stay (they make an
+output, or feed an operator that reads channels by position). After pruning, :func:`write_back` puts
+the new weights into the original graph.
 """
 
 from __future__ import annotations
@@ -29,9 +34,13 @@ _ELEMENTWISE = {"Add": torch.add, "Mul": torch.mul, "Sub": torch.sub, "Div": tor
 _UNARY = {"Relu": torch.relu, "Sigmoid": torch.sigmoid, "Erf": torch.erf, "HardSwish": F.hardswish,
           "Tanh": torch.tanh, "Identity": lambda x: x}
 SUPPORTED = sorted({"Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "ReduceMean",
-                    "Resize", "Concat", "HardSigmoid", "Clip", "LeakyRelu", "Flatten", "Reshape", "Gemm",
-                    *_ELEMENTWISE, *_UNARY})
-WEIGHTED = ("Conv", "ConvTranspose", "Gemm")  # the nodes whose weights become torch modules
+                    "Resize", "Concat", "HardSigmoid", "Clip", "LeakyRelu", "Flatten", "Reshape", "Gemm", "MatMul",
+                    "Softmax", "Split", "Transpose", *_ELEMENTWISE, *_UNARY})
+WEIGHTED = ("Conv", "ConvTranspose", "Gemm", "MatMul")  # the nodes whose weights become torch modules
+LINEAR = ("Gemm", "MatMul")
+# operators that read their input's channels by position (split sizes, a permutation, a normalisation
+# over them): the layers feeding them keep their channels, as do those making the outputs
+POSITIONAL = ("Split", "Transpose", "Softmax")
 
 
 def _attrs(node) -> dict:
@@ -69,9 +78,10 @@ class TorchGraph(nn.Module):
         inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
         unsupported = sorted({n.op_type for n in g.node if n.op_type not in SUPPORTED and n.op_type != "Constant"})
         if unsupported:
-            raise UserError(f"pruning covers fully convolutional models (detectors, segmenters); this one uses "
+            raise UserError(f"pruning covers convolutional networks (detectors, segmenters, classifiers); this one uses "
                             f"{', '.join(unsupported)}, which it does not (supported: {', '.join(SUPPORTED)}); "
                             "optimise it without --prune")
+        self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
         self.input_names = [i.name for i in g.input if i.name not in inits]
         self.output_names = [o.name for o in g.output]
         self.convs = nn.ModuleDict()
@@ -85,21 +95,63 @@ class TorchGraph(nn.Module):
             key = None
             if node.op_type in WEIGHTED:
                 key = f"n{i}"
-                self.convs[key] = self._linear(node, at, inits) if node.op_type == "Gemm" else self._conv(node, at, inits)
+                self.convs[key] = self._linear(node, at, inits) if node.op_type in LINEAR else self._conv(node, at, inits)
                 ins = [node.input[0]]
             else:
                 ins = list(node.input)
             self.steps.append((node.op_type, ins, list(node.output), at, key))
-        for op, ins, _, _, _ in self.steps:
-            if op == "Reshape":  # only a classifier's flatten (batch kept, the rest in one axis) survives pruning
-                shape = inits.get(ins[1]) if ins[1] in inits else self._consts.get(ins[1])
-                if shape is None or np.asarray(shape).size != 2:
-                    raise UserError(f"Reshape to {None if shape is None else np.asarray(shape).tolist()} is not a "
-                                    "flatten (N x features); pruning covers that Reshape only")
         used = {n for s in self.steps for n in s[1]}
         for name, arr in inits.items():
             if name in used:
                 self._consts[name] = torch.from_numpy(np.array(arr, copy=True))
+        for op, ins, _, _, _ in self.steps:
+            if op == "Reshape" and ins[1] not in self._consts:
+                raise UserError(f"a Reshape takes its shape from computed tensor {ins[1]!r}; pruning covers constant "
+                                "shapes (the graph cleaning folds Shape/Slice arithmetic where the input size is fixed)")
+            if op == "Split" and len(ins) > 1 and ins[1] and ins[1] not in self._consts:
+                raise UserError(f"a Split takes its sizes from computed tensor {ins[1]!r}; pruning covers constant sizes")
+
+    def _flatten(self, shape_name: str) -> bool:
+        """Whether a Reshape to the constant ``shape_name`` is a classifier's flatten (batch x features)."""
+        return self._consts[shape_name].numel() == 2
+
+    def fixed_channel_modules(self) -> set[str]:
+        """Keys of the modules whose output channels pruning must keep: those making a model output, and
+        those feeding (through operators without weights) a :data:`POSITIONAL` operator or a Reshape other
+        than a flatten, which reads channels by position."""
+        producer = {o: s for s in self.steps for o in s[2]}
+        todo = list(self.output_names) + [ins[0] for op, ins, *_ in self.steps
+                                          if op in POSITIONAL or (op == "Reshape" and not self._flatten(ins[1]))]
+        keys, seen = set(), set()
+        while todo:
+            name = todo.pop()
+            if name in seen or name not in producer:
+                continue
+            seen.add(name)
+            _, ins, _, _, key = producer[name]
+            if key is not None:
+                keys.add(key)
+            else:
+                todo.extend(ins)
+        return keys
+
+    def head_modules(self) -> set[str]:
+        """Keys of the modules that do not reach every output (a detector's per-level head towers); empty
+        with one output."""
+        producer = {o: s for s in self.steps for o in s[2]}
+        reach = []
+        for out in self.output_names:
+            todo, seen, keys = [out], set(), set()
+            while todo:
+                name = todo.pop()
+                if name in seen or name not in producer:
+                    continue
+                seen.add(name)
+                _, ins, _, _, key = producer[name]
+                keys |= {key} if key is not None else set()
+                todo.extend(ins)
+            reach.append(keys)
+        return set().union(*reach) - set.intersection(*reach) if reach else set()
 
     def check_prunable(self) -> None:
         """Refuse graphs with per-channel constants outside convolutions (an un-fused BatchNorm, a
@@ -113,7 +165,18 @@ class TorchGraph(nn.Module):
 
     @staticmethod
     def _linear(node, at: dict, inits: dict) -> nn.Linear:
-        """Gemm with its weight (and bias) as initializers, alpha = beta = 1, A not transposed → nn.Linear."""
+        """Gemm with its weight (and bias) as initializers, alpha = beta = 1, A not transposed → nn.Linear;
+        MatMul with a constant 2-D weight (in, out) → nn.Linear without bias."""
+        if node.op_type == "MatMul":
+            w = inits.get(node.input[1])
+            if w is None or np.asarray(w).ndim != 2:
+                raise UserError(f"MatMul {node.name!r} multiplies by "
+                                f"{'a computed tensor' if w is None else f'a {np.asarray(w).ndim}-D constant'}; "
+                                "pruning covers MatMul by a constant 2-D weight (a Linear layer)")
+            m = nn.Linear(w.shape[0], w.shape[1], bias=False)
+            with torch.no_grad():
+                m.weight.copy_(torch.from_numpy(np.ascontiguousarray(np.asarray(w).T)))
+            return m
         if node.input[1] not in inits or (len(node.input) > 2 and node.input[2] and node.input[2] not in inits):
             raise UserError(f"Gemm {node.name!r} takes its weights from another node; pruning needs them as initializers")
         if at.get("transA", 0) or at.get("alpha", 1.0) != 1.0 or at.get("beta", 1.0) != 1.0:
@@ -164,7 +227,7 @@ class TorchGraph(nn.Module):
             return env[name] if name in env else self._consts[name]
 
         for op, ins, outs, at, key in self.steps:
-            if key is not None and op == "Gemm":
+            if key is not None and op in LINEAR:
                 y = self.convs[key](env[ins[0]])
             elif key is not None:
                 x_in = env[ins[0]]
@@ -195,17 +258,48 @@ class TorchGraph(nn.Module):
                 y = torch.cat([get(i) for i in ins], dim=at["axis"])
             elif op == "Flatten":
                 y = torch.flatten(get(ins[0]), at.get("axis", 1))
-            elif op == "Reshape":  # a classifier's flatten: keep the batch, the rest in one axis (pruning changes it)
-                y = get(ins[0]).reshape(get(ins[0]).shape[0], -1)
+            elif op == "Reshape":
+                y = self._reshape(get(ins[0]), ins[1], at)
+            elif op == "Transpose":
+                x_in = get(ins[0])
+                y = x_in.permute(*(at.get("perm") or range(x_in.ndim - 1, -1, -1)))
+            elif op == "Softmax":
+                y = self._softmax(get(ins[0]), at)
+            elif op == "Split":
+                x_in, axis = get(ins[0]), at.get("axis", 0)
+                sizes = at.get("split") or (get(ins[1]).tolist() if len(ins) > 1 and ins[1] else None)
+                n = len(outs)
+                y = torch.split(x_in, [int(v) for v in sizes] if sizes else -(-x_in.shape[axis] // n), dim=axis)
             elif op in ("MaxPool", "AveragePool"):
                 y = self._pool(op, get(ins[0]), at)
             elif op == "Resize":
                 y = self._resize(get(ins[0]), [get(i) if i else None for i in ins[1:]], at)
             else:  # pragma: no cover - refused in __init__
                 raise UserError(f"operator {op} is not supported")
-            env[outs[0]] = y
+            if isinstance(y, tuple):
+                env.update(zip(outs, y))
+            else:
+                env[outs[0]] = y
         outs = [env[n] for n in self.output_names]
         return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def _reshape(self, x: torch.Tensor, shape_name: str, at: dict) -> torch.Tensor:
+        """A flatten keeps the batch and puts the rest (whose size pruning changes) in one axis; any other
+        Reshape takes its constant shape, the first entry being the batch (distillation runs batches of a
+        model exported for one image); 0 copies the input's dimension unless ``allowzero``."""
+        if self._flatten(shape_name):
+            return x.reshape(x.shape[0], -1)
+        shape = [int(v) for v in self._consts[shape_name].tolist()]
+        if not at.get("allowzero", 0):
+            shape = [x.shape[i] if v == 0 else v for i, v in enumerate(shape)]
+        return x.reshape(x.shape[0], *shape[1:])
+
+    def _softmax(self, x: torch.Tensor, at: dict) -> torch.Tensor:
+        """Softmax over ``axis`` (opset 13 on); before opset 13, over all axes from ``axis`` on, flattened."""
+        axis = at.get("axis", -1 if self.opset >= 13 else 1)
+        if self.opset >= 13:
+            return torch.softmax(x, dim=axis)
+        return torch.softmax(x.reshape(*x.shape[:axis % x.ndim], -1), dim=-1).reshape(x.shape)
 
     @staticmethod
     def _pool(op: str, x: torch.Tensor, at: dict) -> torch.Tensor:
@@ -252,7 +346,7 @@ def write_back(module: TorchGraph, model: onnx.ModelProto) -> onnx.ModelProto:
         for slot, tensor in enumerate(tensors, start=1):
             name = node.input[slot]
             arr = tensor.detach().cpu().numpy().astype(np.float32)
-            if op == "Gemm" and slot == 1 and not _attrs(node).get("transB", 0):
+            if (op == "MatMul" or (op == "Gemm" and not _attrs(node).get("transB", 0))) and slot == 1:
                 arr = np.ascontiguousarray(arr.T)
             if users.get(name, 0) > 1:  # shared by several nodes (an exporter's dedup): untie, one copy per node
                 users[name] -= 1
@@ -269,9 +363,11 @@ def write_back(module: TorchGraph, model: onnx.ModelProto) -> onnx.ModelProto:
     for n in g.node:
         if n.op_type == "Constant":
             consts[n.output[0]] = numpy_helper.to_array(helper.get_attribute_value(n.attribute[0]))
-    for i, node in enumerate(n for n in g.node if n.op_type == "Reshape"):  # a flatten: its feature count changed
+    flattens = (n for n in g.node if n.op_type == "Reshape" and np.asarray(consts[n.input[1]]).size == 2)
+    for i, node in enumerate(flattens):  # a flatten: its feature count changed; the batch stays (-1 → 0: copied)
         first = int(np.asarray(consts[node.input[1]]).ravel()[0])
         node.input[1] = f"{node.input[1]}__flatten{i}"
-        g.initializer.append(numpy_helper.from_array(np.array([first, -1], np.int64), node.input[1]))
+        g.initializer.append(numpy_helper.from_array(np.array([first if first != -1 else 0, -1], np.int64),
+                                                     node.input[1]))
     del g.value_info[:]  # channel counts changed: the old shapes would mislead quantizers and engines
     return onnx.shape_inference.infer_shapes(out)
