@@ -511,12 +511,13 @@ def main(argv: list[str] | None = None) -> int:
                 for t in threads:
                     extra, s8 = int8_rows(name, [x for x in c if not x.untuned], t, int8_paths)
                     c, s = c + extra, s + (s8 if t == threads[0] else [])
+                if name in PRUNE and not args.no_prune:
+                    base = [x for x in c if not x.untuned]
+                    for t in sorted(threads, key=lambda t: t != args.threads):  # made (distilled) with all threads
+                        extra, s8 = int8_rows(name, base, t, int8_paths, prune=PRUNE[name])
+                        c, s = c + extra, s + (s8 if t == args.threads else [])
                 if not args.no_static and engines.dynamic_input(name):
                     c = c + static_rows(c)
-                if name in PRUNE and not args.no_prune:
-                    extra, s8 = int8_rows(name, [x for x in c if not x.untuned], args.threads, int8_paths,
-                                          prune=PRUNE[name])
-                    c, s = c + extra, s + s8
             configs += c
             skipped += s
             if name == REPEATED:

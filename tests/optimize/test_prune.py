@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgedeploy.errors import UserError
+from edgedeploy.errors import UserError, VerdictError
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("torch_pruning")
@@ -137,6 +137,10 @@ def test_optimize_prunes_then_guards_accuracy_against_the_original(tmp_path):
     assert r.size_after < 0.6 * r.size_before  # half the channels: about a quarter of the weights
     with pytest.raises(UserError, match="fraction of channels"):
         optimize(src, tmp_path / "q.onnx", engine="onnxruntime", precision="fp32", calib=str(calib), prune=0.95)
+    assert not (tmp_path / "q.onnx").exists()
+    with pytest.raises(VerdictError, match="before any INT8"):  # pruning alone over budget: no INT8 search
+        optimize(src, tmp_path / "q.onnx", engine="onnxruntime", precision="int8", calib=str(calib), prune=0.8,
+                 distill_steps=1, max_accuracy_drop=0.0, latency_rounds=1)
     assert not (tmp_path / "q.onnx").exists()
 
 

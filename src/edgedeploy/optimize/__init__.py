@@ -244,6 +244,14 @@ def optimize(model, out: str | Path, *, engine: str = "auto", precision: str = "
         trials: list[EngineTrial] = []
         for e in targets:
             made[Candidate(Precision.FP32, e)] = (g_path, scorer(g_path, e))
+        lost = {e: before[e] - made[Candidate(Precision.FP32, e)][1] for e in targets}
+        if pruned and all(v > budget + 1e-12 for v in lost.values()):  # INT8 cannot win back what pruning lost
+            figures = {"accuracy_before": {str(e): v for e, v in before.items()}, "metric": scorer.metric,
+                       "pruned_fp32_accuracy": {str(e): made[Candidate(Precision.FP32, e)][1] for e in targets},
+                       "prune": pruned.to_dict()}
+            raise VerdictError(f"pruning {prune:.0%} of channels loses {100 * min(lost.values()):.2f} points of "
+                               f"{scorer.metric} at FP32 (budget {max_accuracy_drop:g}), before any INT8; prune less, "
+                               "or distil longer (distill_steps) or on more data", figures=figures)
         if precision is Precision.FP16:
             from edgedeploy.optimize import fp16
 

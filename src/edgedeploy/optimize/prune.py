@@ -128,7 +128,9 @@ def _free_size(proto) -> bytes:
 
     m = onnx.ModelProto()
     m.CopyFrom(proto)
-    for i, d in enumerate(m.graph.input[0].type.tensor_type.shape.dim[2:]):
+    inits = {t.name for t in m.graph.initializer}
+    first = next(i for i in m.graph.input if i.name not in inits)
+    for i, d in enumerate(first.type.tensor_type.shape.dim[2:]):
         d.dim_param = "hw"[i]
     for o in m.graph.output:
         o.type.tensor_type.ClearField("shape")
@@ -244,6 +246,8 @@ def prune_and_distill(src: str | Path, out: str | Path, inputs: list[np.ndarray]
     not cover are cleaned first (:func:`_cleaned`). Several outputs: the loss is the mean of each output's
     (:func:`_loss_kinds`), and the layers making them keep their channels. ``keep_head``: also keep the layers
     that do not reach every output (a detector's per-level head), pruning the backbone and neck only.
+    ``batch``, ``crop``: a step takes ``batch`` windows of ``crop`` x ``crop`` pixels, or as many whole inputs (or
+    fixed windows) as hold as many pixels (at least one, at most ``batch``).
     ``say``: phase lines, with a line per 10% and an ETA for distillation (:func:`eta_reporter`).
     ``time_budget_s``: distillation stops there, and the model so far is still written and reported."""
     import onnx
@@ -274,8 +278,11 @@ def prune_and_distill(src: str | Path, out: str | Path, inputs: list[np.ndarray]
     pruner = tp.pruner.MetaPruner(student, example, importance=tp.importance.GroupMagnitudeImportance(p=2),
                                   pruning_ratio=ratio, ignored_layers=[student.convs[k] for k in sorted(keep)],
                                   round_to=8)
+    # a step sees at most batch x crop x crop pixels: whole 800x608 pages in eights would take minutes a step
+    pixels = crop * crop if data.mode == "window" else int(np.prod(data.pool[0].shape[2:]))
+    batch = max(1, min(batch, batch * crop * crop // max(pixels, 1)))
     say(f"pruning: removing {ratio:.0%} of channels ({len(keep)} layers kept whole); the student learns on "
-        f"{_MODES[data.mode]}")
+        f"{_MODES[data.mode]}, {batch} a step")
     pruner.step()
     macs1, params1 = tp.utils.count_ops_and_params(student, full)
     opt = torch.optim.Adam(student.parameters(), lr=lr)

@@ -369,5 +369,8 @@ def write_back(module: TorchGraph, model: onnx.ModelProto) -> onnx.ModelProto:
         node.input[1] = f"{node.input[1]}__flatten{i}"
         g.initializer.append(numpy_helper.from_array(np.array([first if first != -1 else 0, -1], np.int64),
                                                      node.input[1]))
+    used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+    for t in [t for t in g.initializer if t.name not in used]:  # the flattens' old shapes
+        g.initializer.remove(t)
     del g.value_info[:]  # channel counts changed: the old shapes would mislead quantizers and engines
     return onnx.shape_inference.infer_shapes(out)
