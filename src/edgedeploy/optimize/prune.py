@@ -10,9 +10,9 @@
    takes random windows of the input and the same windows of the teacher's output; for models
    whose outputs grow with the input but are not aligned with it (a detector's head), the teacher
    runs once on a few windows of each input. Adam with a cosine schedule; the loss per output
-   (:func:`_loss_kinds`): binary cross-entropy plus dice for one sigmoid map (as DB text detectors
-   are trained), KL divergence for probabilities, binary cross-entropy for sigmoid scores, else
-   mean squared error over the teacher's variance; with several outputs, their mean.
+   (:func:`_loss_kinds`): binary cross-entropy plus dice for sigmoid maps and scores (as DB text
+   detectors are trained), KL divergence for softmax probabilities, else mean squared error over
+   the teacher's variance; with several outputs, their mean.
 4. The student's weights go back into the graph (same nodes; the cleaned graph where the original
    had operators only the cleaning removes); the caller's accuracy guard decides whether it is kept.
 
@@ -201,17 +201,16 @@ def _distillation_data(src, proto, pool: list[np.ndarray], rng: np.random.Genera
 
 def _loss_kinds(data: _Data) -> list[tuple[str, float]]:
     """Per output, how the student is scored against the teacher, and the teacher's variance (for MSE):
-    "dice" (one sigmoid map: binary cross-entropy plus dice loss, as DB text detectors are trained),
-    "softmax" (probabilities over the last axis: KL divergence), "sigmoid" (values in [0, 1]: binary
-    cross-entropy) or "mse" (mean squared error over the teacher's variance, so outputs weigh alike)."""
+    "softmax" (probabilities over the last axis: KL divergence), "sigmoid" (values in [0, 1], a probability
+    map or a detector's class scores: binary cross-entropy plus dice loss, as DB text detectors are trained —
+    the dice term keeps the rare confident places from drowning in the background) or "mse" (mean squared
+    error over the teacher's variance, so that outputs weigh alike)."""
     kinds = []
     for k in range(len(data.targets[0])):
         ts = [t[k] for t in data.targets]
         lo, hi = min(float(t.min()) for t in ts), max(float(t.max()) for t in ts)
         var = float(np.mean([t.var() for t in ts])) + 1e-12
-        if 0.0 <= lo and hi <= 1.0 and data.mode == "window" and len(data.targets[0]) == 1 and ts[0].shape[1] == 1:
-            kinds.append(("dice", var))
-        elif 0.0 <= lo and hi <= 1.0 and all(np.allclose(t.sum(-1), 1.0, atol=1e-3) for t in ts) and ts[0].shape[-1] > 1:
+        if 0.0 <= lo and hi <= 1.0 and ts[0].shape[-1] > 1 and all(np.allclose(t.sum(-1), 1.0, atol=1e-3) for t in ts):
             kinds.append(("softmax", var))
         elif 0.0 <= lo and hi <= 1.0:
             kinds.append(("sigmoid", var))
@@ -224,13 +223,11 @@ def _loss(kind: str, var: float, y, target):
     import torch
     import torch.nn.functional as F
 
-    if kind == "dice":  # DB's own training loss, with the teacher's map as the label
+    if kind == "sigmoid":  # DB's own training loss, with the teacher's map as the label
         dice = 1 - 2 * (y * target).sum() / (y.sum() + target.sum() + 1e-6)
         return F.binary_cross_entropy(y.clamp(1e-6, 1 - 1e-6), target) + dice
     if kind == "softmax":
         return (target * (torch.log(target.clamp_min(1e-8)) - torch.log(y.clamp_min(1e-8)))).sum(-1).mean()
-    if kind == "sigmoid":
-        return F.binary_cross_entropy(y.clamp(1e-6, 1 - 1e-6), target)
     return F.mse_loss(y, target) / var
 
 
