@@ -115,43 +115,35 @@ class TorchGraph(nn.Module):
         """Whether a Reshape to the constant ``shape_name`` is a classifier's flatten (batch x features)."""
         return self._consts[shape_name].numel() == 2
 
-    def fixed_channel_modules(self) -> set[str]:
-        """Keys of the modules whose output channels pruning must keep: those making a model output, and
-        those feeding (through operators without weights) a :data:`POSITIONAL` operator or a Reshape other
-        than a flatten, which reads channels by position."""
+    def _upstream(self, names: list[str], *, past_modules: bool) -> set[str]:
+        """Keys of the modules that the tensors ``names`` are computed from: the nearest ones only, or (with
+        ``past_modules``) all of them."""
         producer = {o: s for s in self.steps for o in s[2]}
-        todo = list(self.output_names) + [ins[0] for op, ins, *_ in self.steps
-                                          if op in POSITIONAL or (op == "Reshape" and not self._flatten(ins[1]))]
-        keys, seen = set(), set()
+        todo, keys, seen = list(names), set(), set()
         while todo:
             name = todo.pop()
             if name in seen or name not in producer:
                 continue
             seen.add(name)
             _, ins, _, _, key = producer[name]
-            if key is not None:
-                keys.add(key)
-            else:
+            keys |= {key} if key is not None else set()
+            if key is None or past_modules:
                 todo.extend(ins)
         return keys
+
+    def fixed_channel_modules(self) -> set[str]:
+        """Keys of the modules whose output channels pruning must keep: those making a model output, and
+        those feeding (through operators without weights) a :data:`POSITIONAL` operator or a Reshape other
+        than a flatten, which reads channels by position."""
+        return self._upstream(list(self.output_names) + [
+            ins[0] for op, ins, *_ in self.steps if op in POSITIONAL or (op == "Reshape" and not self._flatten(ins[1]))],
+            past_modules=False)
 
     def head_modules(self) -> set[str]:
         """Keys of the modules that do not reach every output (a detector's per-level head towers); empty
         with one output."""
-        producer = {o: s for s in self.steps for o in s[2]}
-        reach = []
-        for out in self.output_names:
-            todo, seen, keys = [out], set(), set()
-            while todo:
-                name = todo.pop()
-                if name in seen or name not in producer:
-                    continue
-                seen.add(name)
-                _, ins, _, _, key = producer[name]
-                keys |= {key} if key is not None else set()
-                todo.extend(ins)
-            reach.append(keys)
-        return set().union(*reach) - set.intersection(*reach) if reach else set()
+        reach = [self._upstream([out], past_modules=True) for out in self.output_names]
+        return set().union(*reach) - set.intersection(*reach)
 
     def check_prunable(self) -> None:
         """Refuse graphs with per-channel constants outside convolutions (an un-fused BatchNorm, a
