@@ -138,8 +138,8 @@ def test_optimize_prunes_then_guards_accuracy_against_the_original(tmp_path):
     with pytest.raises(UserError, match="fraction of channels"):
         optimize(src, tmp_path / "q.onnx", engine="onnxruntime", precision="fp32", calib=str(calib), prune=0.95)
     assert not (tmp_path / "q.onnx").exists()
-    with pytest.raises(VerdictError, match="before any INT8"):  # pruning alone over budget: no INT8 search
-        optimize(src, tmp_path / "q.onnx", engine="onnxruntime", precision="int8", calib=str(calib), prune=0.8,
+    with pytest.raises(VerdictError, match="at FP32 already"):  # pruning alone over budget: no INT8 search
+        optimize(src, tmp_path / "q.onnx", engine="onnxruntime", precision="fp32", calib=str(calib), prune=0.8,
                  distill_steps=1, max_accuracy_drop=0.0, latency_rounds=1)
     assert not (tmp_path / "q.onnx").exists()
 

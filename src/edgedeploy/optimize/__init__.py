@@ -250,7 +250,7 @@ def optimize(model, out: str | Path, *, engine: str = "auto", precision: str = "
                        "pruned_fp32_accuracy": {str(e): made[Candidate(Precision.FP32, e)][1] for e in targets},
                        "prune": pruned.to_dict()}
             raise VerdictError(f"pruning {prune:.0%} of channels loses {100 * min(lost.values()):.2f} points of "
-                               f"{scorer.metric} at FP32 (budget {max_accuracy_drop:g}), before any INT8; prune less, "
+                               f"{scorer.metric} at FP32 already (budget {max_accuracy_drop:g}); prune less, "
                                "or distil longer (distill_steps) or on more data", figures=figures)
         if precision is Precision.FP16:
             from edgedeploy.optimize import fp16
