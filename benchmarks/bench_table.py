@@ -88,7 +88,7 @@ MAX_ACCURACY_DROP = 0.5  # percentage points (optimize's unit): the project's "<
 TARGETS = {"ppocrv6-det": 1.5, "picodet-layout": 1.5, "pplcnet-orientation": 1.2}
 # structured pruning + distillation before INT8: the fraction of channels removed (the layers making the outputs
 # keep theirs: det's map, PicoDet's Split heads, PP-LCNet's MatMul classes); optimize's accuracy guard decides
-PRUNE = {"ppocrv6-det": 0.3, "picodet-layout": 0.3, "pplcnet-orientation": 0.3}
+PRUNE = {"ppocrv6-det": 0.3, "picodet-layout": 0.3, "pplcnet-orientation": 0.2}
 # a small model is overhead-bound: one thread (no fork/join per operator) may beat two
 EXTRA_THREADS = {"pplcnet-orientation": (1,)}
 STATIC = ", static shape"  # label mark of rows compiled for their one input shape (EngineOptions.input_shape)
