@@ -271,16 +271,16 @@ def _miss(m: Measurement, cfg: DeploymentConfig) -> float:
     return max(ratios, default=0.0)
 
 
-def _least(plan: DeploymentPlan) -> tuple:
+def least(plan: DeploymentPlan) -> tuple:
     """The deterministic last tie-break: the plan that uses the least."""
     order = list(engines.ENGINES)
     return (plan.threads or 0, plan.batch, -PRECISION_ORDER.index(plan.precision.value),
             order.index(plan.engine.value) if plan.engine.value in order else len(order))
 
 
-def _precision_band(m: Measurement, best: Measurement) -> float:
-    """The extra tie band ``m`` gets against ``best``: :data:`PRECISION_TIE` when ``m`` is the more precise."""
-    more_precise = PRECISION_ORDER.index(m.plan.precision.value) > PRECISION_ORDER.index(best.plan.precision.value)
+def precision_band(plan: DeploymentPlan, best: DeploymentPlan) -> float:
+    """The extra tie band ``plan`` gets against ``best``: :data:`PRECISION_TIE` when ``plan`` is the more precise."""
+    more_precise = PRECISION_ORDER.index(plan.precision.value) > PRECISION_ORDER.index(best.precision.value)
     return PRECISION_TIE if more_precise else 0.0
 
 
@@ -314,11 +314,11 @@ def choose(measured: list[Measurement], cfg: DeploymentConfig, reference_accurac
         return min(ok, key=lambda m: (_miss(m, cfg), m.latency(stat))), False
     best = max(feasible, key=lambda m: m.throughput_interval()[0])
     best_low = best.throughput_interval()[0]
-    tied = [m for m in feasible if m.throughput_interval()[1] * (1 + TIE + _precision_band(m, best)) >= best_low]
+    tied = [m for m in feasible if m.throughput_interval()[1] * (1 + TIE + precision_band(m.plan, best.plan)) >= best_low]
     fastest = min(tied, key=lambda m: m.interval(stat)[1])
-    tied = [m for m in tied if m.interval(stat)[0] <= fastest.interval(stat)[1] * (1 + _precision_band(m, fastest))]
+    tied = [m for m in tied if m.interval(stat)[0] <= fastest.interval(stat)[1] * (1 + precision_band(m.plan, fastest.plan))]
     tied = _tied(tied, Measurement.memory_interval)
-    chosen = _prefer_anchor(min(tied, key=lambda m: _least(m.plan)), feasible)
+    chosen = _prefer_anchor(min(tied, key=lambda m: least(m.plan)), feasible)
     return chosen, verdict(check_targets(chosen, cfg, reference_accuracy), cfg.performance.estimated)
 
 
