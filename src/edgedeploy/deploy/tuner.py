@@ -48,8 +48,11 @@ result is at worst the best untuned engine. Three stages:
   within 13% of a less precise best (:data:`PRECISION_TIE`: less precision must clearly pay); among those, the
   lowest latency (again with ties by interval, and the same 10% band for the more precise), then the smallest memory (ranges over repeats, at least 10% or 2 MiB
   wide, that overlap are tied), then the plan that uses
-  the least: fewer threads, smaller batch, the more precise precision, the engine's order in
-  ``ENGINES``. When none meets every target, the closest (smallest worst-case miss).
+  the least: fewer threads, smaller batch, the more precise precision, a session that takes any
+  input size, the engine's order in ``ENGINES``. Where ``deployment.input_shape`` fixes the size of
+  a model whose input is dynamic, every expanded plan is also measured compiled for that one shape
+  (``EngineOptions.input_shape``), on the engines that can. When none meets every target, the
+  closest (smallest worst-case miss).
 
 Measuring and model-producing functions are injected (``measure``, ``produce``), so the
 search is tested without engines; by default they are the benchmark harness
@@ -275,6 +278,7 @@ def least(plan: DeploymentPlan) -> tuple:
     """The deterministic last tie-break: the plan that uses the least."""
     order = list(engines.ENGINES)
     return (plan.threads or 0, plan.batch, -PRECISION_ORDER.index(plan.precision.value),
+            plan.options.input_shape is not None,  # a session that takes any size, unless fixing it pays
             order.index(plan.engine.value) if plan.engine.value in order else len(order))
 
 
@@ -446,6 +450,8 @@ def tune(cfg: DeploymentConfig, *, measure: Measure | None = None, produce: Prod
     measured = list(screened)
     todo = [DeploymentPlan(**{**vars(m.plan), "options": m.plan.options.replace(threads=t)})
             for m in survivors if not m.plan.untuned for t in threads]  # an anchor is the engine's defaults, as is
+    if dep.input_shape and engines.dynamic_input(model):  # the size is fixed: compiling for it may pay (measured)
+        todo += [p.with_options(input_shape=p.shape) for p in todo if "input_shape" in engines.spec(p.engine).options]
     expanded = run(todo, "expand", "measuring thread counts")
     measured += expanded
     prev = expanded
