@@ -282,7 +282,7 @@ token, management API on behind its own token, HTTP + gRPC on loopback) serving 
 with 3 hot swaps of PP-LCNet and 2 corrupt (truncated) uploads through the management API, and a
 burst of six 60 MB JSON bodies to PicoDet (4 with Content-Length, 2 streamed). Server RSS sampled
 every 0.2 s. Machine: {os.cpu_count()} CPUs, load average {load[0][0]:.2f} at start, {load[1][0]:.2f}
-at end (shared with other work: latencies are indicative only).
+at end (the 16 clients share these cores: latencies are indicative only).
 
 | check | result |
 |---|---|

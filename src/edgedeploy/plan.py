@@ -117,11 +117,17 @@ class DeploymentPlan:
         precision = self.precision.value
         if self.options.precision not in (Precision.FP32, self.precision):
             precision += f"+{self.options.precision.value}"  # mixed: an INT8 model whose float layers run in BF16
-        return f"{self.engine.value} {precision} t{self.threads or 'default'} b{self.batch}"
+        static = " static" if self.options.input_shape else ""  # compiled for its one input shape
+        return f"{self.engine.value} {precision} t{self.threads or 'default'} b{self.batch}{static}"
 
     def with_batch(self, batch: int) -> DeploymentPlan:
         shape = (batch, *self.shape[1:]) if self.shape else None
-        return replace(self, batch=batch, shape=shape)
+        fixed = self.options.input_shape
+        options = self.options.replace(input_shape=(batch, *fixed[1:])) if fixed else self.options
+        return replace(self, batch=batch, shape=shape, options=options)
+
+    def with_options(self, **changes) -> DeploymentPlan:
+        return replace(self, options=self.options.replace(**changes))
 
     def with_model(self, model: ModelFile) -> DeploymentPlan:
         return replace(self, model=model)

@@ -85,6 +85,14 @@ def test_a_lower_precision_wins_only_beyond_the_noise_band(tmp_path, int8_ms, ch
     assert "noise band" in why
 
 
+@pytest.mark.parametrize(("int8_ms", "chosen"), [(9.3, "fp32"), (8.5, "int8")])
+def test_a_lower_precision_must_be_more_than_ten_percent_faster_even_when_both_are_steady(int8_ms, chosen):
+    fp32 = DeploymentPlan(engine="openvino", precision="fp32", model="m.onnx", options={"threads": 1})
+    int8 = DeploymentPlan(engine="openvino", precision="int8", model="m.int8.onnx", options={"threads": 1})
+    plan, _, _ = choice.decide([fp32, int8], {fp32.label: _timing(10.0, 0.01), int8.label: _timing(int8_ms, 0.01)})
+    assert plan.precision == chosen
+
+
 def test_no_runnable_candidate_is_one_clear_error():
     fp32 = DeploymentPlan(engine="onnxruntime", precision="fp32", model="m.onnx")
     with pytest.raises(Exception, match="no candidate engine could run"):

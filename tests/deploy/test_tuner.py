@@ -184,3 +184,40 @@ def test_the_search_follows_the_cpu_isa(cfg):
     r = tune(cfg(), measure=fake_measure(calls), produce=with_int8, cores=2, isa=AVX2)
     pruned = {p.what: p.reason for p in r.pruned}
     assert "no native BF16" in pruned["openvino bf16"] and not any("+bf16" in lbl for _, lbl in calls)
+
+
+def test_a_fixed_input_size_is_also_measured_compiled_static_and_kept_only_when_it_pays(cfg):
+    """deployment.input_shape fixes a dynamic model's size: each expanded plan is measured a second time
+    compiled for that shape (EngineOptions.input_shape); equal speed keeps the session that takes any size."""
+    def measure_with(static_speedup):
+        calls, base = [], fake_measure([])
+
+        def measure(cands, stage):
+            out = base(cands, stage)
+            for m in out:
+                calls.append((stage, m.plan.label))
+                if m.plan.options.input_shape:
+                    m.latency_ms = {k: v / static_speedup for k, v in m.latency_ms.items()}
+                    m.throughput *= static_speedup
+            return out
+        return measure, calls
+
+    measure, calls = measure_with(1.0)
+    r = tune(cfg(), measure=measure, produce=produce, cores=2, isa=AVX512_BF16)
+    statics = [lbl for s, lbl in calls if lbl.endswith(" static")]
+    assert statics and all(s == "expand" or s == "repeat" for s, lbl in calls if lbl.endswith(" static"))
+    assert r.chosen.plan.options.input_shape is None  # a tie: the plan that takes any size
+    measure, _ = measure_with(1.5)
+    r = tune(cfg(), measure=measure, produce=produce, cores=2, isa=AVX512_BF16)
+    assert r.chosen.plan.options.input_shape == r.chosen.plan.shape == (1, 3, 32, 32)
+    assert r.chosen.plan.label.endswith(" static")
+
+
+def test_a_static_plan_keeps_its_compiled_shape_in_step_with_its_batch():
+    from edgedeploy.plan import DeploymentPlan
+
+    p = DeploymentPlan(engine="openvino", precision="fp32", model="m.onnx", shape=(1, 3, 32, 32),
+                       options={"threads": 1, "input_shape": (1, 3, 32, 32)})
+    q = p.with_batch(4)
+    assert q.shape == q.options.input_shape == (4, 3, 32, 32)
+    assert DeploymentPlan(engine="openvino", precision="fp32", model="m.onnx").with_batch(2).options.input_shape is None

@@ -8,9 +8,10 @@ ONNX Runtime. Each is opened and timed (:mod:`edgedeploy.engines.timing`) in int
 so a busy moment of the machine falls on all of them alike.
 
 **Decision, clearing the noise band** (the tuner's rule, :func:`edgedeploy.deploy.tuner.choose`):
-the candidates whose p50 95% interval reaches the fastest one's upper end are tied; among them
-the one that uses the least wins: the more precise precision, then the engine's order in
-``ENGINES``. A lower precision is therefore chosen only when it is faster beyond doubt.
+the candidates whose p50 95% interval reaches the fastest one's upper end are tied, and a more
+precise one within :data:`~edgedeploy.deploy.tuner.PRECISION_TIE` (10%) above it; among them the
+one that uses the least wins: the more precise precision, then the engine's order in ``ENGINES``.
+A lower precision is therefore chosen only when it is clearly faster.
 
 **Cache**: one JSON file per (machine, model digest, candidates and settings) under
 ``cache_dir()/engine-choice``, written atomically. The machine is the CPU model and its ISA flags
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgedeploy.deploy.manifest import engine_versions
-from edgedeploy.deploy.tuner import _least, _tied
+from edgedeploy.deploy.tuner import PRECISION_TIE, least, precision_band
 from edgedeploy.engines import EngineOptions, Timing, available
 from edgedeploy.engines.timing import merge
 from edgedeploy.errors import UserError
@@ -163,16 +164,17 @@ def decide(plans: list[DeploymentPlan], timings: dict[str, Timing | str]) -> tup
     if not ok:
         reasons = "; ".join(f"{k}: {v}" for k, v in timings.items())
         raise UserError(f"engine auto: no candidate engine could run the model ({reasons}); name an engine")
-    tied = _tied(ok, lambda pt: pt[1].interval("p50"))
-    chosen, _ = min(tied, key=lambda pt: _least(pt[0]))
+    top = min(ok, key=lambda pt: pt[1].interval("p50")[1])
+    tied = [(p, t) for p, t in ok if t.interval("p50")[0] <= top[1].interval("p50")[1] * (1 + precision_band(p, top[0]))]
+    chosen, _ = min(tied, key=lambda pt: least(pt[0]))
     fastest = min(ok, key=lambda pt: pt[1].stat("p50"))
     if len(tied) == 1:
         why = "fastest beyond the noise band"
     elif fastest[0] is chosen:
         why = f"fastest; within the noise band of {', '.join(p.label for p, _ in tied if p is not chosen)}"
     else:
-        why = (f"within the noise band of the fastest ({fastest[0].label}, {fastest[1].stat('p50'):.1f} ms): "
-               "the more precise / simpler plan wins the tie")
+        why = (f"within the noise band of the fastest ({fastest[0].label}, {fastest[1].stat('p50'):.1f} ms), or less than "
+               f"{PRECISION_TIE:.0%} behind it with more precision: the more precise / simpler plan wins the tie")
     return chosen, [p.label for p, _ in tied], why
 
 

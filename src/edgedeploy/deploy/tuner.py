@@ -48,8 +48,11 @@ result is at worst the best untuned engine. Three stages:
   within 13% of a less precise best (:data:`PRECISION_TIE`: less precision must clearly pay); among those, the
   lowest latency (again with ties by interval, and the same 10% band for the more precise), then the smallest memory (ranges over repeats, at least 10% or 2 MiB
   wide, that overlap are tied), then the plan that uses
-  the least: fewer threads, smaller batch, the more precise precision, the engine's order in
-  ``ENGINES``. When none meets every target, the closest (smallest worst-case miss).
+  the least: fewer threads, smaller batch, the more precise precision, a session that takes any
+  input size, the engine's order in ``ENGINES``. Where ``deployment.input_shape`` fixes the size of
+  a model whose input is dynamic, every expanded plan is also measured compiled for that one shape
+  (``EngineOptions.input_shape``), on the engines that can. When none meets every target, the
+  closest (smallest worst-case miss).
 
 Measuring and model-producing functions are injected (``measure``, ``produce``), so the
 search is tested without engines; by default they are the benchmark harness
@@ -271,16 +274,17 @@ def _miss(m: Measurement, cfg: DeploymentConfig) -> float:
     return max(ratios, default=0.0)
 
 
-def _least(plan: DeploymentPlan) -> tuple:
+def least(plan: DeploymentPlan) -> tuple:
     """The deterministic last tie-break: the plan that uses the least."""
     order = list(engines.ENGINES)
     return (plan.threads or 0, plan.batch, -PRECISION_ORDER.index(plan.precision.value),
+            plan.options.input_shape is not None,  # a session that takes any size, unless fixing it pays
             order.index(plan.engine.value) if plan.engine.value in order else len(order))
 
 
-def _precision_band(m: Measurement, best: Measurement) -> float:
-    """The extra tie band ``m`` gets against ``best``: :data:`PRECISION_TIE` when ``m`` is the more precise."""
-    more_precise = PRECISION_ORDER.index(m.plan.precision.value) > PRECISION_ORDER.index(best.plan.precision.value)
+def precision_band(plan: DeploymentPlan, best: DeploymentPlan) -> float:
+    """The extra tie band ``plan`` gets against ``best``: :data:`PRECISION_TIE` when ``plan`` is the more precise."""
+    more_precise = PRECISION_ORDER.index(plan.precision.value) > PRECISION_ORDER.index(best.precision.value)
     return PRECISION_TIE if more_precise else 0.0
 
 
@@ -314,11 +318,11 @@ def choose(measured: list[Measurement], cfg: DeploymentConfig, reference_accurac
         return min(ok, key=lambda m: (_miss(m, cfg), m.latency(stat))), False
     best = max(feasible, key=lambda m: m.throughput_interval()[0])
     best_low = best.throughput_interval()[0]
-    tied = [m for m in feasible if m.throughput_interval()[1] * (1 + TIE + _precision_band(m, best)) >= best_low]
+    tied = [m for m in feasible if m.throughput_interval()[1] * (1 + TIE + precision_band(m.plan, best.plan)) >= best_low]
     fastest = min(tied, key=lambda m: m.interval(stat)[1])
-    tied = [m for m in tied if m.interval(stat)[0] <= fastest.interval(stat)[1] * (1 + _precision_band(m, fastest))]
+    tied = [m for m in tied if m.interval(stat)[0] <= fastest.interval(stat)[1] * (1 + precision_band(m.plan, fastest.plan))]
     tied = _tied(tied, Measurement.memory_interval)
-    chosen = _prefer_anchor(min(tied, key=lambda m: _least(m.plan)), feasible)
+    chosen = _prefer_anchor(min(tied, key=lambda m: least(m.plan)), feasible)
     return chosen, verdict(check_targets(chosen, cfg, reference_accuracy), cfg.performance.estimated)
 
 
@@ -446,6 +450,8 @@ def tune(cfg: DeploymentConfig, *, measure: Measure | None = None, produce: Prod
     measured = list(screened)
     todo = [DeploymentPlan(**{**vars(m.plan), "options": m.plan.options.replace(threads=t)})
             for m in survivors if not m.plan.untuned for t in threads]  # an anchor is the engine's defaults, as is
+    if dep.input_shape and engines.dynamic_input(model):  # the size is fixed: compiling for it may pay (measured)
+        todo += [p.with_options(input_shape=p.shape) for p in todo if "input_shape" in engines.spec(p.engine).options]
     expanded = run(todo, "expand", "measuring thread counts")
     measured += expanded
     prev = expanded

@@ -74,7 +74,7 @@ def candidates(model, shape: tuple[int, ...], *, threads: int, isa) -> dict[str,
             plans[plan.label] = plan
             if dynamic and "input_shape" in engines.spec(e).options:
                 fixed = replace(plan, options=plan.options.replace(input_shape=tuple(shape)))
-                plans[f"{plan.label} static shape"] = fixed
+                plans[fixed.label] = fixed
     return plans
 
 
