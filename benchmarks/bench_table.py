@@ -65,6 +65,8 @@ from edgedeploy.benchmarking.power import find_sensor
 from edgedeploy.engines.timing import clears_noise
 from edgedeploy.errors import UserError, VerdictError
 from edgedeploy.hardware.isa import detect
+from edgedeploy.optimize import EVAL_SEED
+from edgedeploy.optimize.calibration import CALIB_SEED
 from edgedeploy.util import atomic_write
 
 HERE = Path(__file__).resolve().parent
@@ -276,7 +278,8 @@ def method(args, m: dict) -> str:
             f"({m['cores_usable']} usable cores here); {report.method_text(detect())}; INT8 rows: the model "
             f"`edgedeploy optimize --engine openvino --precision int8 --max-accuracy-drop {MAX_ACCURACY_DROP:g}` "
             f"writes, run through edgedeploy's engine path; accuracy: the task metric on generated data "
-            f"(edgedeploy.datasets, seed 0), on the first shape of each model only")
+            f"(edgedeploy.datasets, seed {EVAL_SEED}: disjoint from the calibration and distillation data, seed "
+            f"{CALIB_SEED}), on the first shape of each model only")
 
 
 def least_disturbed(rounds: list[list[BenchResult]]) -> list[BenchResult]:
@@ -496,7 +499,8 @@ def main(argv: list[str] | None = None) -> int:
     m = machine()
     isa = detect()
     m["isa_kind"], m["peak"] = isa.kind, isa.to_dict()
-    settings = dict(runs=args.runs, time_budget_s=args.time_budget, warmup=args.warmup, timeout_s=240.0)
+    # accuracy data disjoint from what INT8 calibration and pruning's distillation saw (their seed is 0)
+    settings = dict(runs=args.runs, time_budget_s=args.time_budget, warmup=args.warmup, timeout_s=240.0, seed=EVAL_SEED)
     models = [x for x in MODELS if not args.models or x[0] in args.models]
     optimised = [] if args.no_int8 else [n for n in OPTIMISED if any(n == x[0] for x in models)]
     precisions = ["fp32", "bf16"] if isa.native_bf16 else ["fp32"]  # BF16 without native support is emulated
