@@ -60,3 +60,24 @@ def test_keep_float_stops_at_the_first_count_within_budget(named, calib, tmp_pat
     assert [len(c) for c in calls] == [1] and len(out.float_nodes) == 1 and out.metric == 0.9
     assert out.steps == [(0, 0.4), (1, 0.9)] and "kept in float" in out.note("test")
     assert out.float_nodes[0]["name"] == calls[0][0]
+
+
+def test_keep_front_float_grows_the_float_front_and_leaves_the_best_artefact(named, tmp_path):
+    """The head is kept first, then a growing share of the first Convs; the best set tried is rebuilt last."""
+    from edgedeploy.targets.sensitive import FRONT_SHARES, keep_front_float
+
+    calls = []
+
+    def quantize(exclude):  # never within budget; the second step is the best
+        calls.append(list(exclude))
+        return {0: 0.5, 1: 0.8}.get(len(calls) - 1, 0.6)
+
+    kept, steps = keep_front_float(named, quantize=quantize, first_metric=0.4, reference=0.9, budget=0.01,
+                                   say=lambda _: None)
+    assert len(steps) == len(FRONT_SHARES) and "head + 0 Convs in float" in steps[0]
+    # the head: each output's producers back to, and including, the last Conv on the path (the tiny model's one Conv)
+    assert calls[0][:2] == ["softmax_5", "gemm_4"] and calls[0][-1] == "conv_0"
+    assert kept == calls[1] and calls[-1] == kept  # the best set tried is the one left on disk
+    ok, steps = keep_front_float(named, quantize=lambda ex: 0.9, first_metric=0.4, reference=0.9, budget=0.01,
+                                 say=lambda _: None)
+    assert ok == calls[0] and len(steps) == 1  # within budget at the first step: the head alone, no more tried

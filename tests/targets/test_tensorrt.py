@@ -81,14 +81,14 @@ def test_picodet_qdq_does_not_collapse(tmp_path):
     from edgedeploy.evaluation.runner import evaluate
     from edgedeploy.ingest import load_model
     from edgedeploy.optimize import calibration
-    from edgedeploy.targets.accelerators import TRT_FRONT_SHARES
+    from edgedeploy.targets.sensitive import FRONT_SHARES
 
     m = load_model("picodet-layout")
     with engines.load(m, engine="onnxruntime") as fp32:
         calib = calibration.build(fp32, calib=None, task_obj=tasks.build(m.zoo.task, fp32, m.zoo), task=m.zoo.task, n=16)
         reference = evaluate(fp32, m.zoo.task, like=m.zoo.name, n=10).value
     prepared = tensorrt.prepare(m.onnx_path(), tmp_path / "float.onnx")
-    exclude = tensorrt.float_front(prepared, round(TRT_FRONT_SHARES[-1] * tensorrt.conv_count(prepared)))
+    exclude = tensorrt.float_front(prepared, round(FRONT_SHARES[-1] * tensorrt.conv_count(prepared)))
     files = tensorrt.write(m.onnx_path(), tmp_path / "trt", shapes={"image": [1, 3, 800, 608]}, precision="int8",
                            calib=calib, exclude=exclude)
     with engines.load(files[0], engine="onnxruntime") as q:

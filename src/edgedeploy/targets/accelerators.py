@@ -114,37 +114,27 @@ def tensorrt_qdq(ctx: Context, r: Runtime, precision: str) -> Artifact:
     return art
 
 
-TRT_FRONT_SHARES = (0.0, 0.125, 0.25, 0.4)  # share of Convs kept in float after the head: PicoDet needs 0.4
-
-
 def _tensorrt_keep_float(ctx: Context, art: Artifact, d: Path, shapes: dict, qdq: Path) -> None:
     """The QDQ model over budget: the head and the first Convs lose their Q/DQ (TensorRT runs them in
-    FP16), a growing share of :data:`TRT_FRONT_SHARES` until the stand-in metric is within the budget.
-    The best one tried stays (the caller refuses to ship it when it is still over)."""
-    from edgedeploy.targets import tensorrt
+    FP16), by :func:`edgedeploy.targets.sensitive.keep_front_float` on the stand-in metric. The best one
+    tried stays (the caller refuses to ship it when it is still over)."""
+    from edgedeploy.targets import sensitive, tensorrt
 
+    def quantize(exclude: list[str]) -> float:
+        tensorrt.write(ctx.model.onnx_path(), d, shapes=shapes, precision="int8", calib=ctx.calib, exclude=exclude)
+        with engines.load(qdq, engine="onnxruntime") as s:
+            return ctx.metric(s, "stand-in")[0].value
+
+    first = art.accuracy.value
     prepared = tensorrt.prepare(ctx.model.onnx_path(), d / ".ranked.float.onnx")
-    n = tensorrt.conv_count(prepared)
-    first, steps, best = art.accuracy.value, [], (art.accuracy.value, None)
     try:
-        for share in TRT_FRONT_SHARES:
-            exclude = tensorrt.float_front(prepared, round(share * n))
-            ctx.say(f"INT8: head + first {round(share * n)} of {n} Convs in float")
-            tensorrt.write(ctx.model.onnx_path(), d, shapes=shapes, precision="int8", calib=ctx.calib, exclude=exclude)
-            with engines.load(qdq, engine="onnxruntime") as s:
-                acc, _ = ctx.metric(s, "stand-in")
-            steps.append(f"head + {round(share * n)} Convs in float: {acc.value:.3f}")
-            if acc.value > best[0]:
-                best = (acc.value, exclude)
-            if art.reference.value - acc.value <= ctx.budget:
-                break
-        if best[1] is not None and best[1] != exclude:
-            tensorrt.write(ctx.model.onnx_path(), d, shapes=shapes, precision="int8", calib=ctx.calib, exclude=best[1])
+        kept, steps = sensitive.keep_front_float(prepared, quantize=quantize, first_metric=first,
+                                                 reference=art.reference.value, budget=ctx.budget, say=ctx.say)
     finally:
         prepared.unlink(missing_ok=True)
-    if best[1] is not None:
+    if kept is not None:
         with engines.load(qdq, engine="onnxruntime") as s:
             art.agreement = ctx.agreement(s, "stand-in")
             art.accuracy, art.reference = ctx.metric(s, "stand-in")
-    kept = f"{len(best[1])} nodes in float (no Q/DQ: TensorRT runs them in FP16)" if best[1] else "no node in float"
-    art.notes.append(f"INT8 over budget at first ({first:.3f}); tried {'; '.join(steps)}; kept: {kept}")
+    what = f"{len(kept)} nodes in float (no Q/DQ: TensorRT runs them in FP16)" if kept else "no node in float"
+    art.notes.append(f"INT8 over budget at first ({first:.3f}); tried {'; '.join(steps)}; kept: {what}")

@@ -64,3 +64,33 @@ def keep_float(float_onnx: Path, int8_onnx: Path, feeds: list[dict], *, quantize
         quantize([e.name for e in ranked[:best_k]])
     outcome.float_nodes = [e.to_dict() for e in ranked[:best_k]]
     return outcome
+
+
+FRONT_SHARES = (0.0, 0.125, 0.25, 0.4)  # share of Convs kept in float after the head: PicoDet needs 0.125-0.4
+
+
+def keep_front_float(prepared: Path, *, quantize: Callable[[list[str]], float], first_metric: float,
+                     reference: float, budget: float, say: Callable[[str], None]) -> tuple[list[str] | None, list[str]]:
+    """An INT8 artefact of ``prepared`` (the cleaned float graph, metric ``first_metric``) is over ``budget``
+    below ``reference``: keep the head and a growing share (:data:`FRONT_SHARES`) of the first Convs in
+    float (:func:`edgedeploy.targets.tensorrt.float_front`), ``quantize(exclude)`` rebuilding the artefact
+    and returning its metric, until it holds. Where the ranking of :func:`keep_float` finds no few
+    culprits (a detector whose early layers and head both lose range), this order does.
+    Returns (the best set kept in float, None when nothing beat the first; the steps tried); the
+    artefact left is the best one (``quantize`` is called once more when the last step was not)."""
+    from edgedeploy.targets.tensorrt import conv_count, float_front
+
+    n = conv_count(prepared)
+    steps, best, exclude = [], (first_metric, None), None
+    for share in FRONT_SHARES:
+        exclude = float_front(prepared, round(share * n))
+        say(f"INT8: head + first {round(share * n)} of {n} Convs in float")
+        metric = quantize(exclude)
+        steps.append(f"head + {round(share * n)} Convs in float: {metric:.3f}")
+        if metric > best[0]:
+            best = (metric, exclude)
+        if reference - metric <= budget:
+            break
+    if best[1] is not None and best[1] != exclude:
+        quantize(best[1])
+    return best[1], steps
