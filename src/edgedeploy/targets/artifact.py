@@ -60,6 +60,7 @@ class Context:
     samples: int | None
     say: Callable[[str], None]
     budget: float = 0.01
+    _references: dict = field(default_factory=dict, repr=False)  # samples -> the FP32 model's result, once per build
 
     def over_budget(self, art: Artifact) -> bool:
         """Whether an INT8 artefact's metric fell more than the budget (and calibration data can fix it)."""
@@ -86,7 +87,9 @@ class Context:
 
         n = self.samples or n
         got = evaluate(session, self.task, like=self.model.zoo.name, n=n)
-        ref = evaluate(self.fp32, self.task, like=self.model.zoo.name, n=n)
+        if n not in self._references:  # every artefact and every step of a float ladder is compared with the same
+            self._references[n] = evaluate(self.fp32, self.task, like=self.model.zoo.name, n=n)
+        ref = self._references[n]
         return (Figure(got.value, how, f"{got.metric} on {got.n} samples ({got.data})"),
                 Figure(ref.value, "measured", f"FP32 {ref.metric} on ONNX Runtime here, same samples"))
 
